@@ -1,0 +1,21 @@
+//! The control API: what the `btrfly` CLI talks to.
+//!
+//! | method | path                      | what                                   |
+//! |--------|---------------------------|----------------------------------------|
+//! | GET    | /v1/health                | liveness (no token)                    |
+//! | GET    | /v1/ca                    | the CA certificate, PEM (no token)     |
+//! | POST   | /v1/sessions              | start a session `{tag, mode, force}`   |
+//! | GET    | /v1/sessions/{id}         | a running session's summary so far     |
+//! | POST   | /v1/sessions/{id}/stop    | stop it; seals the tag when recording  |
+//! | GET    | /v1/tags                  | every tag                              |
+//! | GET    | /v1/tags/{tag}            | a tag and its entries                  |
+//!
+//! Every other call needs `Authorization: Bearer TOKEN`. Errors are JSON
+//! `{"error": "..."}` with a status that says whose fault it was.
+
+pub mod api;
+pub mod client;
+pub mod server;
+
+pub use client::{ClientError, ControlClient};
+pub use server::{ControlServer, ControlState};

@@ -1,0 +1,68 @@
+//! The adapter trait: how an ecosystem turns a request into a recording key.
+//!
+//! Adapters answer pure questions about a request head, so they can be
+//! table-tested without sockets: is this request mine, what is its key, is
+//! the resource immutable (shared across tags) or mutable (frozen per tag),
+//! and which digest must its body have.
+
+use http::{HeaderMap, Method, Uri};
+use serde::{Deserialize, Serialize};
+
+/// The head of a request as the gateway saw it, in absolute form.
+#[derive(Clone, Debug)]
+pub struct RequestHead {
+    pub method: Method,
+    /// Always absolute: scheme, authority (with explicit port) and path.
+    pub uri: Uri,
+    pub headers: HeaderMap,
+}
+
+impl RequestHead {
+    pub fn scheme(&self) -> &str {
+        self.uri.scheme_str().unwrap_or("http")
+    }
+
+    pub fn host(&self) -> &str {
+        self.uri.host().unwrap_or("")
+    }
+
+    /// The port, explicit or the scheme's default.
+    pub fn port(&self) -> u16 {
+        self.uri
+            .port_u16()
+            .unwrap_or(if self.scheme() == "https" { 443 } else { 80 })
+    }
+
+    pub fn path_and_query(&self) -> &str {
+        self.uri.path_and_query().map_or("/", |pq| pq.as_str())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mutability {
+    /// Content-addressed or otherwise never changing (a wheel, a blob by
+    /// digest): one recording can serve every tag.
+    Immutable,
+    /// May change upstream (an index page, a tag's manifest): frozen per tag.
+    Mutable,
+}
+
+/// An adapter's verdict on a request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Classification {
+    pub key: crate::RecordingKey,
+    pub mutability: Mutability,
+    /// When known from the protocol, the sha256 the response body must have;
+    /// a body that does not match is not recorded.
+    pub expected_sha256: Option<String>,
+}
+
+pub trait Adapter: Send + Sync + 'static {
+    /// Short stable name; also the key namespace.
+    fn name(&self) -> &'static str;
+
+    /// Claims the request and builds its key, or declines with `None` so the
+    /// next adapter (finally the plain `files` adapter) gets it.
+    fn classify(&self, req: &RequestHead) -> Option<Classification>;
+}

@@ -1,0 +1,99 @@
+//! Classification: the first adapter that claims a request builds its key.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use btrfly_core::{Adapter, Classification, RequestHead};
+use futures::future::BoxFuture;
+use http::{Request, StatusCode};
+use tower::{Layer, Service};
+
+use crate::decision::Decision;
+use crate::RequestBody;
+
+/// The enabled adapters, most specific first; `files` (when enabled) last.
+#[derive(Clone, Default)]
+pub struct Adapters {
+    list: Vec<Arc<dyn Adapter>>,
+}
+
+impl Adapters {
+    pub fn new(list: Vec<Arc<dyn Adapter>>) -> Self {
+        Adapters { list }
+    }
+
+    pub fn names(&self) -> Vec<&'static str> {
+        self.list.iter().map(|a| a.name()).collect()
+    }
+
+    pub fn classify(&self, head: &RequestHead) -> Option<Classification> {
+        self.list.iter().find_map(|a| a.classify(head))
+    }
+}
+
+#[derive(Clone)]
+pub struct ClassifyLayer {
+    adapters: Adapters,
+}
+
+impl ClassifyLayer {
+    pub fn new(adapters: Adapters) -> Self {
+        ClassifyLayer { adapters }
+    }
+}
+
+impl<S> Layer<S> for ClassifyLayer {
+    type Service = Classify<S>;
+    fn layer(&self, inner: S) -> Classify<S> {
+        Classify {
+            inner,
+            adapters: self.adapters.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Classify<S> {
+    inner: S,
+    adapters: Adapters,
+}
+
+impl<S> Service<Request<RequestBody>> for Classify<S>
+where
+    S: Service<Request<RequestBody>, Response = Decision, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send,
+{
+    type Response = Decision;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Decision, Infallible>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<RequestBody>) -> Self::Future {
+        let head = RequestHead {
+            method: req.method().clone(),
+            uri: req.uri().clone(),
+            headers: req.headers().clone(),
+        };
+        let Some(class) = self.adapters.classify(&head) else {
+            let msg = format!(
+                "btrfly: no enabled adapter handles {} {} (enabled: {:?}); enable [adapters.files] to record plain URLs",
+                head.method,
+                head.uri,
+                self.adapters.names()
+            );
+            return Box::pin(async move { Ok(Decision::text(StatusCode::FORBIDDEN, msg)) });
+        };
+        req.extensions_mut().insert(class);
+        req.extensions_mut().insert(head);
+        let mut inner = self.inner.clone();
+        std::mem::swap(&mut inner, &mut self.inner);
+        Box::pin(async move { inner.call(req).await })
+    }
+}

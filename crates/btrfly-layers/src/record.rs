@@ -1,0 +1,316 @@
+//! Record: in record mode requests go upstream and the response body is
+//! teed into the store while it streams to the client.
+//!
+//! The recorder owns the tee and the commit. Chunks go through a bounded
+//! channel to a writer task that streams them into a temp blob; memory is
+//! bounded by the channel, never by the size of the body. The entry is
+//! written only after the whole body arrived and was hashed (and matched
+//! the adapter's expected digest, when there is one), so a half-finished
+//! download is never replayed.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use btrfly_core::{Classification, Entry, Mode, RequestHead, BODY_VARIANCE};
+use btrfly_store::{BlobWriter, Store, StoreError, StoredBlob};
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use http::{HeaderMap, Request, StatusCode};
+use time::OffsetDateTime;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tower::{Layer, Service};
+
+use crate::decision::{Decision, Forward};
+use crate::route::Route;
+use crate::sessions::LiveSession;
+use crate::RequestBody;
+
+/// What the hooks need to record one exchange.
+pub struct RecordPlan {
+    pub session: std::sync::Arc<LiveSession>,
+    pub classification: Classification,
+    pub method: String,
+    pub url: String,
+    pub store: Store,
+}
+
+#[derive(Clone)]
+pub struct RecordLayer {
+    store: Store,
+}
+
+impl RecordLayer {
+    pub fn new(store: Store) -> Self {
+        RecordLayer { store }
+    }
+}
+
+impl<S> Layer<S> for RecordLayer {
+    type Service = Record<S>;
+    fn layer(&self, inner: S) -> Record<S> {
+        Record {
+            inner,
+            store: self.store.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Record<S> {
+    inner: S,
+    store: Store,
+}
+
+impl<S> Service<Request<RequestBody>> for Record<S>
+where
+    S: Service<Request<RequestBody>, Response = Decision, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send,
+{
+    type Response = Decision;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Decision, Infallible>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<RequestBody>) -> Self::Future {
+        let ext = req.extensions();
+        if let (Some(route), Some(class), Some(head)) = (
+            ext.get::<Route>(),
+            ext.get::<Classification>(),
+            ext.get::<RequestHead>(),
+        ) {
+            if route.mode == Mode::Record {
+                let plan = RecordPlan {
+                    session: route.session.clone(),
+                    classification: class.clone(),
+                    method: head.method.to_string(),
+                    url: head.uri.to_string(),
+                    store: self.store.clone(),
+                };
+                return Box::pin(async move {
+                    Ok(Decision::Forward(Forward {
+                        recording: Some(plan),
+                    }))
+                });
+            }
+        }
+        let mut inner = self.inner.clone();
+        std::mem::swap(&mut inner, &mut self.inner);
+        Box::pin(async move { inner.call(req).await })
+    }
+}
+
+/// The innermost service: nothing above handled the request.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Unhandled;
+
+impl Service<Request<RequestBody>> for Unhandled {
+    type Response = Decision;
+    type Error = Infallible;
+    type Future = std::future::Ready<Result<Decision, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<RequestBody>) -> Self::Future {
+        std::future::ready(Ok(Decision::text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("btrfly: no layer handled {} {}", req.method(), req.uri()),
+        )))
+    }
+}
+
+/// Headers that describe one connection, not the resource: never recorded.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+enum Msg {
+    Chunk(Bytes),
+    Finish,
+}
+
+/// Chunks in flight to the writer task; with pingora's ≤64 KiB body chunks
+/// this bounds the tee's memory to a few MiB per download.
+const CHANNEL_CHUNKS: usize = 32;
+
+pub struct Recorder {
+    plan: RecordPlan,
+    status: u16,
+    headers: Vec<(String, String)>,
+    tx: Option<mpsc::Sender<Msg>>,
+    pending: VecDeque<Bytes>,
+    task: JoinHandle<Result<StoredBlob, StoreError>>,
+    seen: u64,
+}
+
+impl Recorder {
+    /// Starts recording a response whose head just arrived.
+    pub async fn begin(
+        plan: RecordPlan,
+        status: u16,
+        headers: &HeaderMap,
+    ) -> Result<Recorder, StoreError> {
+        let writer = plan
+            .store
+            .blob_writer(plan.classification.expected_sha256.clone())
+            .await?;
+        let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
+        let task = tokio::spawn(write_body(writer, rx));
+        let headers = headers
+            .iter()
+            .filter(|(k, _)| !HOP_BY_HOP.contains(&k.as_str()))
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_owned(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
+        Ok(Recorder {
+            plan,
+            status,
+            headers,
+            tx: Some(tx),
+            pending: VecDeque::new(),
+            task,
+            seen: 0,
+        })
+    }
+
+    /// Tees one body chunk (synchronous, for pingora's body filter). Returns
+    /// how long the proxy should pause reading upstream when the store is
+    /// slower than the network, which keeps memory bounded.
+    pub fn offer(&mut self, chunk: &Bytes) -> Option<Duration> {
+        self.tx.as_ref()?;
+        self.seen += chunk.len() as u64;
+        if !chunk.is_empty() {
+            self.pending.push_back(chunk.clone());
+        }
+        self.flush();
+        if self.pending.is_empty() {
+            None
+        } else {
+            Some(Duration::from_millis(
+                (self.pending.len() as u64 * 2).min(50),
+            ))
+        }
+    }
+
+    fn flush(&mut self) {
+        let Some(tx) = &self.tx else { return };
+        while let Some(front) = self.pending.front() {
+            match tx.try_send(Msg::Chunk(front.clone())) {
+                Ok(()) => {
+                    self.pending.pop_front();
+                }
+                Err(mpsc::error::TrySendError::Full(_)) => break,
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    // The writer failed; its error surfaces at commit.
+                    self.pending.clear();
+                    self.tx = None;
+                    break;
+                }
+            }
+        }
+    }
+
+    pub fn bytes_seen(&self) -> u64 {
+        self.seen
+    }
+
+    /// The whole body arrived: store it and write the tag entry.
+    pub async fn commit(mut self, body_sha256: Option<String>) -> Result<Entry, String> {
+        let what = format!("{} {}", self.plan.method, self.plan.url);
+        let fail = |e: &dyn std::fmt::Display| format!("not recorded: {what}: {e}");
+        if let Some(tx) = self.tx.take() {
+            for chunk in self.pending.drain(..) {
+                if tx.send(Msg::Chunk(chunk)).await.is_err() {
+                    break;
+                }
+            }
+            let _ = tx.send(Msg::Finish).await;
+        }
+        let blob = match (&mut self.task).await {
+            Ok(Ok(blob)) => blob,
+            Ok(Err(e)) => return Err(fail(&e)),
+            Err(e) => return Err(fail(&e)),
+        };
+        let mut key = self.plan.classification.key.clone();
+        if let Some(d) = body_sha256 {
+            key.variance.insert(BODY_VARIANCE.into(), d);
+        }
+        let entry = Entry {
+            key,
+            method: self.plan.method.clone(),
+            url: self.plan.url.clone(),
+            status: self.status,
+            headers: std::mem::take(&mut self.headers),
+            sha256: blob.sha256,
+            size: blob.size,
+            mutability: self.plan.classification.mutability,
+            recorded_at: OffsetDateTime::now_utc(),
+        };
+        let session = &self.plan.session;
+        self.plan
+            .store
+            .put_entry(session.tag(), &entry)
+            .await
+            .map_err(|e| fail(&e))?;
+        session.stats.count_recorded();
+        Ok(entry)
+    }
+
+    pub fn session(&self) -> &LiveSession {
+        &self.plan.session
+    }
+
+    /// The body did not arrive whole: forget it.
+    pub fn abort(mut self) {
+        // Closing the channel without `Finish` makes the writer discard the
+        // temp object.
+        self.tx = None;
+        self.pending.clear();
+    }
+}
+
+async fn write_body(
+    mut writer: BlobWriter,
+    mut rx: mpsc::Receiver<Msg>,
+) -> Result<StoredBlob, StoreError> {
+    loop {
+        match rx.recv().await {
+            Some(Msg::Chunk(chunk)) => {
+                if let Err(e) = writer.write(chunk).await {
+                    writer.abort().await;
+                    return Err(e);
+                }
+            }
+            Some(Msg::Finish) => return writer.finish().await,
+            None => {
+                writer.abort().await;
+                return Err(StoreError::Corrupt {
+                    path: "tmp/".into(),
+                    message: "recording aborted before the body ended".into(),
+                });
+            }
+        }
+    }
+}

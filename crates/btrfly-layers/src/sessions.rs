@@ -1,0 +1,440 @@
+//! Sessions: who is recording or playing back which tag, right now.
+//!
+//! A session is created through the control API and identified on the data
+//! plane by a credential `id:secret` (the user and password of the proxy URL
+//! the CLI hands out). Sessions are persisted in the store, so a restarted
+//! server (or another replica on the same store) still recognises them;
+//! their counters live in the process that serves them.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use base64::Engine;
+use btrfly_core::{Mode, SessionInfo, Tag, TagMeta};
+use btrfly_store::{Store, StoreError};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("tag {0} is sealed: its recording is finished. Record under a new tag, or pass --force to record into it again")]
+    Sealed(Tag),
+    #[error("tag {0} has no recording to play back (`btrfly tags` lists the recorded tags)")]
+    UnknownTag(Tag),
+    #[error("tag {tag} is being recorded by session {session}; stop that session first")]
+    Busy { tag: Tag, session: String },
+    #[error("no session {0} on this server (it was stopped, or never started)")]
+    NotFound(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Counters of one session, shared by all its requests.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub requests: AtomicU64,
+    pub hits: AtomicU64,
+    pub misses: AtomicU64,
+    pub recorded: AtomicU64,
+    pub bytes: AtomicU64,
+    missed: Mutex<Vec<String>>,
+    errors: Mutex<Vec<String>>,
+}
+
+/// Lists in a summary are capped so a runaway build cannot grow memory.
+const LIST_LIMIT: usize = 1000;
+
+impl Stats {
+    pub fn count_request(&self) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn count_bytes(&self, n: u64) {
+        self.bytes.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn count_hit(&self) {
+        self.hits.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn count_miss(&self, what: String) {
+        self.misses.fetch_add(1, Ordering::Relaxed);
+        push_capped(&self.missed, what);
+    }
+
+    pub fn count_recorded(&self) {
+        self.recorded.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Something that did not get recorded or replayed as it should.
+    pub fn note_error(&self, what: String) {
+        tracing::warn!("{what}");
+        push_capped(&self.errors, what);
+    }
+}
+
+fn push_capped(list: &Mutex<Vec<String>>, item: String) {
+    let mut l = list.lock().unwrap_or_else(|p| p.into_inner());
+    if l.len() < LIST_LIMIT && !l.contains(&item) {
+        l.push(item);
+    }
+}
+
+/// What `btrfly stop` prints.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Summary {
+    pub id: String,
+    pub tag: Tag,
+    pub mode: Mode,
+    pub requests: u64,
+    pub hits: u64,
+    pub misses: u64,
+    pub recorded: u64,
+    pub bytes: u64,
+    pub missed: Vec<String>,
+    pub errors: Vec<String>,
+}
+
+#[derive(Debug)]
+pub struct LiveSession {
+    pub info: SessionInfo,
+    pub stats: Stats,
+    active: AtomicBool,
+}
+
+impl LiveSession {
+    pub fn tag(&self) -> &Tag {
+        &self.info.tag
+    }
+
+    pub fn mode(&self) -> Mode {
+        self.info.mode
+    }
+
+    pub fn is_active(&self) -> bool {
+        self.active.load(Ordering::Acquire)
+    }
+
+    pub fn summary(&self) -> Summary {
+        let s = &self.stats;
+        let list = |m: &Mutex<Vec<String>>| m.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        Summary {
+            id: self.info.id.clone(),
+            tag: self.info.tag.clone(),
+            mode: self.info.mode,
+            requests: s.requests.load(Ordering::Relaxed),
+            hits: s.hits.load(Ordering::Relaxed),
+            misses: s.misses.load(Ordering::Relaxed),
+            recorded: s.recorded.load(Ordering::Relaxed),
+            bytes: s.bytes.load(Ordering::Relaxed),
+            missed: list(&s.missed),
+            errors: list(&s.errors),
+        }
+    }
+}
+
+/// A freshly created session and the secret its client must present.
+pub struct NewSession {
+    pub session: Arc<LiveSession>,
+    pub secret: String,
+}
+
+pub struct SessionRegistry {
+    store: Store,
+    live: RwLock<HashMap<String, Arc<LiveSession>>>,
+    /// Serialises session creation so two record sessions cannot both claim a tag.
+    create_lock: tokio::sync::Mutex<()>,
+}
+
+impl SessionRegistry {
+    pub fn new(store: Store) -> SessionRegistry {
+        SessionRegistry {
+            store,
+            live: RwLock::new(HashMap::new()),
+            create_lock: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub async fn create(
+        &self,
+        tag: Tag,
+        mode: Mode,
+        force: bool,
+    ) -> Result<NewSession, SessionError> {
+        let _guard = self.create_lock.lock().await;
+        let meta = self.store.tag_meta(&tag).await?;
+        match mode {
+            Mode::Record => {
+                if let Some(other) = self
+                    .live_sessions()
+                    .into_iter()
+                    .find(|s| s.is_active() && s.mode() == Mode::Record && s.tag() == &tag)
+                {
+                    return Err(SessionError::Busy {
+                        tag,
+                        session: other.info.id.clone(),
+                    });
+                }
+                match meta {
+                    Some(m) if m.sealed && !force => return Err(SessionError::Sealed(tag)),
+                    Some(mut m) => {
+                        if m.sealed {
+                            m.sealed = false;
+                            m.sealed_at = None;
+                            self.store.put_tag_meta(&m).await?;
+                        }
+                    }
+                    None => {
+                        self.store
+                            .put_tag_meta(&TagMeta {
+                                tag: tag.clone(),
+                                created_at: OffsetDateTime::now_utc(),
+                                sealed: false,
+                                sealed_at: None,
+                            })
+                            .await?;
+                    }
+                }
+            }
+            Mode::Playback => {
+                if meta.is_none() {
+                    return Err(SessionError::UnknownTag(tag));
+                }
+            }
+        }
+        let id = random_hex(8);
+        let secret = random_hex(24);
+        let info = SessionInfo {
+            id: id.clone(),
+            secret_sha256: sha256_hex(&secret),
+            tag,
+            mode,
+            started_at: OffsetDateTime::now_utc(),
+        };
+        self.store.put_session(&info).await?;
+        let session = Arc::new(LiveSession {
+            info,
+            stats: Stats::default(),
+            active: AtomicBool::new(true),
+        });
+        self.write_live().insert(id, session.clone());
+        Ok(NewSession { session, secret })
+    }
+
+    /// The session a credential belongs to, or `None`. Looks in the store
+    /// when this process has not seen the session yet.
+    pub async fn authenticate(&self, id: &str, secret: &str) -> Option<Arc<LiveSession>> {
+        let session = match self.get(id) {
+            Some(s) => s,
+            None => {
+                let info = self.store.get_session(id).await.ok().flatten()?;
+                let live = Arc::new(LiveSession {
+                    info,
+                    stats: Stats::default(),
+                    active: AtomicBool::new(true),
+                });
+                self.write_live()
+                    .entry(id.to_owned())
+                    .or_insert(live)
+                    .clone()
+            }
+        };
+        let presented = sha256_hex(secret);
+        (session.is_active() && constant_time_eq(&presented, &session.info.secret_sha256))
+            .then_some(session)
+    }
+
+    /// Parses a `Proxy-Authorization: Basic …` value and authenticates it.
+    pub async fn authenticate_header(&self, value: Option<&[u8]>) -> Option<Arc<LiveSession>> {
+        let (id, secret) = parse_basic(value?)?;
+        self.authenticate(&id, &secret).await
+    }
+
+    pub fn get(&self, id: &str) -> Option<Arc<LiveSession>> {
+        self.live
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .cloned()
+    }
+
+    /// Ends a session. Stopping a record session seals its tag.
+    pub async fn stop(&self, id: &str) -> Result<Summary, SessionError> {
+        let session = match self.get(id) {
+            Some(s) => s,
+            None => {
+                let info = self
+                    .store
+                    .get_session(id)
+                    .await?
+                    .ok_or_else(|| SessionError::NotFound(id.to_owned()))?;
+                Arc::new(LiveSession {
+                    info,
+                    stats: Stats::default(),
+                    active: AtomicBool::new(true),
+                })
+            }
+        };
+        session.active.store(false, Ordering::Release);
+        if session.mode() == Mode::Record {
+            let tag = session.tag();
+            let mut meta = self.store.tag_meta(tag).await?.unwrap_or(TagMeta {
+                tag: tag.clone(),
+                created_at: session.info.started_at,
+                sealed: false,
+                sealed_at: None,
+            });
+            meta.sealed = true;
+            meta.sealed_at = Some(OffsetDateTime::now_utc());
+            self.store.put_tag_meta(&meta).await?;
+        }
+        self.store.delete_session(id).await?;
+        self.write_live().remove(id);
+        Ok(session.summary())
+    }
+
+    pub fn live_sessions(&self) -> Vec<Arc<LiveSession>> {
+        self.live
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    fn write_live(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<LiveSession>>> {
+        self.live.write().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn random_hex(bytes: usize) -> String {
+    use rand::RngCore;
+    let mut buf = vec![0u8; bytes];
+    rand::rng().fill_bytes(&mut buf);
+    hex::encode(buf)
+}
+
+fn sha256_hex(s: &str) -> String {
+    hex::encode(Sha256::digest(s.as_bytes()))
+}
+
+fn constant_time_eq(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+/// `Basic base64(user:password)` → (user, password).
+pub fn parse_basic(value: &[u8]) -> Option<(String, String)> {
+    let value = std::str::from_utf8(value).ok()?.trim();
+    let (scheme, rest) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(rest.trim())
+        .ok()?;
+    let decoded = String::from_utf8(decoded).ok()?;
+    let (user, pass) = decoded.split_once(':')?;
+    Some((user.to_owned(), pass.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn basic(user: &str, pass: &str) -> Vec<u8> {
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"))
+        )
+        .into_bytes()
+    }
+
+    #[tokio::test]
+    async fn credentials_route_to_their_session_only() {
+        let reg = SessionRegistry::new(Store::memory().expect("store"));
+        let a = reg
+            .create(Tag::new("a").expect("tag"), Mode::Record, false)
+            .await
+            .expect("a");
+        let id = a.session.info.id.clone();
+        let got = reg
+            .authenticate_header(Some(&basic(&id, &a.secret)))
+            .await
+            .expect("valid credential");
+        assert_eq!(got.tag().as_str(), "a");
+        assert!(reg
+            .authenticate_header(Some(&basic(&id, "wrong")))
+            .await
+            .is_none());
+        assert!(reg.authenticate_header(Some(b"Bearer x")).await.is_none());
+        assert!(reg.authenticate_header(None).await.is_none());
+        reg.stop(&id).await.expect("stop");
+        assert!(
+            reg.authenticate_header(Some(&basic(&id, &a.secret)))
+                .await
+                .is_none(),
+            "a stopped session no longer authenticates"
+        );
+    }
+
+    #[tokio::test]
+    async fn sealed_tags_need_force_and_playback_needs_a_recording() {
+        let reg = SessionRegistry::new(Store::memory().expect("store"));
+        let tag = Tag::new("t").expect("tag");
+        let err = reg
+            .create(tag.clone(), Mode::Playback, false)
+            .await
+            .err()
+            .expect("no recording");
+        assert!(err.to_string().contains("no recording"), "{err}");
+        let s = reg
+            .create(tag.clone(), Mode::Record, false)
+            .await
+            .expect("record");
+        let busy = reg
+            .create(tag.clone(), Mode::Record, false)
+            .await
+            .err()
+            .expect("busy");
+        assert!(busy.to_string().contains("being recorded"), "{busy}");
+        reg.stop(&s.session.info.id).await.expect("stop");
+        let sealed = reg
+            .create(tag.clone(), Mode::Record, false)
+            .await
+            .err()
+            .expect("sealed");
+        assert!(sealed.to_string().contains("--force"), "{sealed}");
+        reg.create(tag.clone(), Mode::Record, true)
+            .await
+            .expect("forced");
+        reg.create(tag, Mode::Playback, false)
+            .await
+            .expect("playback");
+    }
+
+    #[tokio::test]
+    async fn sessions_survive_a_restart_through_the_store() {
+        let store = Store::memory().expect("store");
+        let first = SessionRegistry::new(store.clone());
+        let s = first
+            .create(Tag::new("t").expect("tag"), Mode::Record, false)
+            .await
+            .expect("create");
+        let second = SessionRegistry::new(store);
+        let got = second
+            .authenticate(&s.session.info.id, &s.secret)
+            .await
+            .expect("known through the store");
+        assert_eq!(got.mode(), Mode::Record);
+    }
+}

@@ -1,0 +1,37 @@
+//! The assembled request path.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use btrfly_store::Store;
+use http::Request;
+use tower::util::BoxCloneSyncService;
+use tower::ServiceBuilder;
+
+use crate::auth::AuthLayer;
+use crate::classify::{Adapters, ClassifyLayer};
+use crate::decision::Decision;
+use crate::record::{RecordLayer, Unhandled};
+use crate::replay::ReplayLayer;
+use crate::route::RouteLayer;
+use crate::sessions::SessionRegistry;
+use crate::RequestBody;
+
+/// Pingora requires its app to be `Sync`, hence the sync box.
+pub type GatewayService = BoxCloneSyncService<Request<RequestBody>, Decision, Infallible>;
+
+pub fn gateway(sessions: Arc<SessionRegistry>, adapters: Adapters, store: Store) -> GatewayService {
+    let stack = ServiceBuilder::new()
+        // Who is asking: the proxy credential names a session, or it is a 407.
+        .layer(AuthLayer::new(sessions))
+        // Which tag and mode that session routes to; counts the request.
+        .layer(RouteLayer)
+        // What is asked for: the first adapter that claims it builds the key.
+        .layer(ClassifyLayer::new(adapters))
+        // Playback answers here, from the tag only: a hit or a counted miss.
+        .layer(ReplayLayer::new(store.clone()))
+        // Record mode forwards upstream with a plan to tee the response.
+        .layer(RecordLayer::new(store))
+        .service(Unhandled);
+    BoxCloneSyncService::new(stack)
+}

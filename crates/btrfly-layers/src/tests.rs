@@ -1,0 +1,272 @@
+//! The stack without sockets: requests in, decisions out.
+
+use super::*;
+use crate::classify::Adapters;
+use crate::{ReplyBody, MISS_HEADER};
+use base64::Engine;
+use btrfly_core::{Adapter, Mode, Tag};
+use btrfly_store::Store;
+use bytes::Bytes;
+use http::Request;
+use http::{Method, StatusCode};
+use std::sync::Arc;
+use tower::ServiceExt;
+
+fn adapters() -> Adapters {
+    let files: Arc<dyn Adapter> = Arc::new(btrfly_adapter_files::FilesAdapter);
+    Adapters::new(vec![files])
+}
+
+fn request(
+    method: Method,
+    uri: &str,
+    cred: Option<(&str, &str)>,
+    range: Option<&str>,
+) -> Request<RequestBody> {
+    let mut b = Request::builder().method(method).uri(uri);
+    if let Some((u, p)) = cred {
+        let v = base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"));
+        b = b.header("proxy-authorization", format!("Basic {v}"));
+    }
+    if let Some(r) = range {
+        b = b.header("range", r);
+    }
+    b.body(RequestBody::empty()).expect("request")
+}
+
+struct World {
+    store: Store,
+    sessions: Arc<SessionRegistry>,
+    svc: GatewayService,
+}
+
+fn world() -> World {
+    let store = Store::memory().expect("store");
+    let sessions = Arc::new(SessionRegistry::new(store.clone()));
+    let svc = gateway(sessions.clone(), adapters(), store.clone());
+    World {
+        store,
+        sessions,
+        svc,
+    }
+}
+
+async fn record_one(w: &World, tag: &str, url: &str, body: &'static [u8]) {
+    let s = w
+        .sessions
+        .create(Tag::new(tag).expect("tag"), Mode::Record, true)
+        .await
+        .expect("record session");
+    let d = w
+        .svc
+        .clone()
+        .oneshot(request(
+            Method::GET,
+            url,
+            Some((&s.session.info.id, &s.secret)),
+            None,
+        ))
+        .await
+        .expect("infallible");
+    let Decision::Forward(Forward {
+        recording: Some(plan),
+    }) = d
+    else {
+        panic!("record mode must forward with a plan");
+    };
+    let mut headers = http::HeaderMap::new();
+    headers.insert("content-type", "text/plain".parse().expect("v"));
+    headers.insert("transfer-encoding", "chunked".parse().expect("v"));
+    let mut rec = Recorder::begin(plan, 200, &headers).await.expect("begin");
+    rec.offer(&Bytes::from_static(body));
+    rec.commit(None).await.expect("commit");
+    w.sessions.stop(&s.session.info.id).await.expect("stop");
+}
+
+#[tokio::test]
+async fn no_credential_is_407_and_never_forwarded() {
+    let w = world();
+    for cred in [None, Some(("nobody", "nothing"))] {
+        let d = w
+            .svc
+            .clone()
+            .oneshot(request(
+                Method::GET,
+                "https://a.example.test:443/x",
+                cred,
+                None,
+            ))
+            .await
+            .expect("infallible");
+        let Decision::Respond(reply) = d else {
+            panic!("must not forward")
+        };
+        assert_eq!(reply.status, StatusCode::PROXY_AUTHENTICATION_REQUIRED);
+        assert!(reply.headers.contains_key("proxy-authenticate"));
+    }
+}
+
+#[tokio::test]
+async fn recorded_then_replayed_with_hop_by_hop_headers_dropped() {
+    let w = world();
+    record_one(&w, "t1", "https://a.example.test:443/x", b"payload").await;
+    let s = w
+        .sessions
+        .create(Tag::new("t1").expect("tag"), Mode::Playback, false)
+        .await
+        .expect("playback");
+    let cred = (s.session.info.id.as_str(), s.secret.as_str());
+    let d = w
+        .svc
+        .clone()
+        .oneshot(request(
+            Method::GET,
+            "https://a.example.test:443/x",
+            Some(cred),
+            None,
+        ))
+        .await
+        .expect("infallible");
+    let Decision::Respond(reply) = d else {
+        panic!("playback never forwards")
+    };
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.headers["content-length"], "7");
+    assert!(!reply.headers.contains_key("transfer-encoding"));
+    let ReplyBody::Blob {
+        sha256,
+        offset: 0,
+        len: 7,
+    } = &reply.body
+    else {
+        panic!("a hit streams the blob");
+    };
+    assert_eq!(sha256, &btrfly_core::sha256_hex(b"payload"));
+
+    // a range of a fully recorded file is served from it
+    let d = w
+        .svc
+        .clone()
+        .oneshot(request(
+            Method::GET,
+            "https://a.example.test:443/x",
+            Some(cred),
+            Some("bytes=2-4"),
+        ))
+        .await
+        .expect("infallible");
+    let Decision::Respond(reply) = d else {
+        panic!()
+    };
+    assert_eq!(reply.status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(reply.headers["content-range"], "bytes 2-4/7");
+    assert!(matches!(
+        reply.body,
+        ReplyBody::Blob {
+            offset: 2,
+            len: 3,
+            ..
+        }
+    ));
+
+    // an unrecorded URL is a counted miss naming URL and tag
+    let d = w
+        .svc
+        .clone()
+        .oneshot(request(
+            Method::GET,
+            "https://a.example.test:443/y",
+            Some(cred),
+            None,
+        ))
+        .await
+        .expect("infallible");
+    let Decision::Respond(reply) = d else {
+        panic!()
+    };
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+    assert_eq!(reply.headers[MISS_HEADER], "t1");
+    let ReplyBody::Bytes(text) = &reply.body else {
+        panic!()
+    };
+    let text = String::from_utf8_lossy(text);
+    assert!(
+        text.contains("https://a.example.test:443/y") && text.contains("t1"),
+        "{text}"
+    );
+    let summary = w.sessions.stop(&s.session.info.id).await.expect("stop");
+    assert_eq!((summary.requests, summary.hits, summary.misses), (3, 2, 1));
+    assert_eq!(
+        summary.missed,
+        vec!["GET https://a.example.test:443/y".to_string()]
+    );
+}
+
+#[tokio::test]
+async fn tags_do_not_mix() {
+    let w = world();
+    record_one(&w, "one", "https://a.example.test:443/x", b"first").await;
+    record_one(&w, "two", "https://a.example.test:443/x", b"second").await;
+    for (tag, body) in [("one", &b"first"[..]), ("two", &b"second"[..])] {
+        let s = w
+            .sessions
+            .create(Tag::new(tag).expect("tag"), Mode::Playback, false)
+            .await
+            .expect("playback");
+        let d = w
+            .svc
+            .clone()
+            .oneshot(request(
+                Method::GET,
+                "https://a.example.test:443/x",
+                Some((&s.session.info.id, &s.secret)),
+                None,
+            ))
+            .await
+            .expect("infallible");
+        let Decision::Respond(reply) = d else {
+            panic!()
+        };
+        let ReplyBody::Blob { sha256, .. } = reply.body else {
+            panic!()
+        };
+        assert_eq!(sha256, btrfly_core::sha256_hex(body), "tag {tag}");
+    }
+    assert_eq!(w.store.list_tags().await.expect("tags").len(), 2);
+}
+
+#[tokio::test]
+async fn aborted_recording_leaves_no_entry() {
+    let w = world();
+    let s = w
+        .sessions
+        .create(Tag::new("t").expect("tag"), Mode::Record, false)
+        .await
+        .expect("record");
+    let d = w
+        .svc
+        .clone()
+        .oneshot(request(
+            Method::GET,
+            "https://a.example.test:443/x",
+            Some((&s.session.info.id, &s.secret)),
+            None,
+        ))
+        .await
+        .expect("infallible");
+    let Decision::Forward(Forward {
+        recording: Some(plan),
+    }) = d
+    else {
+        panic!()
+    };
+    let mut rec = Recorder::begin(plan, 200, &http::HeaderMap::new())
+        .await
+        .expect("begin");
+    rec.offer(&Bytes::from_static(b"half"));
+    rec.abort();
+    let tag = Tag::new("t").expect("tag");
+    // give the writer task a moment to discard, then check nothing is indexed
+    tokio::task::yield_now().await;
+    assert!(w.store.list_entries(&tag).await.expect("list").is_empty());
+}

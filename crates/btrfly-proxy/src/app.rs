@@ -1,0 +1,531 @@
+//! The Pingora app: thin hooks that ask the tower stack and carry out its
+//! decision. The phases, in the order Pingora runs them for one request:
+//!
+//! - `request_filter`: build the absolute request head, call the stack.
+//!   A `Respond` decision (replay hit, miss, 407, error) is written here
+//!   and ends the request; a `Forward` keeps the record plan in the context.
+//! - `upstream_peer`: resolve the target (overrides, then DNS) and connect
+//!   with verified TLS, offering h2 and http/1.1.
+//! - `upstream_request_filter`: origin-form URI, Host, no proxy headers, no
+//!   conditionals while recording (a 304 would record no body).
+//! - `request_body_filter`: hash the request body for the key.
+//! - `upstream_response_filter`: start the recorder with the response head.
+//! - `upstream_response_body_filter`: tee each chunk to the recorder.
+//! - `logging`: commit the recording only if the body ended cleanly.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use btrfly_layers::{
+    Decision, GatewayService, LiveSession, RecordPlan, Recorder, Reply, ReplyBody, RequestBody,
+};
+use btrfly_store::Store;
+use bytes::Bytes;
+use futures::StreamExt;
+use http::{header, HeaderValue, Method, StatusCode};
+use pingora_core::protocols::ALPN;
+use pingora_core::upstreams::peer::HttpPeer;
+use pingora_error::{Error, ErrorType, Result};
+use pingora_http::{RequestHeader, ResponseHeader};
+use pingora_proxy::{FailToProxy, ProxyHttp, Session};
+use sha2::{Digest, Sha256};
+use tower::ServiceExt;
+
+use crate::listener::Tunnel;
+use crate::resolve::UpstreamResolver;
+
+pub struct GatewayApp {
+    stack: GatewayService,
+    store: Store,
+    resolver: UpstreamResolver,
+    connect_timeout: std::time::Duration,
+}
+
+impl GatewayApp {
+    pub fn new(
+        stack: GatewayService,
+        store: Store,
+        resolver: UpstreamResolver,
+        connect_timeout: std::time::Duration,
+    ) -> Self {
+        GatewayApp {
+            stack,
+            store,
+            resolver,
+            connect_timeout,
+        }
+    }
+}
+
+/// Where a request goes upstream.
+#[derive(Clone, Debug)]
+pub struct Target {
+    pub https: bool,
+    pub host: String,
+    pub port: u16,
+}
+
+impl Target {
+    fn authority(&self) -> String {
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        format!("{host}:{}", self.port)
+    }
+
+    /// The Host header value: the port only when it is not the default.
+    fn host_header(&self) -> String {
+        let default = if self.https { 443 } else { 80 };
+        if self.port == default {
+            if self.host.contains(':') {
+                format!("[{}]", self.host)
+            } else {
+                self.host.clone()
+            }
+        } else {
+            self.authority()
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct Ctx {
+    target: Option<Target>,
+    url: String,
+    plan: Option<RecordPlan>,
+    recorder: Option<Recorder>,
+    session: Option<Arc<LiveSession>>,
+    body_hasher: Option<Sha256>,
+    body_size: u64,
+    upstream_done: bool,
+    expected_len: Option<u64>,
+    bodiless: bool,
+}
+
+fn tunnel_of(session: &Session) -> Option<Tunnel> {
+    session
+        .digest()?
+        .proxy_digest
+        .as_ref()?
+        .user_data
+        .as_ref()?
+        .downcast_ref::<Tunnel>()
+        .cloned()
+}
+
+/// Works out the upstream of a request, or the reply that refuses it.
+fn target_of(session: &Session, tunnel: Option<&Tunnel>) -> std::result::Result<Target, Reply> {
+    let req = session.req_header();
+    let named_host = req
+        .uri
+        .host()
+        .map(str::to_owned)
+        .or_else(|| {
+            req.headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .and_then(|h| h.parse::<http::uri::Authority>().ok())
+                .map(|a| a.host().to_owned())
+        })
+        .map(|h| {
+            h.trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_ascii_lowercase()
+        });
+    if let Some(t) = tunnel {
+        if let Some(named) = named_host {
+            if named != t.host {
+                return Err(Reply::text(
+                    StatusCode::MISDIRECTED_REQUEST,
+                    format!(
+                        "btrfly: this tunnel was opened to {} but the request names {named}",
+                        t.host
+                    ),
+                ));
+            }
+        }
+        return Ok(Target {
+            https: t.tls,
+            host: t.host.clone(),
+            port: t.port,
+        });
+    }
+    let https = match req.uri.scheme_str() {
+        Some("http") => false,
+        Some("https") => true,
+        Some(other) => {
+            return Err(Reply::text(
+                StatusCode::BAD_REQUEST,
+                format!("btrfly: unsupported scheme {other:?}"),
+            ))
+        }
+        None => {
+            return Err(Reply::text(
+                StatusCode::BAD_REQUEST,
+                "btrfly is a proxy: send absolute-form requests (GET http://host/path) or CONNECT host:port; set HTTPS_PROXY/HTTP_PROXY as `btrfly start` prints them",
+            ))
+        }
+    };
+    let Some(host) = named_host else {
+        return Err(Reply::text(
+            StatusCode::BAD_REQUEST,
+            "btrfly: the request names no host",
+        ));
+    };
+    let port = req.uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+    Ok(Target { https, host, port })
+}
+
+fn internal(e: impl std::fmt::Display) -> Box<Error> {
+    Error::explain(ErrorType::InternalError, e.to_string())
+}
+
+impl GatewayApp {
+    async fn write_reply(&self, session: &mut Session, reply: Reply) -> Result<()> {
+        let is_head = session.req_header().method == Method::HEAD;
+        let mut resp = ResponseHeader::build(reply.status, Some(reply.headers.len() + 1))?;
+        for (name, value) in reply.headers.iter() {
+            resp.append_header(name.clone(), value.clone())?;
+        }
+        match reply.body {
+            ReplyBody::Bytes(bytes) => {
+                resp.insert_header(header::CONTENT_LENGTH, bytes.len())?;
+                let empty = bytes.is_empty() || is_head;
+                session.write_response_header(Box::new(resp), empty).await?;
+                if !empty {
+                    session.write_response_body(Some(bytes), true).await?;
+                }
+            }
+            ReplyBody::Blob {
+                sha256,
+                offset,
+                len,
+            } => {
+                if len == 0 {
+                    session.write_response_header(Box::new(resp), true).await?;
+                    return Ok(());
+                }
+                // Open before the head goes out, so a missing blob is still
+                // a clean error response rather than a truncated body.
+                let mut stream = self
+                    .store
+                    .read_blob(&sha256, Some(offset..offset + len))
+                    .await
+                    .map_err(internal)?;
+                session.write_response_header(Box::new(resp), false).await?;
+                let mut sent = 0u64;
+                while let Some(chunk) = stream.next().await {
+                    let chunk = chunk.map_err(|e| {
+                        Error::explain(ErrorType::ReadError, format!("reading blob {sha256}: {e}"))
+                    })?;
+                    sent += chunk.len() as u64;
+                    session.write_response_body(Some(chunk), false).await?;
+                }
+                if sent != len {
+                    return Err(Error::explain(
+                        ErrorType::ReadError,
+                        format!("blob {sha256} ended after {sent} of {len} bytes"),
+                    ));
+                }
+                session.write_response_body(None, true).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for GatewayApp {
+    type CTX = Ctx;
+
+    fn new_ctx(&self) -> Ctx {
+        Ctx::default()
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        let tunnel = tunnel_of(session);
+        let target = match target_of(session, tunnel.as_ref()) {
+            Ok(t) => t,
+            Err(reply) => {
+                session.set_keepalive(None);
+                self.write_reply(session, reply).await?;
+                return Ok(true);
+            }
+        };
+        let req = session.req_header();
+        let pq = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
+        let scheme = if target.https { "https" } else { "http" };
+        let url = format!("{scheme}://{}{pq}", target.authority());
+        let mut builder = http::Request::builder()
+            .method(req.method.clone())
+            .uri(url.as_str());
+        let mut headers = req.headers.clone();
+        if let Some(cred) = tunnel.as_ref().and_then(|t| t.credential.as_ref()) {
+            if let Ok(v) = HeaderValue::from_bytes(cred) {
+                headers.insert(header::PROXY_AUTHORIZATION, v);
+            }
+        }
+        if let Some(h) = builder.headers_mut() {
+            *h = headers;
+        }
+        let present = !session.is_body_empty();
+        let (body, mut feeder) = RequestBody::channel(present);
+        let request = match builder.body(body) {
+            Ok(r) => r,
+            Err(e) => {
+                session.set_keepalive(None);
+                self.write_reply(
+                    session,
+                    Reply::text(
+                        StatusCode::BAD_REQUEST,
+                        format!("btrfly: bad request target {url}: {e}"),
+                    ),
+                )
+                .await?;
+                return Ok(true);
+            }
+        };
+        let decision = {
+            let decide = self.stack.clone().oneshot(request);
+            // The stack pulls the body only when it needs it (playback
+            // hashes it); feed it from the client concurrently.
+            let feed = async {
+                feeder.wanted().await;
+                loop {
+                    match session.read_request_body().await {
+                        Ok(Some(chunk)) => {
+                            if !feeder.send(Ok(chunk)).await {
+                                break;
+                            }
+                        }
+                        Ok(None) => break,
+                        Err(e) => {
+                            feeder.send(Err(std::io::Error::other(e.to_string()))).await;
+                            break;
+                        }
+                    }
+                }
+                drop(feeder);
+                std::future::pending::<()>().await;
+            };
+            tokio::select! {
+                d = decide => match d { Ok(d) => d, Err(never) => match never {} },
+                _ = feed => unreachable!("the feeder never completes"),
+            }
+        };
+        match decision {
+            Decision::Respond(reply) => {
+                if present && !session.is_body_done() {
+                    // the body was not read: the connection cannot be reused
+                    session.set_keepalive(None);
+                }
+                self.write_reply(session, reply).await?;
+                Ok(true)
+            }
+            Decision::Forward(forward) => {
+                ctx.url = url;
+                ctx.target = Some(target);
+                if let Some(plan) = forward.recording {
+                    ctx.session = Some(plan.session.clone());
+                    if present {
+                        ctx.body_hasher = Some(Sha256::new());
+                    }
+                    ctx.plan = Some(plan);
+                }
+                Ok(false)
+            }
+        }
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        let target = ctx
+            .target
+            .clone()
+            .ok_or_else(|| internal("no upstream target for a forwarded request"))?;
+        let addr = self
+            .resolver
+            .resolve(&target.host, target.port)
+            .await
+            .map_err(|e| Error::explain(ErrorType::ConnectNoRoute, e.to_string()))?;
+        let mut peer = HttpPeer::new(addr, target.https, target.host.clone());
+        peer.options.alpn = ALPN::H2H1;
+        peer.options.connection_timeout = Some(self.connect_timeout);
+        peer.options.total_connection_timeout = Some(self.connect_timeout);
+        peer.options.verify_cert = true;
+        peer.options.verify_hostname = true;
+        Ok(Box::new(peer))
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        _session: &mut Session,
+        upstream: &mut RequestHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        let Some(target) = ctx.target.as_ref() else {
+            return Err(internal("no upstream target"));
+        };
+        let pq = upstream
+            .uri
+            .path_and_query()
+            .map_or("/", |pq| pq.as_str())
+            .to_owned();
+        let uri: http::Uri = pq
+            .parse()
+            .map_err(|e| Error::explain(ErrorType::InvalidHTTPHeader, format!("path {pq}: {e}")))?;
+        upstream.set_uri(uri);
+        upstream.insert_header(header::HOST, target.host_header())?;
+        upstream.remove_header(&header::PROXY_AUTHORIZATION);
+        upstream.remove_header("proxy-connection");
+        if ctx.plan.is_some() {
+            // A conditional request could be answered 304 with no body, and
+            // then there would be nothing to replay for a fresh client.
+            upstream.remove_header(&header::IF_NONE_MATCH);
+            upstream.remove_header(&header::IF_MODIFIED_SINCE);
+        }
+        Ok(())
+    }
+
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        if let (Some(hasher), Some(chunk)) = (ctx.body_hasher.as_mut(), body.as_ref()) {
+            hasher.update(chunk);
+            ctx.body_size += chunk.len() as u64;
+        }
+        Ok(())
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        let status = resp.status.as_u16();
+        ctx.bodiless = session.req_header().method == Method::HEAD
+            || status == 204
+            || status == 304
+            || (100..200).contains(&status);
+        ctx.expected_len = resp
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
+        if let Some(plan) = ctx.plan.take() {
+            let session_ref = plan.session.clone();
+            match Recorder::begin(plan, status, &resp.headers).await {
+                Ok(r) => ctx.recorder = Some(r),
+                Err(e) => session_ref
+                    .stats
+                    .note_error(format!("not recorded: {}: {e}", ctx.url)),
+            }
+        }
+        Ok(())
+    }
+
+    fn upstream_response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut Ctx,
+    ) -> Result<Option<std::time::Duration>> {
+        if end_of_stream {
+            ctx.upstream_done = true;
+        }
+        let Some(chunk) = body.as_ref() else {
+            return Ok(None);
+        };
+        if let Some(s) = &ctx.session {
+            s.stats.count_bytes(chunk.len() as u64);
+        }
+        Ok(ctx.recorder.as_mut().and_then(|r| r.offer(chunk)))
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
+        let code = match e.etype() {
+            ErrorType::HTTPStatus(code) => *code,
+            ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => 504,
+            _ => match e.esource() {
+                pingora_error::ErrorSource::Upstream => 502,
+                pingora_error::ErrorSource::Downstream => match e.etype() {
+                    ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => 0,
+                    _ => 400,
+                },
+                _ => 502,
+            },
+        };
+        let target = ctx
+            .target
+            .as_ref()
+            .map(Target::authority)
+            .unwrap_or_default();
+        let what = if ctx.url.is_empty() {
+            session.req_header().uri.to_string()
+        } else {
+            ctx.url.clone()
+        };
+        let message = format!("btrfly: upstream {target} failed for {what}: {e}");
+        if let Some(s) = ctx.session.as_ref() {
+            s.stats.note_error(format!("not recorded: {what}: {e}"));
+        }
+        if code > 0 && session.response_written().is_none() {
+            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_GATEWAY);
+            let reply = Reply::text(status, message).with_header("x-btrfly-error", "upstream");
+            if let Err(we) = self.write_reply(session, reply).await {
+                tracing::debug!("writing the error response: {we}");
+            }
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, _session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
+        let Some(recorder) = ctx.recorder.take() else {
+            return;
+        };
+        let complete = e.is_none()
+            && (ctx.upstream_done
+                || ctx.bodiless
+                || ctx.expected_len == Some(recorder.bytes_seen()));
+        let length_ok = ctx.bodiless
+            || ctx
+                .expected_len
+                .is_none_or(|len| len == recorder.bytes_seen());
+        if complete && length_ok {
+            let digest = ctx
+                .body_hasher
+                .take()
+                .filter(|_| ctx.body_size > 0)
+                .map(|h| hex::encode(h.finalize()));
+            if let Err(msg) = recorder.commit(digest).await {
+                if let Some(s) = &ctx.session {
+                    s.stats.note_error(msg);
+                }
+            }
+        } else {
+            let why = match e {
+                Some(e) => e.to_string(),
+                None => format!(
+                    "the body ended after {} of {:?} bytes",
+                    recorder.bytes_seen(),
+                    ctx.expected_len
+                ),
+            };
+            recorder
+                .session()
+                .stats
+                .note_error(format!("not recorded: {}: {why}", ctx.url));
+            recorder.abort();
+        }
+    }
+}

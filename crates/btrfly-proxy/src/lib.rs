@@ -1,0 +1,24 @@
+//! btrfly's data plane, on Pingora.
+//!
+//! One listener serves an explicit proxy: `CONNECT host:port` tunnels are
+//! answered here, their TLS terminated with a leaf minted by btrfly's CA,
+//! and the decrypted HTTP/1.1 or HTTP/2 stream handed to Pingora's proxy
+//! app; absolute-form plain HTTP requests go to the same app directly.
+//! The app's hooks ([`app::GatewayApp`]) ask the tower stack from
+//! `btrfly-layers` what to do with each request.
+//!
+//! ```text
+//! client ──CONNECT──► listener ──TLS (minted leaf)──► pingora HttpProxy ──► GatewayApp hooks
+//!                                                                              │ request_filter: tower stack → Decision
+//!                                                          replay/miss/407 ◄───┤ Respond: written from the store
+//!                                                                              └ Forward: upstream (verified TLS), body teed into the store
+//! ```
+
+pub mod app;
+pub mod listener;
+pub mod resolve;
+pub mod roots;
+
+pub use app::GatewayApp;
+pub use listener::{ProxyListener, Tunnel};
+pub use resolve::UpstreamResolver;

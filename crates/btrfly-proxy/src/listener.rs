@@ -1,0 +1,355 @@
+//! The explicit-proxy listener: CONNECT interception and plain HTTP.
+//!
+//! Pingora's proxy answers CONNECT with 405, so connections are accepted
+//! here. A `CONNECT host:port` is authenticated (a tunnel without a valid
+//! session credential is refused with 407 before any TLS), answered 200,
+//! and the tunnel's TLS is terminated with a leaf minted for the host. The
+//! tunnel's target and credential ride along as the stream's proxy digest,
+//! where the app reads them for every request inside the tunnel. Anything
+//! else on the port is plain HTTP (absolute-form requests) and goes to the
+//! app as is.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use btrfly_ca::CertificateAuthority;
+use btrfly_layers::SessionRegistry;
+use pingora_core::apps::ServerApp;
+use pingora_core::listeners::tls::Acceptor;
+use pingora_core::protocols::l4::stream::Stream as L4Stream;
+use pingora_core::protocols::raw_connect::ProxyDigest;
+use pingora_core::protocols::{GetProxyDigest, Stream};
+use pingora_core::server::ShutdownWatch;
+use pingora_http::ResponseHeader;
+use pingora_proxy::HttpProxy;
+use rustls::ServerConfig;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::app::GatewayApp;
+
+/// What a CONNECT established, carried to every request in the tunnel.
+#[derive(Clone, Debug)]
+pub struct Tunnel {
+    pub host: String,
+    pub port: u16,
+    /// Whether the tunnel carries TLS (https) or plain HTTP.
+    pub tls: bool,
+    /// The `Proxy-Authorization` value the CONNECT presented.
+    pub credential: Option<Vec<u8>>,
+}
+
+/// Longest CONNECT head accepted.
+const MAX_HEAD: usize = 16 * 1024;
+/// How long a client may take to send its CONNECT head or TLS hello.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
+const ALPN: &[&[u8]] = &[b"h2", b"http/1.1"];
+
+pub struct ProxyListener {
+    listener: TcpListener,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    ca: Arc<CertificateAuthority>,
+    sessions: Arc<SessionRegistry>,
+    app: Arc<HttpProxy<GatewayApp>>,
+    tls_configs: Mutex<HashMap<String, Arc<ServerConfig>>>,
+}
+
+impl ProxyListener {
+    pub async fn bind(
+        addr: SocketAddr,
+        ca: Arc<CertificateAuthority>,
+        sessions: Arc<SessionRegistry>,
+        app: HttpProxy<GatewayApp>,
+    ) -> std::io::Result<ProxyListener> {
+        let listener = TcpListener::bind(addr).await?;
+        Ok(ProxyListener {
+            listener,
+            inner: Arc::new(Inner {
+                ca,
+                sessions,
+                app: Arc::new(app),
+                tls_configs: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Accepts until `shutdown` turns true.
+    pub async fn run(self, mut shutdown: ShutdownWatch) {
+        loop {
+            tokio::select! {
+                accepted = self.listener.accept() => match accepted {
+                    Ok((tcp, peer)) => {
+                        let inner = self.inner.clone();
+                        let shutdown = shutdown.clone();
+                        tokio::spawn(async move {
+                            if let Err(e) = inner.handle(tcp, shutdown).await {
+                                tracing::debug!(%peer, "connection ended: {e}");
+                            }
+                        });
+                    }
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off, keep serving.
+                        tracing::warn!("accepting a proxy connection: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                },
+                _ = shutdown.changed() => {
+                    if *shutdown.borrow() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Inner {
+    async fn handle(&self, tcp: TcpStream, shutdown: ShutdownWatch) -> std::io::Result<()> {
+        let _ = tcp.set_nodelay(true);
+        let mut first = [0u8; 8];
+        let n = tokio::time::timeout(HEAD_TIMEOUT, tcp.peek(&mut first))
+            .await
+            .map_err(|_| std::io::Error::other("no request within 30s"))??;
+        if n == 0 {
+            return Ok(());
+        }
+        if first[..n].starts_with(b"CONNECT ") || (n < 8 && b"CONNECT ".starts_with(&first[..n])) {
+            return self.handle_connect(tcp, shutdown).await;
+        }
+        self.serve_http(Box::new(L4Stream::from(tcp)), shutdown)
+            .await;
+        Ok(())
+    }
+
+    async fn serve_http(&self, stream: Stream, shutdown: ShutdownWatch) {
+        let mut next = Some(stream);
+        while let Some(stream) = next.take() {
+            if *shutdown.borrow() {
+                return;
+            }
+            next = self.app.process_new(stream, &shutdown).await;
+        }
+    }
+
+    async fn handle_connect(
+        &self,
+        mut tcp: TcpStream,
+        shutdown: ShutdownWatch,
+    ) -> std::io::Result<()> {
+        let (head, extra) = tokio::time::timeout(HEAD_TIMEOUT, read_head(&mut tcp))
+            .await
+            .map_err(|_| std::io::Error::other("CONNECT head not complete within 30s"))??;
+        let connect = match parse_connect(&head) {
+            Ok(c) => c,
+            Err(msg) => {
+                let body = format!("btrfly: {msg}\n");
+                tcp.write_all(simple_response(400, "Bad Request", &[], &body).as_bytes())
+                    .await?;
+                return Ok(());
+            }
+        };
+        if self
+            .sessions
+            .authenticate_header(connect.credential.as_deref())
+            .await
+            .is_none()
+        {
+            let detail = if connect.credential.is_some() {
+                "the proxy credential is not valid (wrong, or its session was stopped)"
+            } else {
+                "this proxy needs a session credential"
+            };
+            let body = format!("btrfly: {detail}: start a session with `btrfly start record|playback --tag=TAG` and use the proxy URL it prints\n");
+            tcp.write_all(
+                simple_response(
+                    407,
+                    "Proxy Authentication Required",
+                    &[("Proxy-Authenticate", "Basic realm=\"btrfly\"")],
+                    &body,
+                )
+                .as_bytes(),
+            )
+            .await?;
+            return Ok(());
+        }
+        tcp.write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n")
+            .await?;
+
+        // TLS starts with a handshake record (0x16); anything else is plain
+        // HTTP tunnelled through CONNECT.
+        let tls = if let Some(b) = extra.first() {
+            *b == 0x16
+        } else {
+            let mut b = [0u8; 1];
+            let n = tokio::time::timeout(HEAD_TIMEOUT, tcp.peek(&mut b))
+                .await
+                .map_err(|_| {
+                    std::io::Error::other("nothing sent through the tunnel within 30s")
+                })??;
+            if n == 0 {
+                return Ok(());
+            }
+            b[0] == 0x16
+        };
+        let tunnel = Tunnel {
+            host: connect.host,
+            port: connect.port,
+            tls,
+            credential: connect.credential,
+        };
+        let mut l4 = L4Stream::from(tcp);
+        if !extra.is_empty() {
+            l4.rewind(&extra);
+        }
+        let marker =
+            ResponseHeader::build(200, None).map_err(|e| std::io::Error::other(e.to_string()))?;
+        let host = tunnel.host.clone();
+        l4.set_proxy_digest(ProxyDigest::new(Box::new(marker), Some(Box::new(tunnel))));
+        if !tls {
+            self.serve_http(Box::new(l4), shutdown).await;
+            return Ok(());
+        }
+        let config = self.tls_config(&host)?;
+        let acceptor = Acceptor::from_server_config(config);
+        let stream = acceptor
+            .tls_handshake(l4)
+            .await
+            .map_err(|e| std::io::Error::other(format!("TLS handshake for {host}: {e}")))?;
+        self.serve_http(Box::new(stream), shutdown).await;
+        Ok(())
+    }
+
+    /// One TLS config per tunnel host (the fallback leaf for clients that
+    /// send no SNI, as for IP addresses), cached.
+    fn tls_config(&self, host: &str) -> std::io::Result<Arc<ServerConfig>> {
+        let mut configs = self.tls_configs.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = configs.get(host) {
+            return Ok(c.clone());
+        }
+        let config = self
+            .ca
+            .server_config(Some(host), ALPN)
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        if configs.len() > 10_000 {
+            configs.clear();
+        }
+        configs.insert(host.to_owned(), config.clone());
+        Ok(config)
+    }
+}
+
+/// Reads up to the end of the request head; returns it and any bytes the
+/// client already sent after it.
+async fn read_head(tcp: &mut TcpStream) -> std::io::Result<(Vec<u8>, Vec<u8>)> {
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 2048];
+    loop {
+        let n = tcp.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "client closed before the CONNECT head ended",
+            ));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let extra = buf.split_off(end + 4);
+            return Ok((buf, extra));
+        }
+        if buf.len() > MAX_HEAD {
+            return Err(std::io::Error::other("CONNECT head larger than 16 KiB"));
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+struct Connect {
+    host: String,
+    port: u16,
+    credential: Option<Vec<u8>>,
+}
+
+fn parse_connect(head: &[u8]) -> Result<Connect, String> {
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut req = httparse::Request::new(&mut headers);
+    match req.parse(head) {
+        Ok(httparse::Status::Complete(_)) => {}
+        Ok(httparse::Status::Partial) => return Err("incomplete CONNECT request".into()),
+        Err(e) => return Err(format!("malformed CONNECT request: {e}")),
+    }
+    let target = req.path.unwrap_or("");
+    let authority: http::uri::Authority = target
+        .parse()
+        .map_err(|_| format!("CONNECT target {target:?} is not host:port"))?;
+    let port = authority
+        .port_u16()
+        .ok_or_else(|| format!("CONNECT target {target:?} has no port"))?;
+    let host = authority
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_ascii_lowercase();
+    if host.is_empty() {
+        return Err(format!("CONNECT target {target:?} has no host"));
+    }
+    let credential = req
+        .headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("proxy-authorization"))
+        .map(|h| h.value.to_vec());
+    Ok(Connect {
+        host,
+        port,
+        credential,
+    })
+}
+
+fn simple_response(code: u16, reason: &str, headers: &[(&str, &str)], body: &str) -> String {
+    let mut out = format!("HTTP/1.1 {code} {reason}\r\n");
+    for (k, v) in headers {
+        out.push_str(&format!("{k}: {v}\r\n"));
+    }
+    out.push_str(&format!(
+        "Content-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    ));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connect_heads() {
+        let c = parse_connect(
+            b"CONNECT Files.Example.test:443 HTTP/1.1\r\nHost: files.example.test:443\r\nProxy-Authorization: Basic YTpi\r\n\r\n",
+        )
+        .expect("parse");
+        assert_eq!(c.host, "files.example.test");
+        assert_eq!(c.port, 443);
+        assert_eq!(c.credential.as_deref(), Some(&b"Basic YTpi"[..]));
+        let v6 = parse_connect(b"CONNECT [::1]:8443 HTTP/1.1\r\n\r\n").expect("v6");
+        assert_eq!(
+            (v6.host.as_str(), v6.port, v6.credential),
+            ("::1", 8443, None)
+        );
+        for bad in [
+            &b"CONNECT files.example.test HTTP/1.1\r\n\r\n"[..],
+            b"CONNECT :443 HTTP/1.1\r\n\r\n",
+            b"CONNECT \x01 HTTP/1.1\r\n\r\n",
+        ] {
+            let err = parse_connect(bad).unwrap_err();
+            assert!(err.contains("CONNECT"), "{err}");
+        }
+    }
+}

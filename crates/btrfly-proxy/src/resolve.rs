@@ -1,0 +1,75 @@
+//! Resolving upstream names: static overrides first, then real DNS.
+//!
+//! Pingora's `HttpPeer::new` would resolve with a blocking call that panics
+//! on failure, so the app resolves here, asynchronously, and hands Pingora
+//! a socket address.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+
+use hickory_resolver::TokioResolver;
+
+pub struct UpstreamResolver {
+    overrides: BTreeMap<String, IpAddr>,
+    dns: Option<TokioResolver>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("resolving {host}: {message}")]
+pub struct ResolveError {
+    pub host: String,
+    pub message: String,
+}
+
+impl UpstreamResolver {
+    /// Uses the system's resolver configuration (`/etc/resolv.conf`) for
+    /// names that have no override. Never btrfly's own DNS server: that
+    /// would point every name back at the proxy.
+    pub fn new(overrides: BTreeMap<String, IpAddr>) -> UpstreamResolver {
+        let overrides = overrides
+            .into_iter()
+            .map(|(k, v)| (k.trim_end_matches('.').to_ascii_lowercase(), v))
+            .collect();
+        let dns = match TokioResolver::builder_tokio() {
+            Ok(b) => match b.build() {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    tracing::warn!("no system DNS resolver ({e}); only upstream.resolve overrides and IP addresses will work");
+                    None
+                }
+            },
+            Err(e) => {
+                tracing::warn!("reading the system DNS configuration: {e}; only upstream.resolve overrides and IP addresses will work");
+                None
+            }
+        };
+        UpstreamResolver { overrides, dns }
+    }
+
+    pub async fn resolve(&self, host: &str, port: u16) -> Result<SocketAddr, ResolveError> {
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        if let Ok(ip) = bare.parse::<IpAddr>() {
+            return Ok(SocketAddr::new(ip, port));
+        }
+        let name = bare.trim_end_matches('.').to_ascii_lowercase();
+        if let Some(ip) = self.overrides.get(&name) {
+            return Ok(SocketAddr::new(*ip, port));
+        }
+        let err = |message: String| ResolveError {
+            host: host.to_owned(),
+            message,
+        };
+        let dns = self.dns.as_ref().ok_or_else(|| {
+            err("no DNS resolver configured and no upstream.resolve override".into())
+        })?;
+        let answer = dns
+            .lookup_ip(format!("{name}."))
+            .await
+            .map_err(|e| err(e.to_string()))?;
+        let ip = answer
+            .iter()
+            .next()
+            .ok_or_else(|| err("no addresses".into()))?;
+        Ok(SocketAddr::new(ip, port))
+    }
+}

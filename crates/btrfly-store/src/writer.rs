@@ -1,0 +1,144 @@
+//! Streaming a body into a content-addressed blob.
+
+use bytes::Bytes;
+use opendal::Writer;
+use sha2::{Digest, Sha256};
+
+use crate::{io, random_id, Result, Store, StoreError};
+
+/// Writes a body to `tmp/`, hashing as it goes; [`BlobWriter::finish`]
+/// moves it to its content address. Dropping it without finishing leaves a
+/// temp object that [`BlobWriter::abort`] would have removed.
+pub struct BlobWriter {
+    store: Store,
+    tmp: String,
+    writer: Writer,
+    hasher: Sha256,
+    size: u64,
+    expected: Option<String>,
+}
+
+/// A blob that is safely at its address.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredBlob {
+    pub sha256: String,
+    pub size: u64,
+    /// False when identical bytes were already stored (deduplicated).
+    pub new: bool,
+}
+
+impl BlobWriter {
+    pub(crate) async fn start(store: Store, expected: Option<String>) -> Result<BlobWriter> {
+        let tmp = format!("tmp/{}", random_id());
+        let writer = store
+            .operator()
+            .writer_with(&tmp)
+            .content_type("application/octet-stream")
+            .chunk(4 * 1024 * 1024)
+            .await
+            .map_err(io("write", &tmp))?;
+        Ok(BlobWriter {
+            store,
+            tmp,
+            writer,
+            hasher: Sha256::new(),
+            size: 0,
+            expected,
+        })
+    }
+
+    pub async fn write(&mut self, chunk: Bytes) -> Result<()> {
+        self.hasher.update(&chunk);
+        self.size += chunk.len() as u64;
+        self.writer
+            .write(chunk)
+            .await
+            .map_err(io("write", &self.tmp))
+    }
+
+    pub fn bytes_written(&self) -> u64 {
+        self.size
+    }
+
+    /// Closes the temp object and moves it to `blobs/sha256/..`. Fails (and
+    /// removes the temp object) when the digest is not the expected one.
+    pub async fn finish(mut self) -> Result<StoredBlob> {
+        if let Err(e) = self.writer.close().await {
+            let _ = self.store.operator().delete(&self.tmp).await;
+            return Err(io("write", &self.tmp)(e));
+        }
+        let sha256 = hex::encode(self.hasher.finalize());
+        let op = self.store.operator();
+        if let Some(expected) = self.expected.take() {
+            if expected != sha256 {
+                let _ = op.delete(&self.tmp).await;
+                return Err(StoreError::DigestMismatch {
+                    expected,
+                    actual: sha256,
+                });
+            }
+        }
+        let dest = Store::blob_path(&sha256);
+        let exists = op.exists(&dest).await.map_err(io("stat", &dest))?;
+        if exists {
+            op.delete(&self.tmp)
+                .await
+                .map_err(io("delete", &self.tmp))?;
+        } else if op.info().capability().rename {
+            op.rename(&self.tmp, &dest)
+                .await
+                .map_err(io("rename", &dest))?;
+        } else if op.info().capability().copy {
+            op.copy(&self.tmp, &dest).await.map_err(io("copy", &dest))?;
+            op.delete(&self.tmp)
+                .await
+                .map_err(io("delete", &self.tmp))?;
+        } else {
+            stream_copy(op, &self.tmp, &dest).await?;
+            op.delete(&self.tmp)
+                .await
+                .map_err(io("delete", &self.tmp))?;
+        }
+        Ok(StoredBlob {
+            sha256,
+            size: self.size,
+            new: !exists,
+        })
+    }
+
+    /// Drops the partial body.
+    pub async fn abort(mut self) {
+        let _ = self.writer.abort().await;
+        let _ = self.store.operator().delete(&self.tmp).await;
+    }
+}
+
+/// Copies an object chunk by chunk, for backends with neither rename nor
+/// copy (memory).
+async fn stream_copy(op: &opendal::Operator, from: &str, to: &str) -> Result<()> {
+    use futures::StreamExt;
+    let size = op
+        .stat(from)
+        .await
+        .map_err(io("stat", from))?
+        .content_length();
+    let reader = op.reader(from).await.map_err(io("read", from))?;
+    let mut chunks = reader
+        .into_bytes_stream(0..size)
+        .await
+        .map_err(io("read", from))?;
+    let mut writer = op
+        .writer_with(to)
+        .content_type("application/octet-stream")
+        .await
+        .map_err(io("write", to))?;
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.map_err(|e| StoreError::Corrupt {
+            path: from.to_owned(),
+            message: e.to_string(),
+        })?;
+        writer.write(chunk).await.map_err(io("write", to))?;
+    }
+    writer.close().await.map_err(io("write", to))?;
+    Ok(())
+}

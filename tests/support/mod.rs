@@ -1,0 +1,75 @@
+//! End-to-end test support for btrfly.
+//!
+//! Integration test files include this module with `mod support;` (it lives
+//! in `tests/support/`, next to the test files). Everything here drives real
+//! processes: a throwaway CA ([`TestCa`]), a real HTTPS + HTTP/2 file server
+//! ([`Nginx`]), the product binary ([`BtrflyServer`]), and time-bounded helpers
+//! to run clients such as curl, wget or pip ([`run`], [`run_ok`],
+//! [`client_env`]).
+//!
+//! A typical gateway test:
+//!
+//! ```ignore
+//! let root = tempfile::tempdir()?;                 // root/files/... is /files/...
+//! std::fs::create_dir(root.path().join("files"))?;
+//! std::fs::write(root.path().join("files/small.txt"), "hello\n")?;
+//! let sha = write_random_file(&root.path().join("files/big.bin"), 50_000_000, 1);
+//! let ca = TestCa::new();
+//! let nginx = Nginx::start(root.path(), &ca, &["files.example.test"]);
+//! let extra = format!(
+//!     "[upstream]\nca_file = {}\n[upstream.resolve]\n\"files.example.test\" = \"127.0.0.1\"\n",
+//!     BtrflyServer::toml_str(nginx.ca_file().to_string_lossy()),
+//! );
+//! let server = BtrflyServer::start(Path::new(env!("CARGO_BIN_EXE_btrfly")), &extra);
+//! let home = tempfile::tempdir()?;
+//! let out = run_ok(server.cli(home.path()).args(["start", "record", "--tag=t1"]));
+//! let env = server.env_from_start(&String::from_utf8_lossy(&out.stdout));
+//! let mut curl = Command::new("curl");
+//! client_env(&mut curl);                            // then the proxy/CA vars:
+//! apply_env(&mut curl, &env).args(["-sS", "--fail", "-o", "out.bin"])
+//!     .arg(nginx.url("files.example.test", "/files/big.bin"));
+//! run_ok(&mut curl);
+//! nginx.stop();                                     // upstream gone: replay next
+//! ```
+//!
+//! Clients on this machine (Debian 12):
+//! * curl honours `https_proxy` AND `HTTPS_PROXY` for https URLs, but only
+//!   lowercase `http_proxy` for http URLs; it takes its CA from
+//!   `CURL_CA_BUNDLE`, `SSL_CERT_FILE` or `SSL_CERT_DIR`.
+//! * wget honours only the lowercase `https_proxy` / `http_proxy`. It is
+//!   built with GnuTLS, so it IGNORES `SSL_CERT_FILE`/`SSL_CERT_DIR`: give it
+//!   `--ca-certificate=FILE`, or `WGETRC=FILE` where FILE holds
+//!   `ca_certificate = /path/ca.pem`. It has no `--resolve`: through
+//!   btrfly's proxy it sends `CONNECT name:port` and never resolves the name;
+//!   to reach nginx directly use `https://127.0.0.1:PORT/...` (the
+//!   certificate has an IP SAN) or [`with_etc_hosts`].
+//!
+//! Conventions:
+//! * Only names under `example.test` are used; they never reach a real
+//!   resolver: curl gets `--resolve`, btrfly gets `[upstream.resolve]`, and any
+//!   other program can be given a private `/etc/hosts` with [`with_etc_hosts`].
+//! * Every child process is bounded in time: one-shot commands go through
+//!   [`run`] / [`run_ok`] / [`run_timeout`]; servers are killed and reaped on
+//!   `Drop`.
+//! * Nothing here uses `unsafe` or `.unwrap()`; failures panic with a message
+//!   that includes the relevant logs.
+//!
+//! Dev-dependencies used: rcgen, tempfile, sha2, hex, rand, serde_json.
+
+// Each integration test binary uses a different subset of this module.
+#![allow(dead_code, unused_imports)]
+
+mod ca;
+mod files;
+mod nginx;
+mod process;
+mod server;
+
+pub use ca::TestCa;
+pub use files::{sha256_bytes, sha256_file, write_random_file};
+pub use nginx::Nginx;
+pub use process::{
+    client_env, describe, free_port, port_is_closed, run, run_ok, run_timeout, wait_until,
+    with_etc_hosts, DEFAULT_TIMEOUT,
+};
+pub use server::{apply_env, parse_exports, BtrflyServer, StartOptions};
