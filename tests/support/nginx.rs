@@ -37,6 +37,7 @@ const READY_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Nginx {
     child: Option<Child>,
     port: u16,
+    plain_port: u16,
     dir: tempfile::TempDir,
     names: Vec<String>,
 }
@@ -76,7 +77,8 @@ impl Nginx {
         let mut last_error = String::new();
         for attempt in 1..=START_ATTEMPTS {
             let port = free_port();
-            let conf = config(d, &root_dir, port, names);
+            let plain_port = free_port();
+            let conf = config(d, &root_dir, port, plain_port, names);
             let conf_path = d.join("nginx.conf");
             std::fs::write(&conf_path, conf).expect("write nginx.conf");
             // A fresh error log per attempt, so a failure shows its own cause.
@@ -101,6 +103,7 @@ impl Nginx {
                     return Nginx {
                         child: Some(child),
                         port,
+                        plain_port,
                         dir,
                         names: names.iter().map(|s| s.to_string()).collect(),
                     }
@@ -118,6 +121,12 @@ impl Nginx {
     /// The TCP port on 127.0.0.1.
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The port of the plain-HTTP (no TLS, HTTP/1.1) listener serving the
+    /// same root.
+    pub fn plain_port(&self) -> u16 {
+        self.plain_port
     }
 
     /// The names the certificate was issued for (as passed to `start`).
@@ -291,7 +300,7 @@ fn q(path: &Path) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
-fn config(d: &Path, root: &Path, port: u16, names: &[&str]) -> String {
+fn config(d: &Path, root: &Path, port: u16, plain_port: u16, names: &[&str]) -> String {
     // nginx < 1.25.1 (Debian 12 has 1.22) only knows `listen ... http2`;
     // newer ones deprecate it in favour of `http2 on;`.
     let (listen, http2) = if nginx_version() >= (1, 25, 1) {
@@ -357,6 +366,13 @@ http {{
         location = /redirect/abs {{
             return 302 https://$host:{port}/redirect/2;
         }}
+    }}
+
+    server {{
+        listen 127.0.0.1:{plain_port};
+        server_name {names};
+        root {root};
+        absolute_redirect off;
     }}
 }}
 "#,

@@ -94,6 +94,8 @@ impl Target {
 pub struct Ctx {
     target: Option<Target>,
     url: String,
+    /// Origin-form path and query for the upstream request.
+    path_and_query: String,
     plan: Option<RecordPlan>,
     recorder: Option<Recorder>,
     session: Option<Arc<LiveSession>>,
@@ -115,12 +117,26 @@ fn tunnel_of(session: &Session) -> Option<Tunnel> {
         .cloned()
 }
 
+/// The request target as an absolute URI when the client sent one
+/// (absolute-form, as clients do towards a plain-HTTP proxy, or HTTP/2's
+/// `:scheme`+`:authority`). Pingora keeps absolute-form in `raw_path`.
+fn absolute_uri(req: &RequestHeader) -> Option<http::Uri> {
+    if req.uri.scheme().is_some() && req.uri.authority().is_some() {
+        return Some(req.uri.clone());
+    }
+    std::str::from_utf8(req.raw_path())
+        .ok()
+        .and_then(|p| p.parse::<http::Uri>().ok())
+        .filter(|u| u.scheme().is_some() && u.authority().is_some())
+}
+
 /// Works out the upstream of a request, or the reply that refuses it.
 fn target_of(session: &Session, tunnel: Option<&Tunnel>) -> std::result::Result<Target, Reply> {
     let req = session.req_header();
-    let named_host = req
-        .uri
-        .host()
+    let absolute = absolute_uri(req);
+    let named_host = absolute
+        .as_ref()
+        .and_then(|u| u.host())
         .map(str::to_owned)
         .or_else(|| {
             req.headers
@@ -152,7 +168,7 @@ fn target_of(session: &Session, tunnel: Option<&Tunnel>) -> std::result::Result<
             port: t.port,
         });
     }
-    let https = match req.uri.scheme_str() {
+    let https = match absolute.as_ref().and_then(|u| u.scheme_str()) {
         Some("http") => false,
         Some("https") => true,
         Some(other) => {
@@ -174,7 +190,10 @@ fn target_of(session: &Session, tunnel: Option<&Tunnel>) -> std::result::Result<
             "btrfly: the request names no host",
         ));
     };
-    let port = req.uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+    let port = absolute
+        .as_ref()
+        .and_then(|u| u.port_u16())
+        .unwrap_or(if https { 443 } else { 80 });
     Ok(Target { https, host, port })
 }
 
@@ -255,7 +274,11 @@ impl ProxyHttp for GatewayApp {
             }
         };
         let req = session.req_header();
-        let pq = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
+        let pq = absolute_uri(req)
+            .as_ref()
+            .unwrap_or(&req.uri)
+            .path_and_query()
+            .map_or_else(|| "/".to_owned(), |pq| pq.as_str().to_owned());
         let scheme = if target.https { "https" } else { "http" };
         let url = format!("{scheme}://{}{pq}", target.authority());
         let mut builder = http::Request::builder()
@@ -326,6 +349,7 @@ impl ProxyHttp for GatewayApp {
             }
             Decision::Forward(forward) => {
                 ctx.url = url;
+                ctx.path_and_query = pq;
                 ctx.target = Some(target);
                 if let Some(plan) = forward.recording {
                     ctx.session = Some(plan.session.clone());
@@ -367,11 +391,7 @@ impl ProxyHttp for GatewayApp {
         let Some(target) = ctx.target.as_ref() else {
             return Err(internal("no upstream target"));
         };
-        let pq = upstream
-            .uri
-            .path_and_query()
-            .map_or("/", |pq| pq.as_str())
-            .to_owned();
+        let pq = &ctx.path_and_query;
         let uri: http::Uri = pq
             .parse()
             .map_err(|e| Error::explain(ErrorType::InvalidHTTPHeader, format!("path {pq}: {e}")))?;
