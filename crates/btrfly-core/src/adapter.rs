@@ -36,6 +36,38 @@ impl RequestHead {
     pub fn path_and_query(&self) -> &str {
         self.uri.path_and_query().map_or("/", |pq| pq.as_str())
     }
+
+    /// The URL in the one form hints are keyed by; see [`canonical_url`].
+    pub fn canonical_url(&self) -> String {
+        canonical_url(&self.uri)
+    }
+}
+
+/// `scheme://host:port/path?query`: lower-case host, explicit port, no
+/// fragment. Digest hints (see [`Adapter::digest_hints`]) name URLs in this
+/// form so that they match the requests the gateway sees.
+pub fn canonical_url(uri: &Uri) -> String {
+    let scheme = uri.scheme_str().unwrap_or("http");
+    let host = uri.host().unwrap_or("").to_ascii_lowercase();
+    let host = if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]")
+    } else {
+        host
+    };
+    let port = uri
+        .port_u16()
+        .unwrap_or(if scheme == "https" { 443 } else { 80 });
+    let pq = uri.path_and_query().map_or("/", |pq| pq.as_str());
+    format!("{scheme}://{host}:{port}{pq}")
+}
+
+/// A digest one recorded response announced for another URL (an index page
+/// listing files with their sha256): the later download must match it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DigestHint {
+    /// In [`canonical_url`] form.
+    pub url: String,
+    pub sha256: String,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -65,4 +97,27 @@ pub trait Adapter: Send + Sync + 'static {
     /// Claims the request and builds its key, or declines with `None` so the
     /// next adapter (finally the plain `files` adapter) gets it.
     fn classify(&self, req: &RequestHead) -> Option<Classification>;
+
+    /// Whether this adapter wants to read a just-recorded response body
+    /// (an index page) through [`Adapter::digest_hints`]. Bodies larger
+    /// than [`MAX_INSPECTED_BODY`] are never shown.
+    fn inspects(&self, _class: &Classification, _status: u16) -> bool {
+        false
+    }
+
+    /// Digests that a recorded body announces for other URLs. Within the
+    /// session that recorded it, a later request for such a URL gets the
+    /// digest as its `expected_sha256`, so a tampered download is not
+    /// recorded.
+    fn digest_hints(
+        &self,
+        _req: &RequestHead,
+        _entry: &crate::Entry,
+        _body: &[u8],
+    ) -> Vec<DigestHint> {
+        Vec::new()
+    }
 }
+
+/// Largest body shown to [`Adapter::digest_hints`].
+pub const MAX_INSPECTED_BODY: u64 = 32 * 1024 * 1024;

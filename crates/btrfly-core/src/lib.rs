@@ -10,7 +10,9 @@ pub mod entry;
 pub mod key;
 pub mod session;
 
-pub use adapter::{Adapter, Classification, Mutability, RequestHead};
+pub use adapter::{
+    canonical_url, Adapter, Classification, DigestHint, Mutability, RequestHead, MAX_INSPECTED_BODY,
+};
 pub use entry::{Entry, TagMeta};
 pub use key::{RecordingKey, BODY_VARIANCE};
 pub use session::{Mode, SessionInfo, Tag, TagError};

@@ -27,10 +27,17 @@ impl Adapters {
         self.list.iter().map(|a| a.name()).collect()
     }
 
-    pub fn classify(&self, head: &RequestHead) -> Option<Classification> {
-        self.list.iter().find_map(|a| a.classify(head))
+    /// The first adapter that claims the request, and its verdict.
+    pub fn classify(&self, head: &RequestHead) -> Option<(Arc<dyn Adapter>, Classification)> {
+        self.list
+            .iter()
+            .find_map(|a| a.classify(head).map(|c| (a.clone(), c)))
     }
 }
+
+/// Which adapter classified a request (a request extension).
+#[derive(Clone)]
+pub struct ClassifiedBy(pub Arc<dyn Adapter>);
 
 #[derive(Clone)]
 pub struct ClassifyLayer {
@@ -81,7 +88,7 @@ where
             uri: req.uri().clone(),
             headers: req.headers().clone(),
         };
-        let Some(class) = self.adapters.classify(&head) else {
+        let Some((adapter, mut class)) = self.adapters.classify(&head) else {
             let msg = format!(
                 "btrfly: no enabled adapter handles {} {} (enabled: {:?}); enable [adapters.files] to record plain URLs",
                 head.method,
@@ -90,8 +97,16 @@ where
             );
             return Box::pin(async move { Ok(Decision::text(StatusCode::FORBIDDEN, msg)) });
         };
+        if class.expected_sha256.is_none() {
+            // An index page recorded earlier in this session may have
+            // announced this URL's digest.
+            if let Some(route) = req.extensions().get::<crate::route::Route>() {
+                class.expected_sha256 = route.session.hint(&head.canonical_url());
+            }
+        }
         req.extensions_mut().insert(class);
         req.extensions_mut().insert(head);
+        req.extensions_mut().insert(ClassifiedBy(adapter));
         let mut inner = self.inner.clone();
         std::mem::swap(&mut inner, &mut self.inner);
         Box::pin(async move { inner.call(req).await })

@@ -13,7 +13,7 @@ pub enum Decision {
 }
 
 pub struct Forward {
-    pub recording: Option<RecordPlan>,
+    pub recording: Option<Box<RecordPlan>>,
 }
 
 pub struct Reply {

@@ -13,7 +13,9 @@ use std::convert::Infallible;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use btrfly_core::{Classification, Entry, Mode, RequestHead, BODY_VARIANCE};
+use btrfly_core::{
+    Adapter, Classification, Entry, Mode, RequestHead, BODY_VARIANCE, MAX_INSPECTED_BODY,
+};
 use btrfly_store::{BlobWriter, Store, StoreError, StoredBlob};
 use bytes::Bytes;
 use futures::future::BoxFuture;
@@ -23,6 +25,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tower::{Layer, Service};
 
+use crate::classify::ClassifiedBy;
 use crate::decision::{Decision, Forward};
 use crate::route::Route;
 use crate::sessions::LiveSession;
@@ -32,6 +35,8 @@ use crate::RequestBody;
 pub struct RecordPlan {
     pub session: std::sync::Arc<LiveSession>,
     pub classification: Classification,
+    pub adapter: std::sync::Arc<dyn Adapter>,
+    pub head: RequestHead,
     pub method: String,
     pub url: String,
     pub store: Store,
@@ -82,19 +87,22 @@ where
 
     fn call(&mut self, req: Request<RequestBody>) -> Self::Future {
         let ext = req.extensions();
-        if let (Some(route), Some(class), Some(head)) = (
+        if let (Some(route), Some(class), Some(head), Some(by)) = (
             ext.get::<Route>(),
             ext.get::<Classification>(),
             ext.get::<RequestHead>(),
+            ext.get::<ClassifiedBy>(),
         ) {
             if route.mode == Mode::Record {
-                let plan = RecordPlan {
+                let plan = Box::new(RecordPlan {
                     session: route.session.clone(),
                     classification: class.clone(),
+                    adapter: by.0.clone(),
+                    head: head.clone(),
                     method: head.method.to_string(),
                     url: head.uri.to_string(),
                     store: self.store.clone(),
-                };
+                });
                 return Box::pin(async move {
                     Ok(Decision::Forward(Forward {
                         recording: Some(plan),
@@ -159,6 +167,17 @@ pub struct Recorder {
     pending: VecDeque<Bytes>,
     task: JoinHandle<Result<StoredBlob, StoreError>>,
     seen: u64,
+    content_length: Option<u64>,
+    verify: Option<Verify>,
+}
+
+/// Inline check of a body against the digest the protocol announced. The
+/// newest chunk is held back from the client until the digest is known, so
+/// a body that does not match never reaches the client whole.
+struct Verify {
+    expected: String,
+    hasher: sha2::Sha256,
+    held: Option<Bytes>,
 }
 
 impl Recorder {
@@ -174,6 +193,10 @@ impl Recorder {
             .await?;
         let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
         let task = tokio::spawn(write_body(writer, rx));
+        let content_length = headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse().ok());
         let headers = headers
             .iter()
             .filter(|(k, _)| !HOP_BY_HOP.contains(&k.as_str()))
@@ -184,6 +207,17 @@ impl Recorder {
                 )
             })
             .collect();
+        let bodiless = plan.method == "HEAD" || matches!(status, 204 | 304 | 100..=199);
+        let verify = plan
+            .classification
+            .expected_sha256
+            .clone()
+            .filter(|_| !bodiless && (200..300).contains(&status))
+            .map(|expected| Verify {
+                expected,
+                hasher: sha2::Sha256::default(),
+                held: None,
+            });
         Ok(Recorder {
             plan,
             status,
@@ -192,25 +226,75 @@ impl Recorder {
             pending: VecDeque::new(),
             task,
             seen: 0,
+            content_length,
+            verify,
         })
     }
 
-    /// Tees one body chunk (synchronous, for pingora's body filter). Returns
+    /// Tees one body chunk (synchronous, for pingora's body filter) and may
+    /// change what goes on to the client: with an expected digest the newest
+    /// chunk is held back until the body is complete and verified. Returns
     /// how long the proxy should pause reading upstream when the store is
-    /// slower than the network, which keeps memory bounded.
-    pub fn offer(&mut self, chunk: &Bytes) -> Option<Duration> {
-        self.tx.as_ref()?;
-        self.seen += chunk.len() as u64;
-        if !chunk.is_empty() {
-            self.pending.push_back(chunk.clone());
+    /// slower than the network (memory stays bounded), or an error when the
+    /// body does not match its expected digest: the response must then be
+    /// aborted, and nothing is recorded.
+    pub fn offer(
+        &mut self,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+    ) -> Result<Option<Duration>, String> {
+        let incoming = body.take();
+        if let Some(chunk) = incoming.as_ref().filter(|c| !c.is_empty()) {
+            self.seen += chunk.len() as u64;
+            if self.tx.is_some() {
+                self.pending.push_back(chunk.clone());
+            }
         }
+        *body = match self.verify.as_mut() {
+            None => incoming,
+            Some(v) => {
+                use sha2::Digest;
+                let mut release = None;
+                if let Some(chunk) = incoming.filter(|c| !c.is_empty()) {
+                    v.hasher.update(&chunk);
+                    release = v.held.replace(chunk);
+                }
+                let complete = end_of_stream || self.content_length == Some(self.seen);
+                if complete {
+                    let actual = hex::encode(std::mem::take(&mut v.hasher).finalize());
+                    if actual != v.expected {
+                        let msg = format!(
+                            "not recorded: {} {}: body sha256 {actual} does not match the expected {}",
+                            self.plan.method, self.plan.url, v.expected
+                        );
+                        self.verify = None;
+                        self.pending.clear();
+                        self.tx = None;
+                        return Err(msg);
+                    }
+                    let last = v.held.take();
+                    self.verify = None;
+                    match (release, last) {
+                        (Some(a), Some(b)) => {
+                            let mut joined = bytes::BytesMut::with_capacity(a.len() + b.len());
+                            joined.extend_from_slice(&a);
+                            joined.extend_from_slice(&b);
+                            Some(joined.freeze())
+                        }
+                        (a, b) => a.or(b),
+                    }
+                } else {
+                    release
+                }
+            }
+        };
         self.flush();
         if self.pending.is_empty() {
-            None
+            Ok(None)
         } else {
-            Some(Duration::from_millis(
+            Ok(Some(Duration::from_millis(
                 (self.pending.len() as u64 * 2).min(50),
-            ))
+            )))
         }
     }
 
@@ -275,7 +359,45 @@ impl Recorder {
             .await
             .map_err(|e| fail(&e))?;
         session.stats.count_recorded();
+        self.inspect(&entry).await;
         Ok(entry)
+    }
+
+    /// Lets the adapter read an index page it asked to see and remember the
+    /// digests it announces.
+    async fn inspect(&self, entry: &Entry) {
+        let plan = &self.plan;
+        if entry.size > MAX_INSPECTED_BODY
+            || !plan.adapter.inspects(&plan.classification, entry.status)
+        {
+            return;
+        }
+        let mut body = Vec::with_capacity(entry.size as usize);
+        match plan.store.read_blob(&entry.sha256, None).await {
+            Ok(mut stream) => {
+                use futures::StreamExt;
+                while let Some(chunk) = stream.next().await {
+                    match chunk {
+                        Ok(c) => body.extend_from_slice(&c),
+                        Err(e) => {
+                            plan.session.stats.note_error(format!(
+                                "reading back {} to inspect it: {e}",
+                                plan.url
+                            ));
+                            return;
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                plan.session
+                    .stats
+                    .note_error(format!("reading back {} to inspect it: {e}", plan.url));
+                return;
+            }
+        }
+        let hints = plan.adapter.digest_hints(&plan.head, entry, &body);
+        plan.session.add_hints(hints);
     }
 
     pub fn session(&self) -> &LiveSession {

@@ -102,7 +102,13 @@ pub struct LiveSession {
     pub info: SessionInfo,
     pub stats: Stats,
     active: AtomicBool,
+    /// Digests announced by recorded index pages, by canonical URL.
+    hints: Mutex<HashMap<String, String>>,
 }
+
+/// Digest hints kept per session; index pages of a big build can announce
+/// many files, but not unboundedly many.
+const HINT_LIMIT: usize = 500_000;
 
 impl LiveSession {
     pub fn tag(&self) -> &Tag {
@@ -115,6 +121,35 @@ impl LiveSession {
 
     pub fn is_active(&self) -> bool {
         self.active.load(Ordering::Acquire)
+    }
+
+    fn new(info: SessionInfo) -> LiveSession {
+        LiveSession {
+            info,
+            stats: Stats::default(),
+            active: AtomicBool::new(true),
+            hints: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Remembers digests an index page announced for other URLs.
+    pub fn add_hints(&self, hints: Vec<btrfly_core::DigestHint>) {
+        let mut map = self.hints.lock().unwrap_or_else(|p| p.into_inner());
+        for h in hints {
+            if map.len() >= HINT_LIMIT && !map.contains_key(&h.url) {
+                break;
+            }
+            map.insert(h.url, h.sha256);
+        }
+    }
+
+    /// The digest announced for a canonical URL, if any.
+    pub fn hint(&self, url: &str) -> Option<String> {
+        self.hints
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(url)
+            .cloned()
     }
 
     pub fn summary(&self) -> Summary {
@@ -218,11 +253,7 @@ impl SessionRegistry {
             started_at: OffsetDateTime::now_utc(),
         };
         self.store.put_session(&info).await?;
-        let session = Arc::new(LiveSession {
-            info,
-            stats: Stats::default(),
-            active: AtomicBool::new(true),
-        });
+        let session = Arc::new(LiveSession::new(info));
         self.write_live().insert(id, session.clone());
         Ok(NewSession { session, secret })
     }
@@ -234,11 +265,7 @@ impl SessionRegistry {
             Some(s) => s,
             None => {
                 let info = self.store.get_session(id).await.ok().flatten()?;
-                let live = Arc::new(LiveSession {
-                    info,
-                    stats: Stats::default(),
-                    active: AtomicBool::new(true),
-                });
+                let live = Arc::new(LiveSession::new(info));
                 self.write_live()
                     .entry(id.to_owned())
                     .or_insert(live)
@@ -274,11 +301,7 @@ impl SessionRegistry {
                     .get_session(id)
                     .await?
                     .ok_or_else(|| SessionError::NotFound(id.to_owned()))?;
-                Arc::new(LiveSession {
-                    info,
-                    stats: Stats::default(),
-                    active: AtomicBool::new(true),
-                })
+                Arc::new(LiveSession::new(info))
             }
         };
         session.active.store(false, Ordering::Release);

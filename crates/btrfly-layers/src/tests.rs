@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::classify::Adapters;
+use crate::sessions::LiveSession;
 use crate::{ReplyBody, MISS_HEADER};
 use base64::Engine;
 use btrfly_core::{Adapter, Mode, Tag};
@@ -77,8 +78,14 @@ async fn record_one(w: &World, tag: &str, url: &str, body: &'static [u8]) {
     let mut headers = http::HeaderMap::new();
     headers.insert("content-type", "text/plain".parse().expect("v"));
     headers.insert("transfer-encoding", "chunked".parse().expect("v"));
-    let mut rec = Recorder::begin(plan, 200, &headers).await.expect("begin");
-    rec.offer(&Bytes::from_static(body));
+    let mut rec = Recorder::begin(*plan, 200, &headers).await.expect("begin");
+    let mut chunk = Some(Bytes::from_static(body));
+    rec.offer(&mut chunk, true).expect("no digest to check");
+    assert_eq!(
+        chunk.as_deref(),
+        Some(body),
+        "without a digest chunks pass unchanged"
+    );
     rec.commit(None).await.expect("commit");
     w.sessions.stop(&s.session.info.id).await.expect("stop");
 }
@@ -260,13 +267,91 @@ async fn aborted_recording_leaves_no_entry() {
     else {
         panic!()
     };
-    let mut rec = Recorder::begin(plan, 200, &http::HeaderMap::new())
+    let mut rec = Recorder::begin(*plan, 200, &http::HeaderMap::new())
         .await
         .expect("begin");
-    rec.offer(&Bytes::from_static(b"half"));
+    rec.offer(&mut Some(Bytes::from_static(b"half")), false)
+        .expect("offer");
     rec.abort();
     let tag = Tag::new("t").expect("tag");
     // give the writer task a moment to discard, then check nothing is indexed
     tokio::task::yield_now().await;
+    assert!(w.store.list_entries(&tag).await.expect("list").is_empty());
+}
+
+async fn plan_with_digest(w: &World, tag: &str, expected: &str) -> (RecordPlan, Arc<LiveSession>) {
+    let s = w
+        .sessions
+        .create(Tag::new(tag).expect("tag"), Mode::Record, true)
+        .await
+        .expect("record");
+    let d = w
+        .svc
+        .clone()
+        .oneshot(request(
+            Method::GET,
+            "https://a.example.test:443/pkg.whl",
+            Some((&s.session.info.id, &s.secret)),
+            None,
+        ))
+        .await
+        .expect("infallible");
+    let Decision::Forward(Forward {
+        recording: Some(mut plan),
+    }) = d
+    else {
+        panic!()
+    };
+    plan.classification.expected_sha256 = Some(expected.to_owned());
+    (*plan, s.session)
+}
+
+#[tokio::test]
+async fn expected_digest_holds_back_the_last_chunk_until_verified() {
+    let w = world();
+    let good = btrfly_core::sha256_hex(b"abcdef");
+    let (plan, _s) = plan_with_digest(&w, "d1", &good).await;
+    let mut rec = Recorder::begin(plan, 200, &http::HeaderMap::new())
+        .await
+        .expect("begin");
+    let mut c = Some(Bytes::from_static(b"ab"));
+    rec.offer(&mut c, false).expect("ok");
+    assert_eq!(c, None, "the newest chunk is held back");
+    let mut c = Some(Bytes::from_static(b"cd"));
+    rec.offer(&mut c, false).expect("ok");
+    assert_eq!(
+        c.as_deref(),
+        Some(&b"ab"[..]),
+        "the previous chunk is released"
+    );
+    let mut c = Some(Bytes::from_static(b"ef"));
+    rec.offer(&mut c, true).expect("digest matches");
+    assert_eq!(
+        c.as_deref(),
+        Some(&b"cdef"[..]),
+        "everything is released once verified"
+    );
+    let entry = rec.commit(None).await.expect("commit");
+    assert_eq!(entry.sha256, good);
+}
+
+#[tokio::test]
+async fn a_body_that_does_not_match_its_digest_is_refused_and_not_recorded() {
+    let w = world();
+    let (plan, session) = plan_with_digest(&w, "d2", &"0".repeat(64)).await;
+    let mut headers = http::HeaderMap::new();
+    headers.insert("content-length", "6".parse().expect("v"));
+    let mut rec = Recorder::begin(plan, 200, &headers).await.expect("begin");
+    let mut c = Some(Bytes::from_static(b"abc"));
+    rec.offer(&mut c, false).expect("not complete yet");
+    assert_eq!(c, None);
+    // complete by content-length even before end-of-stream is signalled
+    let mut c = Some(Bytes::from_static(b"def"));
+    let err = rec.offer(&mut c, false).expect_err("mismatch");
+    assert!(err.contains("does not match"), "{err}");
+    assert_eq!(c, None, "the tampered tail never reaches the client");
+    rec.abort();
+    tokio::task::yield_now().await;
+    let tag = session.tag().clone();
     assert!(w.store.list_entries(&tag).await.expect("list").is_empty());
 }

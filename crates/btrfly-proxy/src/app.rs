@@ -96,7 +96,7 @@ pub struct Ctx {
     url: String,
     /// Origin-form path and query for the upstream request.
     path_and_query: String,
-    plan: Option<RecordPlan>,
+    plan: Option<Box<RecordPlan>>,
     recorder: Option<Recorder>,
     session: Option<Arc<LiveSession>>,
     body_hasher: Option<Sha256>,
@@ -440,7 +440,7 @@ impl ProxyHttp for GatewayApp {
             .and_then(|v| v.parse().ok());
         if let Some(plan) = ctx.plan.take() {
             let session_ref = plan.session.clone();
-            match Recorder::begin(plan, status, &resp.headers).await {
+            match Recorder::begin(*plan, status, &resp.headers).await {
                 Ok(r) => ctx.recorder = Some(r),
                 Err(e) => session_ref
                     .stats
@@ -460,13 +460,27 @@ impl ProxyHttp for GatewayApp {
         if end_of_stream {
             ctx.upstream_done = true;
         }
-        let Some(chunk) = body.as_ref() else {
-            return Ok(None);
-        };
-        if let Some(s) = &ctx.session {
+        if let (Some(s), Some(chunk)) = (&ctx.session, body.as_ref()) {
             s.stats.count_bytes(chunk.len() as u64);
         }
-        Ok(ctx.recorder.as_mut().and_then(|r| r.offer(chunk)))
+        let Some(recorder) = ctx.recorder.as_mut() else {
+            return Ok(None);
+        };
+        match recorder.offer(body, end_of_stream) {
+            Ok(pause) => Ok(pause),
+            Err(msg) => {
+                // The body is not what the protocol announced: the client
+                // must not get it whole, and it is not recorded.
+                if let Some(r) = ctx.recorder.take() {
+                    r.session().stats.note_error(msg.clone());
+                    r.abort();
+                }
+                Err(Error::explain(
+                    ErrorType::Custom("BodyDigestMismatch"),
+                    format!("btrfly: {msg}"),
+                ))
+            }
+        }
     }
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
