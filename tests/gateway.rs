@@ -682,3 +682,62 @@ fn unknown_config_key_is_rejected_by_name() {
         "no listener may open"
     );
 }
+
+/// The key carries a digest of the request body, and IP-literal targets
+/// (no SNI: the leaf is minted for the CONNECT address) work like names.
+#[test]
+fn request_bodies_and_ip_literals_are_part_of_the_key() {
+    let mut fx = Fixture::new(&[("small.txt", b"by address\n")]);
+    let home = fx.home("body");
+    let by_ip = format!("https://127.0.0.1:{}/files/small.txt", fx.port);
+    fn post(fx: &Fixture, env: &[(String, String)], data: &str, out: &str) -> String {
+        let o = run(fx
+            .curl(env)
+            .args(["-D", "-", "--data-binary", data, "-o"])
+            .arg(fx.out(out))
+            .arg(fx.url("/files/small.txt")));
+        text(&o.stdout).to_ascii_lowercase()
+    }
+
+    let env = fx.start(&home, "record", "bodies");
+    run_ok(
+        fx.curl(&env)
+            .args(["--fail", "-o"])
+            .arg(fx.out("r-ip"))
+            .arg(&by_ip),
+    );
+    let recorded = post(&fx, &env, "alpha", "r-post");
+    assert!(
+        recorded.contains("\nhttp/2 405"),
+        "nginx refuses POST to a static file: {recorded}"
+    );
+    assert!(fx.stop(&home, "record").status.success());
+    fx.stop_upstream();
+
+    let env = fx.start(&home, "playback", "bodies");
+    run_ok(
+        fx.curl(&env)
+            .args(["--fail", "-o"])
+            .arg(fx.out("p-ip"))
+            .arg(&by_ip),
+    );
+    assert_eq!(read(&fx.out("p-ip")), b"by address\n");
+    let same = post(&fx, &env, "alpha", "p-post");
+    assert!(
+        same.contains("\nhttp/2 405") && same.contains("x-btrfly-replay: hit"),
+        "same body replays: {same}"
+    );
+    assert_eq!(read(&fx.out("p-post")), read(&fx.out("r-post")));
+    let other = post(&fx, &env, "beta", "p-post2");
+    assert!(
+        other.contains("x-btrfly-miss: bodies"),
+        "another body is another key: {other}"
+    );
+    let stop = fx.stop(&home, "playback");
+    assert_eq!(
+        field(&text(&stop.stdout), "misses"),
+        1,
+        "{}",
+        text(&stop.stdout)
+    );
+}
