@@ -35,13 +35,18 @@ impl ControlClient {
         }
     }
 
-    async fn call<T: DeserializeOwned>(
+    /// One request; the status and the whole (small) answer.
+    async fn send(
         &self,
         method: Method,
         path: &str,
         body: Option<Vec<u8>>,
-    ) -> Result<T, ClientError> {
+    ) -> Result<(StatusCode, Bytes), ClientError> {
         let url = format!("{}{path}", self.base);
+        let unreachable = |message: String| ClientError::Unreachable {
+            url: url.clone(),
+            message,
+        };
         let mut req = Request::builder().method(method).uri(&url);
         if let Some(t) = &self.token {
             req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
@@ -51,28 +56,29 @@ impl ControlClient {
         }
         let req = req
             .body(Full::new(Bytes::from(body.unwrap_or_default())))
-            .map_err(|e| ClientError::Unreachable {
-                url: url.clone(),
-                message: e.to_string(),
-            })?;
+            .map_err(|e| unreachable(e.to_string()))?;
         let resp = self
             .http
             .request(req)
             .await
-            .map_err(|e| ClientError::Unreachable {
-                url: url.clone(),
-                message: error_chain(&e),
-            })?;
+            .map_err(|e| unreachable(error_chain(&e)))?;
         let status = resp.status();
         let bytes = resp
             .into_body()
             .collect()
             .await
-            .map_err(|e| ClientError::Unreachable {
-                url: url.clone(),
-                message: e.to_string(),
-            })?
+            .map_err(|e| unreachable(e.to_string()))?
             .to_bytes();
+        Ok((status, bytes))
+    }
+
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<T, ClientError> {
+        let (status, bytes) = self.send(method, path, body).await?;
         if status.is_success() {
             return serde_json::from_slice(&bytes).map_err(|_| ClientError::Protocol {
                 status,
@@ -113,31 +119,7 @@ impl ControlClient {
     }
 
     pub async fn ca_pem(&self) -> Result<String, ClientError> {
-        let url = format!("{}/v1/ca", self.base);
-        let req = Request::get(&url)
-            .body(Full::new(Bytes::new()))
-            .map_err(|e| ClientError::Unreachable {
-                url: url.clone(),
-                message: e.to_string(),
-            })?;
-        let resp = self
-            .http
-            .request(req)
-            .await
-            .map_err(|e| ClientError::Unreachable {
-                url: url.clone(),
-                message: error_chain(&e),
-            })?;
-        let status = resp.status();
-        let bytes = resp
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| ClientError::Unreachable {
-                url,
-                message: e.to_string(),
-            })?
-            .to_bytes();
+        let (status, bytes) = self.send(Method::GET, "/v1/ca", None).await?;
         let text = String::from_utf8_lossy(&bytes).into_owned();
         if status.is_success() {
             Ok(text)
