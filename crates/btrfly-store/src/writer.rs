@@ -30,11 +30,16 @@ pub struct StoredBlob {
 impl BlobWriter {
     pub(crate) async fn start(store: Store, expected: Option<String>) -> Result<BlobWriter> {
         let tmp = format!("tmp/{}", random_id());
+        // GCS: the temp name is fresh, so "if not exists" costs nothing, and
+        // it makes OpenDAL use the JSON API's resumable upload instead of
+        // the XML multipart API (which the GCS emulator lacks). The content
+        // type is always set: GCS stores null otherwise.
         let writer = store
             .operator()
             .writer_with(&tmp)
             .content_type("application/octet-stream")
             .chunk(4 * 1024 * 1024)
+            .if_not_exists(store.backend() == "gcs")
             .await
             .map_err(io("write", &tmp))?;
         Ok(BlobWriter {

@@ -1,0 +1,421 @@
+//! End-to-end tests of storage backends and scale-out: the real `btrfly`
+//! binary on S3 (moto) and GCS (gcp-storage-emulator), two replicas on one
+//! bucket, single flight, and the start-up checks. The object-store servers
+//! are real protocol servers started here on free loopback ports (installed
+//! by `tests/run`; see `btrfly_store::test_servers`).
+
+mod support;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use btrfly_store::test_servers::{
+    random_name, GcsEmulator, Moto, TEST_ACCESS_KEY, TEST_REGION, TEST_SECRET_KEY,
+};
+use support::*;
+
+const NAME: &str = "files.example.test";
+
+fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_btrfly"))
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn field(summary: &str, name: &str) -> u64 {
+    summary
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no `{name}:` line in summary:\n{summary}"))
+}
+
+fn s3_storage(moto: &Moto, bucket: &str, prefix: &str) -> String {
+    format!(
+        "[storage]\nbackend = \"s3\"\n[storage.s3]\nbucket = \"{bucket}\"\nendpoint = \"{}\"\nregion = \"{TEST_REGION}\"\nprefix = \"{prefix}\"\n",
+        moto.endpoint()
+    )
+}
+
+/// Credentials from the usual environment, not the config file.
+fn aws_env() -> Vec<(String, String)> {
+    vec![
+        ("AWS_ACCESS_KEY_ID".into(), TEST_ACCESS_KEY.into()),
+        ("AWS_SECRET_ACCESS_KEY".into(), TEST_SECRET_KEY.into()),
+    ]
+}
+
+fn upstream_config(nginx: &Nginx) -> String {
+    format!(
+        "[upstream]\nca_file = {}\n[upstream.resolve]\n\"{NAME}\" = \"127.0.0.1\"\n\"slow.example.test\" = \"127.0.0.1\"\n",
+        BtrflyServer::toml_str(nginx.ca_file().to_string_lossy())
+    )
+}
+
+fn curl(env: &[(String, String)]) -> Command {
+    let mut c = Command::new("curl");
+    client_env(&mut c);
+    apply_env(&mut c, env);
+    c.args(["-sS", "--fail", "--max-time", "120"]);
+    c
+}
+
+/// The session's exports with the proxy address replaced: what a load
+/// balancer in front of the replicas does.
+fn via(env: &[(String, String)], proxy: SocketAddr) -> Vec<(String, String)> {
+    env.iter()
+        .map(|(k, v)| {
+            if k.to_ascii_lowercase().ends_with("_proxy") {
+                let (creds, _) = v.rsplit_once('@').unwrap_or_else(|| panic!("{k}={v}"));
+                (k.clone(), format!("{creds}@{proxy}"))
+            } else {
+                (k.clone(), v.clone())
+            }
+        })
+        .collect()
+}
+
+/// Replicas share the CA (so clients trust every replica) and the control
+/// token: copies `from`'s into `to`'s data dir and restarts `to`.
+fn share_identity(from: &BtrflyServer, to: &mut BtrflyServer) {
+    to.stop();
+    for f in ["ca.pem", "ca-key.pem", "token"] {
+        std::fs::copy(from.data_dir().join(f), to.data_dir().join(f))
+            .unwrap_or_else(|e| panic!("copy {f}: {e}"));
+    }
+    to.restart();
+}
+
+/// The client's active session now talks to `server`'s control API: what a
+/// load balancer does when the replica that started the session is gone.
+fn point_home_at(home: &Path, server: &BtrflyServer) {
+    let path = home.join("session.json");
+    let mut active: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).expect("session.json")).expect("json");
+    active["server"] = serde_json::Value::String(server.control_url());
+    std::fs::write(&path, serde_json::to_vec(&active).expect("json")).expect("write");
+}
+
+fn fetch(env: &[(String, String)], url: &str, out: &Path) {
+    run_ok(curl(env).arg("-o").arg(out).arg(url));
+}
+
+fn start(server: &BtrflyServer, home: &Path, mode: &str, tag: &str) -> Vec<(String, String)> {
+    let out = run_ok(
+        server
+            .cli(home)
+            .args(["start", mode, &format!("--tag={tag}")]),
+    );
+    server.env_from_start(&text(&out.stdout))
+}
+
+fn stop(server: &BtrflyServer, home: &Path, mode: &str) -> Output {
+    run(server.cli(home).args(["stop", mode]))
+}
+
+/// Record through replica A (and a little through B: one session, served
+/// by both), stop A, stop the session through B (the summary counts both
+/// replicas), stop the upstream, play back through B: bytes identical.
+#[test]
+fn two_replicas_on_one_s3_bucket_record_through_one_replay_through_the_other() {
+    let moto = Moto::start();
+    let bucket = moto.new_bucket();
+    let prefix = random_name("e2e");
+
+    let root = tempfile::tempdir().expect("root");
+    std::fs::create_dir_all(root.path().join("files")).expect("files");
+    std::fs::write(root.path().join("files/small.txt"), "hello from upstream\n").expect("small");
+    // Bigger than the 4 MiB upload part: a multipart upload, then a copy.
+    let big_sha = write_random_file(&root.path().join("files/big.bin"), 6_500_000, 7);
+    std::fs::write(
+        root.path().join("files/other.txt"),
+        "served via replica B\n",
+    )
+    .expect("other");
+    let ca = TestCa::new();
+    let nginx = Nginx::start(root.path(), &ca, &[NAME]);
+    let port = nginx.port();
+    let url = |p: &str| format!("https://{NAME}:{port}{p}");
+
+    let options = StartOptions {
+        extra: format!(
+            "{}{}",
+            s3_storage(&moto, &bucket, &prefix),
+            upstream_config(&nginx)
+        ),
+        env: aws_env(),
+        ..StartOptions::default()
+    };
+    let mut a = BtrflyServer::start_with(bin(), options.clone());
+    let mut b = BtrflyServer::start_with(bin(), options);
+    share_identity(&a, &mut b);
+
+    let work = tempfile::tempdir().expect("work");
+    let home = work.path().join("home");
+    std::fs::create_dir_all(&home).expect("home");
+    let out = |n: &str| work.path().join(n);
+
+    // --- record: the session starts on A; B serves it too ---
+    let env = start(&a, &home, "record", "shared1");
+    fetch(&env, &url("/files/small.txt"), &out("r-small"));
+    fetch(&env, &url("/files/big.bin"), &out("r-big"));
+    fetch(
+        &via(&env, b.proxy_addr()),
+        &url("/files/other.txt"),
+        &out("r-other"),
+    );
+    assert_eq!(sha256_file(&out("r-big")), big_sha);
+
+    // A goes away (graceful: it writes its last counters).
+    assert!(
+        a.stop().is_some_and(|s| s.success()),
+        "replica A stops cleanly"
+    );
+    point_home_at(&home, &b);
+    let stopped = stop(&b, &home, "record");
+    assert!(stopped.status.success(), "{}", text(&stopped.stderr));
+    let summary = text(&stopped.stdout);
+    assert_eq!(field(&summary, "requests"), 3, "{summary}");
+    assert_eq!(
+        field(&summary, "recorded"),
+        3,
+        "both replicas counted:\n{summary}"
+    );
+
+    // --- the upstream is gone; play back through B only ---
+    nginx.stop();
+    assert!(port_is_closed(port));
+    let env = start(&b, &home, "playback", "shared1");
+    let env_b = via(&env, b.proxy_addr());
+    fetch(&env_b, &url("/files/small.txt"), &out("p-small"));
+    fetch(&env_b, &url("/files/big.bin"), &out("p-big"));
+    fetch(&env_b, &url("/files/other.txt"), &out("p-other"));
+    for (r, p) in [
+        ("r-small", "p-small"),
+        ("r-big", "p-big"),
+        ("r-other", "p-other"),
+    ] {
+        assert_eq!(
+            std::fs::read(out(r)).expect("r"),
+            std::fs::read(out(p)).expect("p"),
+            "{r} vs {p}"
+        );
+    }
+    let stopped = stop(&b, &home, "playback");
+    assert!(stopped.status.success(), "{}", text(&stopped.stderr));
+    let summary = text(&stopped.stdout);
+    assert_eq!(
+        (field(&summary, "hits"), field(&summary, "misses")),
+        (3, 0),
+        "{summary}"
+    );
+    // `tags` on B lists the tag, sealed by B's stop.
+    let tags = run_ok(b.cli(&home).args(["tags"]));
+    assert!(
+        text(&tags.stdout).contains("shared1"),
+        "{}",
+        text(&tags.stdout)
+    );
+}
+
+/// The same record/replay on GCS (the emulator rejects objects without a
+/// content type: every write sets one).
+#[test]
+fn record_and_replay_on_gcs() {
+    let gcs = GcsEmulator::start();
+    let bucket = gcs.new_bucket();
+    let root = tempfile::tempdir().expect("root");
+    std::fs::create_dir_all(root.path().join("files")).expect("files");
+    let sha = write_random_file(&root.path().join("files/data.bin"), 5_000_000, 3);
+    let ca = TestCa::new();
+    let nginx = Nginx::start(root.path(), &ca, &[NAME]);
+    let port = nginx.port();
+    let storage = format!(
+        "[storage]\nbackend = \"gcs\"\n[storage.gcs]\nbucket = \"{bucket}\"\nendpoint = \"{}\"\nprefix = \"{}\"\nallow_anonymous = true\n",
+        gcs.endpoint(),
+        random_name("e2e")
+    );
+    let server = BtrflyServer::start(bin(), &format!("{storage}{}", upstream_config(&nginx)));
+    let work = tempfile::tempdir().expect("work");
+    let home = work.path();
+    let target = format!("https://{NAME}:{port}/files/data.bin");
+
+    let env = start(&server, home, "record", "g1");
+    fetch(&env, &target, &home.join("r.bin"));
+    let stopped = stop(&server, home, "record");
+    assert!(stopped.status.success(), "{}", text(&stopped.stderr));
+    assert_eq!(field(&text(&stopped.stdout), "recorded"), 1);
+    nginx.stop();
+    let env = start(&server, home, "playback", "g1");
+    fetch(&env, &target, &home.join("p.bin"));
+    assert_eq!(sha256_file(&home.join("p.bin")), sha);
+    let stopped = stop(&server, home, "playback");
+    assert!(stopped.status.success(), "{}", text(&stopped.stdout));
+}
+
+/// A plain-HTTP upstream that answers every request after `delay`, and
+/// counts requests per path.
+struct SlowUpstream {
+    port: u16,
+    hits: Arc<AtomicUsize>,
+}
+
+impl SlowUpstream {
+    fn start(body: &'static [u8], delay: Duration) -> SlowUpstream {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let hits = Arc::new(AtomicUsize::new(0));
+        let counter = hits.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let counter = counter.clone();
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(match stream.try_clone() {
+                        Ok(s) => s,
+                        Err(_) => return,
+                    });
+                    // One request per connection (Connection: close).
+                    let mut line = String::new();
+                    loop {
+                        line.clear();
+                        match reader.read_line(&mut line) {
+                            Ok(0) | Err(_) => return,
+                            Ok(_) if line == "\r\n" || line == "\n" => break,
+                            Ok(_) => {}
+                        }
+                    }
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    std::thread::sleep(delay);
+                    let head = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        body.len()
+                    );
+                    let _ = stream.write_all(head.as_bytes());
+                    let _ = stream.write_all(body);
+                });
+            }
+        });
+        SlowUpstream { port, hits }
+    }
+}
+
+/// Eight clients ask for the same URL at once while recording: the
+/// upstream sees one request, every client gets the body, the tag has it.
+#[test]
+fn concurrent_identical_downloads_go_upstream_once() {
+    const BODY: &[u8] = b"one upstream fetch for eight clients\n";
+    let upstream = SlowUpstream::start(BODY, Duration::from_millis(1500));
+    let server = BtrflyServer::start(
+        bin(),
+        "[upstream.resolve]\n\"slow.example.test\" = \"127.0.0.1\"\n",
+    );
+    let work = tempfile::tempdir().expect("work");
+    let home = work.path();
+    let env = start(&server, home, "record", "sf1");
+    let target = format!("http://slow.example.test:{}/pkg.tar.gz", upstream.port);
+    let clients: Vec<_> = (0..8)
+        .map(|i| {
+            let out = home.join(format!("c{i}"));
+            let mut c = curl(&env);
+            c.arg("-o").arg(&out).arg(&target);
+            std::thread::spawn(move || (run(&mut c), out))
+        })
+        .collect();
+    for c in clients {
+        let (output, path) = c.join().expect("client thread");
+        assert!(output.status.success(), "{}", text(&output.stderr));
+        assert_eq!(std::fs::read(&path).expect("body"), BODY);
+    }
+    assert_eq!(
+        upstream.hits.load(Ordering::SeqCst),
+        1,
+        "eight concurrent identical requests must reach the upstream once"
+    );
+    let stopped = stop(&server, home, "record");
+    let summary = text(&stopped.stdout);
+    assert_eq!(field(&summary, "requests"), 8, "{summary}");
+    assert_eq!(field(&summary, "recorded"), 1, "{summary}");
+    assert_eq!(field(&summary, "hits"), 7, "the followers: {summary}");
+}
+
+/// Runs `btrfly serve` with `config` expecting it to refuse to start;
+/// returns its stderr. No listener line may have been printed.
+fn serve_fails(config: &str, env: &[(String, String)]) -> String {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("config.toml");
+    let text_config = format!(
+        "data_dir = {}\n[proxy]\nlisten = \"127.0.0.1:0\"\n[control]\nlisten = \"127.0.0.1:0\"\n{config}",
+        BtrflyServer::toml_str(dir.path().join("data").to_string_lossy())
+    );
+    std::fs::write(&path, text_config).expect("config");
+    let mut cmd = Command::new(bin());
+    client_env(&mut cmd);
+    for var in [
+        "AWS_REGION",
+        "AWS_DEFAULT_REGION",
+        "AWS_ENDPOINT_URL",
+        "AWS_PROFILE",
+    ] {
+        cmd.env_remove(var);
+    }
+    apply_env(&mut cmd, env);
+    cmd.arg("serve").arg("--config").arg(&path);
+    let started = Instant::now();
+    let out = run_timeout(&mut cmd, Duration::from_secs(60));
+    assert!(
+        !out.status.success(),
+        "serve must fail: {}",
+        text(&out.stdout)
+    );
+    assert!(
+        !text(&out.stdout).contains("listening on"),
+        "no listener opens before storage is proven usable: {}",
+        text(&out.stdout)
+    );
+    assert!(started.elapsed() < Duration::from_secs(45));
+    text(&out.stderr)
+}
+
+#[test]
+fn unusable_storage_is_a_clear_error_before_any_listener_opens() {
+    let moto = Moto::start();
+    let missing = random_name("missing");
+    let err = serve_fails(&s3_storage(&moto, &missing, "p"), &aws_env());
+    assert!(err.contains("bucket does not exist"), "{err}");
+    assert!(err.contains(&missing), "names the bucket: {err}");
+    assert!(err.contains("storage.s3.bucket"), "names the key: {err}");
+
+    let strict = Moto::start_enforcing_auth();
+    let err = serve_fails(&s3_storage(&strict, "some-bucket", "p"), &aws_env());
+    assert!(err.contains("credentials were refused"), "{err}");
+    assert!(err.contains("AWS_ACCESS_KEY_ID"), "{err}");
+
+    let err = serve_fails(
+        "[storage]\nbackend = \"s3\"\n[storage.s3]\nbucket = \"b12\"\n",
+        &[],
+    );
+    assert!(
+        err.contains("storage.s3.region") || err.contains("AWS_REGION"),
+        "{err}"
+    );
+
+    let gcs = GcsEmulator::start();
+    let err = serve_fails(
+        &format!(
+            "[storage]\nbackend = \"gcs\"\n[storage.gcs]\nbucket = \"{}\"\nendpoint = \"{}\"\nallow_anonymous = true\n",
+            random_name("missing"),
+            gcs.endpoint()
+        ),
+        &[],
+    );
+    assert!(err.contains("bucket does not exist"), "{err}");
+    assert!(err.contains("storage.gcs.bucket"), "{err}");
+}
