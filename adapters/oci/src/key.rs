@@ -1,0 +1,139 @@
+//! Recording keys of registry traffic, as pure functions of the request.
+//!
+//! | request | key (primary) | variance | kind |
+//! |---|---|---|---|
+//! | `/v2/` ping | `GET https://reg:443/v2/` | — | mutable |
+//! | manifest by tag | `GET https://reg:443/v2/<name>/manifests/<tag>` | `accept` | mutable: frozen per tag |
+//! | manifest by sha256 digest | `GET manifest sha256:<hex>` | `range` | immutable, body verified |
+//! | blob by sha256 digest | `GET blob sha256:<hex>` | `range` | immutable, body verified |
+//! | tags list, catalog, referrers, other `/v2/` | the exact URL | — | mutable |
+//! | token request | `GET token https://auth:443/<path>` | `service` | mutable |
+//!
+//! Digest keys name neither registry nor repository, so one recording
+//! serves every repository and registry holding the content, and a
+//! registry's redirect to a signed storage URL never enters a key. Token
+//! keys leave out `scope`, `account` and the like: in playback the token is
+//! never checked, so any token the tag holds for that realm will do.
+//! `Authorization`, cookies and query signatures never enter a key.
+
+use btrfly_core::{RecordingKey, RequestHead};
+use http::header::{ACCEPT, RANGE};
+use http::HeaderMap;
+use oci_spec::image::Digest;
+
+use crate::NAME;
+
+/// `scheme://host:port` of the request, host in lower case.
+fn origin(req: &RequestHead) -> String {
+    format!(
+        "{}://{}:{}",
+        req.scheme(),
+        req.host().to_ascii_lowercase(),
+        req.port()
+    )
+}
+
+/// `METHOD scheme://host:port/path?query`.
+pub fn exact(req: &RequestHead) -> RecordingKey {
+    RecordingKey::new(
+        NAME,
+        format!("{} {}{}", req.method, origin(req), req.path_and_query()),
+    )
+}
+
+/// The version check, `/v2` and `/v2/` alike.
+pub fn ping(req: &RequestHead) -> RecordingKey {
+    RecordingKey::new(NAME, format!("{} {}/v2/", req.method, origin(req)))
+}
+
+/// Whether a key is a version check's ([`ping`]).
+pub fn is_ping(key: &RecordingKey) -> bool {
+    key.primary.ends_with("/v2/") && key.primary.split(' ').count() == 2
+}
+
+/// A manifest by tag: its registry, repository and tag, and the media types
+/// the client accepts (the registry picks the answer by them).
+pub fn manifest_by_tag(req: &RequestHead) -> RecordingKey {
+    let key = exact(req);
+    match accept(&req.headers) {
+        Some(a) => key.vary("accept", a),
+        None => key,
+    }
+}
+
+/// Content by digest (`what` is `manifest` or `blob`): the digest alone,
+/// plus the `Range` when there is one.
+pub fn by_digest(req: &RequestHead, what: &str, digest: &Digest) -> RecordingKey {
+    let key = RecordingKey::new(NAME, format!("{} {what} {digest}", req.method));
+    match range(&req.headers) {
+        Some(r) => key.vary("range", r),
+        None => key,
+    }
+}
+
+/// A bearer-token request: the realm (scheme, host, port, path) and the
+/// service it is for.
+pub fn token(req: &RequestHead) -> RecordingKey {
+    let key = RecordingKey::new(
+        NAME,
+        format!("{} token {}{}", req.method, origin(req), req.uri.path()),
+    );
+    let service = req.uri.query().and_then(|q| {
+        url::form_urlencoded::parse(q.as_bytes())
+            .find(|(k, _)| k == "service")
+            .map(|(_, v)| v.into_owned())
+    });
+    match service {
+        Some(s) => key.vary("service", s),
+        None => key,
+    }
+}
+
+/// Whether a query asks for a registry token: a `scope` of the token
+/// protocol (`repository:<name>:<actions>`, `repository(<class>):…`,
+/// `registry:catalog:*`).
+pub fn is_token_query(query: Option<&str>) -> bool {
+    let Some(q) = query else { return false };
+    url::form_urlencoded::parse(q.as_bytes())
+        .filter(|(k, _)| k == "scope")
+        .any(|(_, v)| {
+            v.split(' ').any(|scope| {
+                let resource = scope.split(':').next().unwrap_or_default();
+                let resource = resource.split('(').next().unwrap_or_default();
+                scope.contains(':') && matches!(resource, "repository" | "registry")
+            })
+        })
+}
+
+/// The media types a client accepts, normalised: every `Accept` header
+/// split at commas, parameters (`q=`) dropped as registries ignore them,
+/// lower case, sorted, without duplicates. `None` without any.
+pub fn accept(headers: &HeaderMap) -> Option<String> {
+    let mut types: Vec<String> = headers
+        .get_all(ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|t| t.split(';').next())
+        .map(|t| t.trim().to_ascii_lowercase())
+        .filter(|t| !t.is_empty())
+        .collect();
+    types.sort();
+    types.dedup();
+    (!types.is_empty()).then(|| types.join(","))
+}
+
+fn range(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(RANGE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().to_owned())
+}
+
+/// The key a `HEAD` may be answered from in playback: its `GET`.
+pub fn get_of_head(key: &RecordingKey) -> Option<RecordingKey> {
+    let rest = key.primary.strip_prefix("HEAD ")?;
+    let mut get = key.clone();
+    get.primary = format!("GET {rest}");
+    Some(get)
+}
