@@ -54,7 +54,9 @@
 //! * Nothing here uses `unsafe` or `.unwrap()`; failures panic with a message
 //!   that includes the relevant logs.
 //!
-//! Dev-dependencies used: rcgen, tempfile, sha2, hex, rand, serde_json.
+//! Dev-dependencies used: rcgen, tempfile, sha2, hex, rand, serde_json; for
+//! container registries ([`DockerRegistry`], [`TokenServer`],
+//! [`write_oci_layout`]) also oci-spec, flate2, ring, base64, url, rustls.
 
 // Each integration test binary uses a different subset of this module.
 #![allow(dead_code, unused_imports)]
@@ -62,14 +64,20 @@
 mod ca;
 mod files;
 mod nginx;
+mod oci_image;
 mod process;
+mod registry;
 mod server;
+mod token_server;
 
 pub use ca::TestCa;
 pub use files::{sha256_bytes, sha256_file, write_random_file};
-pub use nginx::Nginx;
+pub use nginx::{Nginx, NginxExtra};
+pub use oci_image::{gzip, tar, write_oci_layout, LayoutImage, OciLayoutFixture};
 pub use process::{
     client_env, describe, free_port, port_is_closed, run, run_ok, run_timeout, wait_until,
     with_etc_hosts, DEFAULT_TIMEOUT,
 };
+pub use registry::{DockerRegistry, RegistryOptions, RegistryTokenAuth};
 pub use server::{apply_env, parse_exports, BtrflyServer, StartOptions};
+pub use token_server::TokenServer;

@@ -50,6 +50,13 @@ impl Nginx {
     /// if nginx fails to start (e.g. the port was taken meanwhile). Panics
     /// after 10 s per attempt, with nginx's error log.
     pub fn start(root_dir: &Path, ca: &TestCa, names: &[&str]) -> Nginx {
+        Nginx::start_with(root_dir, ca, names, &NginxExtra::default())
+    }
+
+    /// [`Nginx::start`] with extra configuration: `extra.http` goes into
+    /// the `http` block (e.g. a `map`), `extra.server` into the HTTPS
+    /// `server` block (e.g. `location`s), before the built-in locations.
+    pub fn start_with(root_dir: &Path, ca: &TestCa, names: &[&str], extra: &NginxExtra) -> Nginx {
         assert!(!names.is_empty(), "Nginx::start needs at least one name");
         let root_dir = root_dir
             .canonicalize()
@@ -78,7 +85,7 @@ impl Nginx {
         for attempt in 1..=START_ATTEMPTS {
             let port = free_port();
             let plain_port = free_port();
-            let conf = config(d, &root_dir, port, plain_port, names);
+            let conf = config(d, &root_dir, port, plain_port, names, extra);
             let conf_path = d.join("nginx.conf");
             std::fs::write(&conf_path, conf).expect("write nginx.conf");
             // A fresh error log per attempt, so a failure shows its own cause.
@@ -300,7 +307,23 @@ fn q(path: &Path) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
-fn config(d: &Path, root: &Path, port: u16, plain_port: u16, names: &[&str]) -> String {
+/// Extra nginx configuration for [`Nginx::start_with`].
+#[derive(Clone, Debug, Default)]
+pub struct NginxExtra {
+    /// Directives for the `http` block.
+    pub http: String,
+    /// Directives for the HTTPS `server` block.
+    pub server: String,
+}
+
+fn config(
+    d: &Path,
+    root: &Path,
+    port: u16,
+    plain_port: u16,
+    names: &[&str],
+    extra: &NginxExtra,
+) -> String {
     // nginx < 1.25.1 (Debian 12 has 1.22) only knows `listen ... http2`;
     // newer ones deprecate it in favour of `http2 on;`.
     let (listen, http2) = if nginx_version() >= (1, 25, 1) {
@@ -341,7 +364,7 @@ http {{
     sendfile on;
     tcp_nopush on;
     keepalive_timeout 65s;
-
+{extra_http}
     server {{
         {listen}
         {http2}
@@ -352,7 +375,7 @@ http {{
 
         root {root};
         absolute_redirect off;
-
+{extra_server}
         location = /__ready {{
             default_type text/plain;
             return 200 "ok\n";
@@ -388,5 +411,7 @@ http {{
         cert = q(&d.join("server.crt")),
         key = q(&d.join("server.key")),
         root = q(root),
+        extra_http = extra.http,
+        extra_server = extra.server,
     )
 }

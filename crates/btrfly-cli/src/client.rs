@@ -122,6 +122,14 @@ fn outcome(s: &Summary) -> ExitCode {
             s.tag, s.misses
         );
         ExitCode::from(1)
+    } else if s.mode == Mode::Record && s.refused > 0 {
+        // The build may have carried on (a retry, a tool that ignores a cut
+        // download), but the tag lacks what it fetched: fail loudly.
+        eprintln!(
+            "btrfly: recording of tag {} refused {} download(s) whose bytes did not match the digest announced for them (see problems); they were not recorded",
+            s.tag, s.refused
+        );
+        ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
     }

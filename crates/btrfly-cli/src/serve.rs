@@ -56,14 +56,31 @@ fn create_private_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-fn adapters(config: &Config) -> Adapters {
+fn adapters(config: &Config) -> Result<Adapters> {
     let mut list: Vec<Arc<dyn Adapter>> = Vec::new();
     // Ecosystem adapters go first; the plain-files adapter claims everything
     // and so comes last.
+    let oci = &config.adapters.oci;
+    if oci.enabled {
+        let settings = btrfly_adapter_oci::OciConfig {
+            registries: oci.registries.clone(),
+            auth_hosts: oci.auth_hosts.clone(),
+            detect: oci.detect,
+        };
+        let adapter = btrfly_adapter_oci::OciAdapter::new(&settings)
+            .map_err(|e| anyhow::anyhow!("adapters.oci.{e}"))?;
+        list.push(Arc::new(adapter));
+    }
+    let pip = &config.adapters.pip;
+    if pip.enabled {
+        let settings = btrfly_adapter_pip::PipConfig::new(&pip.index_hosts, &pip.file_hosts)
+            .map_err(|e| anyhow::anyhow!("adapters.pip.{e}"))?;
+        list.push(Arc::new(btrfly_adapter_pip::PipAdapter::new(settings)));
+    }
     if config.adapters.files.enabled {
         list.push(Arc::new(btrfly_adapter_files::FilesAdapter));
     }
-    Adapters::new(list)
+    Ok(Adapters::new(list))
 }
 
 fn advertised(config: &Config, bound: SocketAddr) -> String {
@@ -92,25 +109,17 @@ pub async fn serve(config_path: Option<PathBuf>) -> Result<ExitCode> {
     let token = load_or_create_token(&data_dir)?;
     let ca = Arc::new(CertificateAuthority::load_or_create(&data_dir)?);
 
-    let store = Store::open(&config)?;
-    store.check().await.with_context(|| {
-        format!(
-            "storage backend {} is not usable{}",
-            store.backend(),
-            if store.backend() == "fs" {
-                format!(" at {}", config.storage_root().display())
-            } else {
-                String::new()
-            }
-        )
-    })?;
+    // The backend is proven usable (bucket there, credentials accepted)
+    // before any listener opens.
+    let store = Store::open(&config).context("storage is not usable")?;
+    store.check().await.context("storage is not usable")?;
 
     let bundle = btrfly_proxy::roots::write_upstream_bundle(
         config.upstream.ca_file.as_deref(),
         &data_dir.join("upstream-roots.pem"),
     )?;
     let sessions = Arc::new(SessionRegistry::new(store.clone()));
-    let stack = btrfly_layers::gateway(sessions.clone(), adapters(&config), store.clone());
+    let stack = btrfly_layers::gateway(sessions.clone(), adapters(&config)?, store.clone());
     let resolver = UpstreamResolver::new(config.upstream.resolve.clone());
     let timeout = Duration::from_secs(config.upstream.connect_timeout_secs.unwrap_or(10));
     let app = GatewayApp::new(stack, store.clone(), resolver, timeout);
@@ -163,6 +172,9 @@ pub async fn serve(config_path: Option<PathBuf>) -> Result<ExitCode> {
     println!("listening on {control_addr} (control)");
     tasks.spawn(proxy.run(shutdown_rx.clone()));
     tasks.spawn(control.run(shutdown_rx.clone()));
+    // Session counters to the store, sessions stopped through other
+    // replicas; the last counters are written on shutdown.
+    tasks.spawn(sessions.clone().run_replication(shutdown_rx.clone()));
     if let Some(dns) = dns {
         println!("listening on {} (dns)", dns.local_addr());
         let rx = shutdown_rx.clone();

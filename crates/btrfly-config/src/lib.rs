@@ -47,11 +47,24 @@ pub struct Config {
     pub adapters: AdaptersConfig,
 }
 
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum Backend {
     Fs,
     Memory,
+    S3,
+    Gcs,
+}
+
+impl Backend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Fs => "fs",
+            Backend::Memory => "memory",
+            Backend::S3 => "s3",
+            Backend::Gcs => "gcs",
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -62,6 +75,52 @@ pub struct StorageConfig {
     /// fs: the directory holding blobs and tag indexes.
     /// Default: `<data_dir>/store`.
     pub root: Option<PathBuf>,
+    /// `backend = "s3"`: the bucket and how to reach it.
+    pub s3: Option<S3Config>,
+    /// `backend = "gcs"`: the bucket and how to reach it.
+    pub gcs: Option<GcsConfig>,
+}
+
+/// An S3 (or S3-compatible) bucket. Credentials and region left out here
+/// come from the usual AWS environment: `AWS_ACCESS_KEY_ID`,
+/// `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_REGION` (or
+/// `AWS_DEFAULT_REGION`), `AWS_ENDPOINT_URL`, the shared config files,
+/// then instance metadata.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Config {
+    pub bucket: String,
+    /// `http(s)://host:port` of the S3 API. Default: `AWS_ENDPOINT_URL`,
+    /// else AWS itself (derived from the region).
+    pub endpoint: Option<String>,
+    /// Signing region. Default: `AWS_REGION`, else `AWS_DEFAULT_REGION`.
+    pub region: Option<String>,
+    /// Key prefix inside the bucket, so several deployments can share one.
+    pub prefix: Option<String>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    pub session_token: Option<String>,
+    /// `bucket.host/key` requests instead of `host/bucket/key`.
+    #[serde(default)]
+    pub virtual_host_style: bool,
+}
+
+/// A Google Cloud Storage bucket. Credentials left out here come from
+/// `GOOGLE_APPLICATION_CREDENTIALS`, the gcloud well-known file, then the
+/// VM metadata server.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GcsConfig {
+    pub bucket: String,
+    /// `http(s)://host:port` of the JSON API. Default: Google's.
+    pub endpoint: Option<String>,
+    /// Key prefix inside the bucket.
+    pub prefix: Option<String>,
+    /// A service-account (or authorized-user) JSON key file.
+    pub credential_path: Option<PathBuf>,
+    /// Send unsigned requests (an emulator); no credential is looked up.
+    #[serde(default)]
+    pub allow_anonymous: bool,
 }
 
 fn default_backend() -> Backend {
@@ -73,6 +132,8 @@ impl Default for StorageConfig {
         StorageConfig {
             backend: Backend::Fs,
             root: None,
+            s3: None,
+            gcs: None,
         }
     }
 }
@@ -159,6 +220,71 @@ pub struct UpstreamConfig {
 pub struct AdaptersConfig {
     #[serde(default)]
     pub files: FilesAdapterConfig,
+    #[serde(default)]
+    pub pip: PipAdapterConfig,
+    #[serde(default)]
+    pub oci: OciAdapterConfig,
+}
+
+/// The Python package index protocol (simple API in HTML and JSON, the
+/// JSON API, metadata files, wheels and sdists). Without hosts it still
+/// recognises index pages under a `simple` path segment and wheels
+/// anywhere; listing hosts makes every page of an index host an index page
+/// and every file of a file host an immutable file.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipAdapterConfig {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Hosts (`name` or `name:port`) serving a package index.
+    #[serde(default)]
+    pub index_hosts: Vec<String>,
+    /// Hosts (`name` or `name:port`) serving distribution files.
+    #[serde(default)]
+    pub file_hosts: Vec<String>,
+}
+
+impl Default for PipAdapterConfig {
+    fn default() -> Self {
+        PipAdapterConfig {
+            enabled: true,
+            index_hosts: Vec::new(),
+            file_hosts: Vec::new(),
+        }
+    }
+}
+
+/// Container registries (the OCI distribution API) and their token
+/// servers. Without hosts it still recognises registries by the shape of
+/// the API's requests under `/v2/`, and token requests by their `scope`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OciAdapterConfig {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Hosts (`name` or `name:port`) that are registries: every `GET` and
+    /// `HEAD` under their `/v2/` is registry traffic.
+    #[serde(default)]
+    pub registries: Vec<String>,
+    /// Hosts (`name` or `name:port`) of token servers (the `realm` of a
+    /// registry's `WWW-Authenticate: Bearer`): every request there is a
+    /// token request.
+    #[serde(default)]
+    pub auth_hosts: Vec<String>,
+    /// Also recognise any host by the shape of its requests. Default true.
+    #[serde(default = "yes")]
+    pub detect: bool,
+}
+
+impl Default for OciAdapterConfig {
+    fn default() -> Self {
+        OciAdapterConfig {
+            enabled: true,
+            registries: Vec::new(),
+            auth_hosts: Vec::new(),
+            detect: true,
+        }
+    }
 }
 
 /// The plain-files adapter: exact URLs. It is the fallback for every request
@@ -204,6 +330,14 @@ impl Config {
         if let Some(p) = config.upstream.ca_file.as_mut() {
             anchor(p);
         }
+        if let Some(p) = config
+            .storage
+            .gcs
+            .as_mut()
+            .and_then(|g| g.credential_path.as_mut())
+        {
+            anchor(p);
+        }
         config.validate(origin)?;
         Ok(config)
     }
@@ -228,12 +362,39 @@ impl Config {
                 )));
             }
         }
-        if self.storage.backend == Backend::Memory && self.storage.root.is_some() {
-            return Err(invalid(
-                "storage.root is not used by the memory backend; remove it".into(),
-            ));
+        let pip = &self.adapters.pip;
+        for (key, host) in pip
+            .index_hosts
+            .iter()
+            .map(|h| ("index_hosts", h))
+            .chain(pip.file_hosts.iter().map(|h| ("file_hosts", h)))
+        {
+            if host.is_empty() || host.contains(['/', ' ', '@', '#', '?']) {
+                return Err(invalid(format!(
+                    "adapters.pip.{key}: {host:?} is not a host (write `name` or `name:port`, without scheme or path)"
+                )));
+            }
         }
-        Ok(())
+        let oci = &self.adapters.oci;
+        for (key, host) in oci
+            .registries
+            .iter()
+            .map(|h| ("registries", h))
+            .chain(oci.auth_hosts.iter().map(|h| ("auth_hosts", h)))
+        {
+            let port_ok = match host.rsplit_once(':') {
+                Some((name, port)) if !name.ends_with(':') && !port.ends_with(']') => {
+                    port.parse::<u16>().is_ok_and(|p| p > 0)
+                }
+                _ => true,
+            };
+            if host.is_empty() || host.contains(['/', ' ', '@', '#', '?']) || !port_ok {
+                return Err(invalid(format!(
+                    "adapters.oci.{key}: {host:?} is not a host (write `name` or `name:port`, without scheme or path)"
+                )));
+            }
+        }
+        self.storage.validate().map_err(invalid)
     }
 
     /// The data directory, resolved against the environment defaults.
@@ -250,6 +411,129 @@ impl Config {
             .clone()
             .unwrap_or_else(|| self.data_dir().join("store"))
     }
+}
+
+impl StorageConfig {
+    /// Checks what can be checked without the network; messages name the key.
+    fn validate(&self) -> Result<(), String> {
+        let backend = self.backend.as_str();
+        match self.backend {
+            Backend::Fs => {}
+            Backend::Memory if self.root.is_some() => {
+                return Err("storage.root is not used by the memory backend; remove it".into())
+            }
+            Backend::Memory => {}
+            Backend::S3 | Backend::Gcs if self.root.is_some() => {
+                return Err(format!(
+                    "storage.root is for the fs backend; with backend = \"{backend}\" use storage.{backend}.prefix"
+                ))
+            }
+            Backend::S3 | Backend::Gcs => {}
+        }
+        if self.s3.is_some() && self.backend != Backend::S3 {
+            return Err(format!(
+                "[storage.s3] is set but storage.backend is \"{backend}\"; set backend = \"s3\" or remove the table"
+            ));
+        }
+        if self.gcs.is_some() && self.backend != Backend::Gcs {
+            return Err(format!(
+                "[storage.gcs] is set but storage.backend is \"{backend}\"; set backend = \"gcs\" or remove the table"
+            ));
+        }
+        if self.backend == Backend::S3 {
+            let Some(s3) = &self.s3 else {
+                return Err(
+                    "storage.backend = \"s3\" needs a [storage.s3] table with at least bucket = \"NAME\"".into(),
+                );
+            };
+            check_bucket("storage.s3.bucket", &s3.bucket)?;
+            check_endpoint("storage.s3.endpoint", s3.endpoint.as_deref())?;
+            check_prefix("storage.s3.prefix", s3.prefix.as_deref())?;
+            if s3.region.as_deref().is_some_and(str::is_empty) {
+                return Err("storage.s3.region is empty; remove it to use AWS_REGION".into());
+            }
+            match (&s3.access_key_id, &s3.secret_access_key) {
+                (Some(_), None) => {
+                    return Err(
+                        "storage.s3.access_key_id is set without storage.s3.secret_access_key"
+                            .into(),
+                    )
+                }
+                (None, Some(_)) => {
+                    return Err(
+                        "storage.s3.secret_access_key is set without storage.s3.access_key_id"
+                            .into(),
+                    )
+                }
+                _ => {}
+            }
+            if s3.session_token.is_some() && s3.access_key_id.is_none() {
+                return Err(
+                    "storage.s3.session_token needs storage.s3.access_key_id and secret_access_key"
+                        .into(),
+                );
+            }
+        }
+        if self.backend == Backend::Gcs {
+            let Some(gcs) = &self.gcs else {
+                return Err(
+                    "storage.backend = \"gcs\" needs a [storage.gcs] table with at least bucket = \"NAME\"".into(),
+                );
+            };
+            check_bucket("storage.gcs.bucket", &gcs.bucket)?;
+            check_endpoint("storage.gcs.endpoint", gcs.endpoint.as_deref())?;
+            check_prefix("storage.gcs.prefix", gcs.prefix.as_deref())?;
+            if gcs.allow_anonymous && gcs.credential_path.is_some() {
+                return Err("storage.gcs.allow_anonymous and storage.gcs.credential_path exclude each other".into());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Bucket names of S3 and GCS: 3-222 characters of a-z 0-9 . - _, starting
+/// and ending with a letter or digit.
+fn check_bucket(key: &str, name: &str) -> Result<(), String> {
+    let ok = (3..=222).contains(&name.len())
+        && name.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'_')
+        })
+        && name.as_bytes()[0].is_ascii_alphanumeric()
+        && name.as_bytes()[name.len() - 1].is_ascii_alphanumeric();
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{key}: {name:?} is not a bucket name (3-222 characters of a-z 0-9 . - _, starting and ending with a letter or digit)"
+        ))
+    }
+}
+
+fn check_endpoint(key: &str, endpoint: Option<&str>) -> Result<(), String> {
+    let Some(e) = endpoint else { return Ok(()) };
+    let host = e
+        .strip_prefix("http://")
+        .or_else(|| e.strip_prefix("https://"))
+        .unwrap_or_default();
+    if host.is_empty() || host.starts_with('/') || host.contains(char::is_whitespace) {
+        return Err(format!(
+            "{key}: {e:?} is not a URL (write http://host:port or https://host)"
+        ));
+    }
+    Ok(())
+}
+
+fn check_prefix(key: &str, prefix: Option<&str>) -> Result<(), String> {
+    let Some(p) = prefix else { return Ok(()) };
+    if p.split('/').any(|seg| seg == ".." || seg == ".")
+        || p.contains("//")
+        || p.chars().any(|c| c.is_control() || c == '\\')
+    {
+        return Err(format!(
+            "{key}: {p:?} is not a key prefix (segments separated by single /, no . or ..)"
+        ));
+    }
+    Ok(())
 }
 
 /// `$BTRFLY_DATA_DIR`, else `$XDG_DATA_HOME/btrfly`, else `~/.local/share/btrfly`.

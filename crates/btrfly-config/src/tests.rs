@@ -12,6 +12,8 @@ fn empty_file_is_the_zero_config_default() {
     assert_eq!(c.control.listen.to_string(), "127.0.0.1:3129");
     assert!(c.dns.is_none());
     assert!(c.adapters.files.enabled);
+    assert!(c.adapters.pip.enabled);
+    assert!(c.adapters.pip.index_hosts.is_empty() && c.adapters.pip.file_hosts.is_empty());
 }
 
 #[test]
@@ -37,6 +39,7 @@ fn unknown_keys_are_rejected_by_name() {
         ("[upstream]\ncafile = \"x\"", "cafile"),
         ("[adapters.files]\nenable = true", "enable"),
         ("[adapters.nope]\nenabled = true", "nope"),
+        ("[adapters.pip]\nindex_host = [\"x\"]", "index_host"),
     ] {
         let err = parse(text).unwrap_err().to_string();
         assert!(err.contains(key), "{text:?} gave {err}");
@@ -83,4 +86,127 @@ fn relative_paths_are_relative_to_the_file() {
 fn storage_root_defaults_under_the_data_dir() {
     let c = parse("data_dir = \"/srv/btrfly\"").expect("parse");
     assert_eq!(c.storage_root(), Path::new("/srv/btrfly/store"));
+}
+
+#[test]
+fn object_store_backends_parse() {
+    let c = parse(
+        "[storage]\nbackend = \"s3\"\n[storage.s3]\nbucket = \"btrfly-cache\"\nendpoint = \"http://127.0.0.1:9000\"\nregion = \"eu-west-1\"\nprefix = \"team/a\"\naccess_key_id = \"AK\"\nsecret_access_key = \"SK\"\n",
+    )
+    .expect("s3");
+    assert_eq!(c.storage.backend, Backend::S3);
+    let s3 = c.storage.s3.expect("s3 table");
+    assert_eq!(s3.bucket, "btrfly-cache");
+    assert_eq!(s3.prefix.as_deref(), Some("team/a"));
+    assert!(!s3.virtual_host_style);
+
+    let c = parse(
+        "[storage]\nbackend = \"gcs\"\n[storage.gcs]\nbucket = \"btrfly-cache\"\ncredential_path = \"sa.json\"\n",
+    )
+    .expect("gcs");
+    assert_eq!(c.storage.backend, Backend::Gcs);
+    let gcs = c.storage.gcs.expect("gcs table");
+    assert_eq!(
+        gcs.credential_path.as_deref(),
+        Some(Path::new("/etc/btrfly/sa.json")),
+        "credential_path is relative to the config file"
+    );
+}
+
+#[test]
+fn object_store_mistakes_name_the_key() {
+    for (text, needle) in [
+        ("[storage]\nbackend = \"s3\"", "[storage.s3]"),
+        ("[storage]\nbackend = \"gcs\"", "[storage.gcs]"),
+        ("[storage]\nbackend = \"s3\"\n[storage.s3]\nregion = \"x\"", "bucket"),
+        (
+            "[storage]\nbackend = \"s3\"\n[storage.s3]\nbucket = \"Bad_Bucket!\"",
+            "storage.s3.bucket",
+        ),
+        (
+            "[storage]\nbackend = \"s3\"\n[storage.s3]\nbucket = \"b12\"\nendpoint = \"127.0.0.1:9000\"",
+            "storage.s3.endpoint",
+        ),
+        (
+            "[storage]\nbackend = \"s3\"\n[storage.s3]\nbucket = \"b12\"\naccess_key_id = \"AK\"",
+            "storage.s3.secret_access_key",
+        ),
+        (
+            "[storage]\nbackend = \"s3\"\n[storage.s3]\nbucket = \"b12\"\nprefix = \"a/../b\"",
+            "storage.s3.prefix",
+        ),
+        (
+            "[storage]\nbackend = \"s3\"\n[storage.s3]\nbucket = \"b12\"\ncredential_path = \"x\"",
+            "credential_path",
+        ),
+        (
+            "[storage]\nbackend = \"s3\"\nroot = \"/srv\"\n[storage.s3]\nbucket = \"b12\"",
+            "storage.s3.prefix",
+        ),
+        ("[storage]\n[storage.s3]\nbucket = \"b12\"", "backend = \"s3\""),
+        (
+            "[storage]\nbackend = \"gcs\"\n[storage.gcs]\nbucket = \"b12\"\nallow_anonymous = true\ncredential_path = \"k.json\"",
+            "allow_anonymous",
+        ),
+        (
+            "[storage]\nbackend = \"gcs\"\n[storage.gcs]\nbucket = \"b12\"\nregion = \"x\"",
+            "region",
+        ),
+    ] {
+        let err = parse(text).unwrap_err().to_string();
+        assert!(err.contains(needle), "{text:?} gave {err}");
+    }
+}
+
+#[test]
+fn pip_hosts_parse_and_bad_ones_are_named() {
+    let c = parse(
+        "[adapters.pip]\nindex_hosts = [\"pypi.example.test\"]\nfile_hosts = [\"files.example.test:8443\"]",
+    )
+    .expect("parse");
+    assert_eq!(c.adapters.pip.index_hosts, ["pypi.example.test"]);
+    assert_eq!(c.adapters.pip.file_hosts, ["files.example.test:8443"]);
+    for bad in ["https://pypi.example.test", "pypi.example.test/simple", ""] {
+        let err = parse(&format!("[adapters.pip]\nindex_hosts = [{bad:?}]"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("adapters.pip.index_hosts"), "{err}");
+    }
+    let c = parse("[adapters.pip]\nenabled = false").expect("parse");
+    assert!(!c.adapters.pip.enabled);
+}
+
+#[test]
+fn oci_adapter_config() {
+    let c = parse("").expect("empty");
+    assert!(c.adapters.oci.enabled && c.adapters.oci.detect);
+    assert!(c.adapters.oci.registries.is_empty() && c.adapters.oci.auth_hosts.is_empty());
+    let c = parse(
+        "[adapters.oci]\nregistries = [\"registry.example.test:5000\", \"mirror.example.test\"]\nauth_hosts = [\"auth.example.test\"]\ndetect = false",
+    )
+    .expect("parse");
+    assert_eq!(
+        c.adapters.oci.registries,
+        ["registry.example.test:5000", "mirror.example.test"]
+    );
+    assert_eq!(c.adapters.oci.auth_hosts, ["auth.example.test"]);
+    assert!(!c.adapters.oci.detect);
+    let c = parse("[adapters.oci]\nenabled = false").expect("parse");
+    assert!(!c.adapters.oci.enabled);
+    let err = parse("[adapters.oci]\nregistry = [\"r.example.test\"]")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("registry"), "{err}");
+    for (key, bad) in [
+        ("registries", "https://registry.example.test"),
+        ("registries", "registry.example.test/v2"),
+        ("registries", "registry.example.test:http"),
+        ("auth_hosts", ""),
+        ("auth_hosts", "auth.example.test:0"),
+    ] {
+        let err = parse(&format!("[adapters.oci]\n{key} = [{bad:?}]"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(&format!("adapters.oci.{key}")), "{err}");
+    }
 }

@@ -117,6 +117,72 @@ pub trait Adapter: Send + Sync + 'static {
     ) -> Vec<DigestHint> {
         Vec::new()
     }
+
+    /// Rewrites the head of a response being recorded, before it goes on to
+    /// the client and into the tag: the recording client and every replay
+    /// then see the same head. Adapters drop volatile parts here (the
+    /// moment of the fetch, per-edge cache headers, validators of a page
+    /// that is frozen per tag). Never called for replies btrfly makes.
+    fn normalize_response_headers(
+        &self,
+        _class: &Classification,
+        _status: u16,
+        _headers: &mut HeaderMap,
+    ) {
+    }
+
+    /// Whether a response (head already normalised) is worth recording. A
+    /// response that is not recorded still goes to the client. Adapters
+    /// decline e.g. a redirect to a URL that has the same recording key,
+    /// which a replay could only answer with itself.
+    fn records(
+        &self,
+        _req: &RequestHead,
+        _class: &Classification,
+        _status: u16,
+        _headers: &HeaderMap,
+    ) -> bool {
+        true
+    }
+
+    /// The URL (in [`canonical_url`] form) a response sends the client to
+    /// for the very same resource, when that follow-up must be recorded as
+    /// this request: a registry redirecting a blob download to a signed,
+    /// short-lived URL on a storage host. Within the recording session the
+    /// request for that URL is classified as this one (same adapter, key
+    /// and expected digest), so a replay answers the original request with
+    /// the body and never depends on the other URL. Usually paired with
+    /// [`Adapter::records`] declining the redirect itself.
+    fn redirect_alias(
+        &self,
+        _req: &RequestHead,
+        _class: &Classification,
+        _status: u16,
+        _headers: &HeaderMap,
+    ) -> Option<String> {
+        None
+    }
+
+    /// Whether, within one tag, an error answer (status 400 and up) must
+    /// not replace a success (below 400) recorded earlier under the same
+    /// key, e.g. a `401` for an expired token after the content was
+    /// fetched. Off by default: the last answer wins.
+    fn keeps_success(&self, _class: &Classification) -> bool {
+        false
+    }
+
+    /// Whether the body of this answer carries nothing a client needs (a
+    /// registry's version check), so that when the client hangs up before
+    /// the body arrived the head is recorded alone, with an empty body.
+    fn head_suffices(&self, _class: &Classification, _status: u16) -> bool {
+        false
+    }
+
+    /// Keys tried in order during playback when the request's own key was
+    /// not recorded (a `HEAD` answered from a recorded `GET`).
+    fn replay_fallbacks(&self, _class: &Classification) -> Vec<crate::RecordingKey> {
+        Vec::new()
+    }
 }
 
 /// Largest body shown to [`Adapter::digest_hints`].

@@ -33,6 +33,10 @@ impl Adapters {
             .iter()
             .find_map(|a| a.classify(head).map(|c| (a.clone(), c)))
     }
+
+    pub fn by_name(&self, name: &str) -> Option<Arc<dyn Adapter>> {
+        self.list.iter().find(|a| a.name() == name).cloned()
+    }
 }
 
 /// Which adapter classified a request (a request extension).
@@ -88,7 +92,14 @@ where
             uri: req.uri().clone(),
             headers: req.headers().clone(),
         };
-        let Some((adapter, mut class)) = self.adapters.classify(&head) else {
+        // A redirect recorded earlier in this session may have said that
+        // this URL is another request's resource (`Adapter::redirect_alias`).
+        let aliased = req
+            .extensions()
+            .get::<crate::route::Route>()
+            .and_then(|route| route.session.alias(&head.canonical_url()))
+            .and_then(|a| Some((self.adapters.by_name(a.adapter)?, a.classification)));
+        let Some((adapter, mut class)) = aliased.or_else(|| self.adapters.classify(&head)) else {
             let msg = format!(
                 "btrfly: no enabled adapter handles {} {} (enabled: {:?}); enable [adapters.files] to record plain URLs",
                 head.method,
@@ -97,11 +108,34 @@ where
             );
             return Box::pin(async move { Ok(Decision::text(StatusCode::FORBIDDEN, msg)) });
         };
-        if class.expected_sha256.is_none() {
+        if class.expected_sha256.is_none() && !head.headers.contains_key(http::header::RANGE) {
             // An index page recorded earlier in this session may have
-            // announced this URL's digest.
+            // announced this URL's digest (of the whole body: a part of it,
+            // as a `Range` asks for, cannot be checked against it).
             if let Some(route) = req.extensions().get::<crate::route::Route>() {
                 class.expected_sha256 = route.session.hint(&head.canonical_url());
+            }
+        }
+        if head.headers.contains_key(http::header::RANGE) {
+            // A part of a body that failed its digest in this session (a
+            // client resuming the download that was cut off) cannot be
+            // checked: refuse it rather than complete a tampered file. The
+            // refusal stands for the session, so it is a 409 that clients
+            // do not retry (a 502 would be retried, and reported as a
+            // network problem).
+            let refused = req
+                .extensions()
+                .get::<crate::route::Route>()
+                .and_then(|route| route.session.refusal(&head.canonical_url()));
+            if let Some(why) = refused {
+                let reply = crate::Reply::text(
+                    StatusCode::CONFLICT,
+                    format!(
+                        "btrfly: refused a part of a body that did not match its digest: {why}"
+                    ),
+                )
+                .with_header("x-btrfly-error", "digest-mismatch");
+                return Box::pin(async move { Ok(Decision::Respond(reply)) });
             }
         }
         req.extensions_mut().insert(class);

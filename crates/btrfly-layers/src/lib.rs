@@ -21,10 +21,12 @@ pub mod auth;
 pub mod body;
 pub mod classify;
 pub mod decision;
+pub mod index_cache;
 pub mod record;
 pub mod replay;
 pub mod route;
 pub mod sessions;
+pub mod single_flight;
 pub mod stack;
 
 pub use body::{BodyFeeder, RequestBody};
@@ -35,6 +37,10 @@ pub use stack::{gateway, GatewayService};
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_adapter_hooks;
+#[cfg(test)]
+mod tests_scale;
 
 /// Response header set on every answer btrfly makes itself during playback:
 /// `hit`, or `miss`.

@@ -40,6 +40,47 @@ pub struct RecordPlan {
     pub method: String,
     pub url: String,
     pub store: Store,
+    /// Set for the leader of concurrent identical requests; dropped (which
+    /// releases the followers) once the recording is committed or dropped.
+    pub flight: Option<crate::single_flight::FlightGuard>,
+}
+
+impl RecordPlan {
+    /// The adapter's last say on a response head, before [`Recorder::begin`]:
+    /// remembers the redirect alias it names (the follow-up request is then
+    /// classified as this one), and returns false for an error answer that
+    /// must not replace a success already recorded under the same key in
+    /// this tag ([`Adapter::keeps_success`]).
+    pub async fn admit(&self, status: u16, headers: &HeaderMap) -> bool {
+        let class = &self.classification;
+        if let Some(url) = self
+            .adapter
+            .redirect_alias(&self.head, class, status, headers)
+        {
+            self.session.add_alias(
+                url,
+                crate::sessions::Alias {
+                    adapter: self.adapter.name(),
+                    classification: class.clone(),
+                },
+            );
+        }
+        if status < 400 || !self.adapter.keeps_success(class) {
+            return true;
+        }
+        match self.store.get_entry(self.session.tag(), &class.key).await {
+            Ok(Some(old)) if old.status < 400 => {
+                tracing::debug!(
+                    "not recording {status} for {} {}: the tag keeps its {} answer",
+                    self.method,
+                    self.url,
+                    old.status
+                );
+                false
+            }
+            _ => true,
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -102,6 +143,7 @@ where
                     method: head.method.to_string(),
                     url: head.uri.to_string(),
                     store: self.store.clone(),
+                    flight: None,
                 });
                 return Box::pin(async move {
                     Ok(Decision::Forward(Forward {
@@ -169,6 +211,8 @@ pub struct Recorder {
     seen: u64,
     content_length: Option<u64>,
     verify: Option<Verify>,
+    /// Dropped when this recording is committed or abandoned.
+    _inflight: crate::sessions::InflightGuard,
 }
 
 /// Inline check of a body against the digest the protocol announced. The
@@ -187,6 +231,7 @@ impl Recorder {
         status: u16,
         headers: &HeaderMap,
     ) -> Result<Recorder, StoreError> {
+        let inflight = plan.session.recording_started();
         let writer = plan
             .store
             .blob_writer(plan.classification.expected_sha256.clone())
@@ -228,6 +273,7 @@ impl Recorder {
             seen: 0,
             content_length,
             verify,
+            _inflight: inflight,
         })
     }
 
@@ -402,6 +448,40 @@ impl Recorder {
 
     pub fn session(&self) -> &LiveSession {
         &self.plan.session
+    }
+
+    /// The body did not match its expected digest (`why`, from
+    /// [`Recorder::offer`]): counted and remembered by the session, which
+    /// then refuses to serve a part of it; nothing is recorded.
+    pub fn refuse(self, why: String) {
+        self.plan
+            .session
+            .refuse(self.plan.head.canonical_url(), why);
+        self.abort();
+    }
+
+    /// Whether the adapter accepts this answer's head without its body
+    /// ([`Adapter::head_suffices`]).
+    pub fn head_suffices(&self) -> bool {
+        self.plan
+            .adapter
+            .head_suffices(&self.plan.classification, self.status)
+    }
+
+    /// The client left before the body arrived, and the head suffices:
+    /// records the head with an empty body.
+    pub async fn commit_head_alone(mut self) -> Result<Entry, String> {
+        // Closing the channel makes the writer discard what arrived.
+        self.tx = None;
+        self.pending.clear();
+        self.verify = None;
+        let _ = (&mut self.task).await;
+        let writer =
+            self.plan.store.blob_writer(None).await.map_err(|e| {
+                format!("not recorded: {} {}: {e}", self.plan.method, self.plan.url)
+            })?;
+        self.task = tokio::spawn(writer.finish());
+        self.commit(None).await
     }
 
     /// The body did not arrive whole: forget it.

@@ -1,6 +1,11 @@
 //! Replay: in playback mode every answer comes from the tag, never upstream.
+//!
+//! Entries are looked up in the session's cached index of the tag (see
+//! [`crate::index_cache`]): no object-store round trip per request for a
+//! sealed tag.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use btrfly_core::{Classification, Entry, Mode, RequestHead, BODY_VARIANCE};
@@ -10,17 +15,20 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode};
 use tower::{Layer, Service};
 
 use crate::decision::{Decision, Reply, ReplyBody};
+use crate::index_cache::{Entries, IndexCache};
 use crate::route::Route;
 use crate::{RequestBody, MISS_HEADER, REPLAY_HEADER};
 
 #[derive(Clone)]
 pub struct ReplayLayer {
-    store: Store,
+    cache: Arc<IndexCache>,
 }
 
 impl ReplayLayer {
     pub fn new(store: Store) -> Self {
-        ReplayLayer { store }
+        ReplayLayer {
+            cache: Arc::new(IndexCache::new(store)),
+        }
     }
 }
 
@@ -29,7 +37,7 @@ impl<S> Layer<S> for ReplayLayer {
     fn layer(&self, inner: S) -> Replay<S> {
         Replay {
             inner,
-            store: self.store.clone(),
+            cache: self.cache.clone(),
         }
     }
 }
@@ -37,7 +45,7 @@ impl<S> Layer<S> for ReplayLayer {
 #[derive(Clone)]
 pub struct Replay<S> {
     inner: S,
-    store: Store,
+    cache: Arc<IndexCache>,
 }
 
 impl<S> Service<Request<RequestBody>> for Replay<S>
@@ -66,12 +74,12 @@ where
             std::mem::swap(&mut inner, &mut self.inner);
             return Box::pin(async move { inner.call(req).await });
         }
-        let store = self.store.clone();
-        Box::pin(async move { Ok(replay(store, req).await) })
+        let cache = self.cache.clone();
+        Box::pin(async move { Ok(replay(&cache, req).await) })
     }
 }
 
-async fn replay(store: Store, req: Request<RequestBody>) -> Decision {
+async fn replay(cache: &IndexCache, req: Request<RequestBody>) -> Decision {
     let (parts, body) = req.into_parts();
     let (Some(route), Some(class), Some(head)) = (
         parts.extensions.get::<Route>(),
@@ -84,6 +92,7 @@ async fn replay(store: Store, req: Request<RequestBody>) -> Decision {
         );
     };
     let stats = &route.session.stats;
+    let store = cache.entries(&route.session).await;
     let what = format!("{} {}", head.method, head.uri);
     let mut key = class.key.clone();
     match body.sha256().await {
@@ -105,6 +114,13 @@ async fn replay(store: Store, req: Request<RequestBody>) -> Decision {
             Err(e) => return store_failure(&what, &route.tag, e),
         },
         Err(e) => return store_failure(&what, &route.tag, e),
+    };
+    let lookup = match lookup {
+        Some(found) => Some(found),
+        None => match adapter_fallback(&store, route, &parts.extensions, class, head).await {
+            Ok(found) => found,
+            Err(e) => return store_failure(&what, &route.tag, e),
+        },
     };
     let Some((entry, range)) = lookup else {
         stats.count_miss(what.clone());
@@ -136,10 +152,33 @@ fn store_failure(what: &str, tag: &btrfly_core::Tag, e: btrfly_store::StoreError
     )
 }
 
+/// The first recorded answer among the adapter's fallback keys
+/// (`Adapter::replay_fallbacks`, e.g. a `HEAD` answered from its `GET`).
+async fn adapter_fallback(
+    store: &Entries,
+    route: &Route,
+    extensions: &http::Extensions,
+    class: &Classification,
+    head: &RequestHead,
+) -> Result<Option<(Entry, Option<(u64, u64)>)>, btrfly_store::StoreError> {
+    let Some(by) = extensions.get::<crate::classify::ClassifiedBy>() else {
+        return Ok(None);
+    };
+    for key in by.0.replay_fallbacks(class) {
+        if let Some(entry) = store.get_entry(&route.tag, &key).await? {
+            return Ok(Some((entry, None)));
+        }
+        if let Some(found) = range_fallback(store, route, &key, head).await? {
+            return Ok(Some(found));
+        }
+    }
+    Ok(None)
+}
+
 /// A `Range` request whose exact range was not recorded is answered from a
 /// full `200` recording of the same resource, when there is one.
 async fn range_fallback(
-    store: &Store,
+    store: &Entries,
     route: &Route,
     key: &btrfly_core::RecordingKey,
     head: &RequestHead,
@@ -203,7 +242,7 @@ fn bodiless(method: &Method, status: u16) -> bool {
     method == Method::HEAD || status == 204 || status == 304 || (100..200).contains(&status)
 }
 
-fn full_reply(entry: &Entry, method: &Method) -> Reply {
+pub(crate) fn full_reply(entry: &Entry, method: &Method) -> Reply {
     let mut headers = recorded_headers(entry);
     headers.insert(REPLAY_HEADER, HeaderValue::from_static("hit"));
     let body_len = if bodiless(method, entry.status) {

@@ -4,10 +4,11 @@
 //! plane by a credential `id:secret` (the user and password of the proxy URL
 //! the CLI hands out). Sessions are persisted in the store, so a restarted
 //! server (or another replica on the same store) still recognises them;
-//! their counters live in the process that serves them.
+//! their counters live in the process that serves them, and are written to
+//! the store so that `stop` on any replica sums them (see [`replicas`]).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use base64::Engine;
@@ -16,6 +17,9 @@ use btrfly_store::{Store, StoreError};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
+
+pub mod replicas;
+pub use replicas::ReplicaStats;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
@@ -39,6 +43,8 @@ pub struct Stats {
     pub misses: AtomicU64,
     pub recorded: AtomicU64,
     pub bytes: AtomicU64,
+    /// Bodies refused because they did not match their announced digest.
+    pub refused: AtomicU64,
     missed: Mutex<Vec<String>>,
     errors: Mutex<Vec<String>>,
 }
@@ -93,6 +99,10 @@ pub struct Summary {
     pub misses: u64,
     pub recorded: u64,
     pub bytes: u64,
+    /// Bodies refused (cut off, not recorded) because they did not match
+    /// the digest announced for them; their messages are in `errors`.
+    #[serde(default)]
+    pub refused: u64,
     pub missed: Vec<String>,
     pub errors: Vec<String>,
 }
@@ -104,6 +114,45 @@ pub struct LiveSession {
     active: AtomicBool,
     /// Digests announced by recorded index pages, by canonical URL.
     hints: Mutex<HashMap<String, String>>,
+    /// URLs whose body did not match its announced digest, by canonical
+    /// URL, with why: a part of such a body (a `Range`, which cannot be
+    /// checked) is not served again in this session.
+    refusals: Mutex<HashMap<String, String>>,
+    /// Redirect targets recorded as the request that redirected to them
+    /// (see `Adapter::redirect_alias`), by canonical URL.
+    aliases: Mutex<HashMap<String, Alias>>,
+    /// Recordings between their response head and their commit/abort.
+    inflight: AtomicUsize,
+    settled: tokio::sync::Notify,
+    /// Playback: the tag's index, loaded on the first request (see
+    /// `index_cache`); `None` inside when the tag is not sealed.
+    pub(crate) playback_index: tokio::sync::OnceCell<Option<Arc<btrfly_store::TagIndex>>>,
+    /// When this replica last saw the session object in the store.
+    checked_at: Mutex<std::time::Instant>,
+}
+
+/// Held by a recording in progress; `stop` waits until none is left, so a
+/// summary (and the sealed tag) includes every response the client already
+/// received — the commit runs after the last byte went to the client.
+#[derive(Debug)]
+pub struct InflightGuard(Arc<LiveSession>);
+
+impl Drop for InflightGuard {
+    fn drop(&mut self) {
+        if self.0.inflight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.settled.notify_waiters();
+        }
+    }
+}
+
+/// How long `stop` waits for recordings still being committed.
+const SETTLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// A URL to classify as another request was: by that adapter, that way.
+#[derive(Clone, Debug)]
+pub struct Alias {
+    pub adapter: &'static str,
+    pub classification: btrfly_core::Classification,
 }
 
 /// Digest hints kept per session; index pages of a big build can announce
@@ -129,7 +178,57 @@ impl LiveSession {
             stats: Stats::default(),
             active: AtomicBool::new(true),
             hints: Mutex::new(HashMap::new()),
+            refusals: Mutex::new(HashMap::new()),
+            aliases: Mutex::new(HashMap::new()),
+            inflight: AtomicUsize::new(0),
+            settled: tokio::sync::Notify::new(),
+            playback_index: tokio::sync::OnceCell::new(),
+            checked_at: Mutex::new(std::time::Instant::now()),
         }
+    }
+
+    /// Marks a recording as in progress until the guard is dropped.
+    pub fn recording_started(self: &Arc<Self>) -> InflightGuard {
+        self.inflight.fetch_add(1, Ordering::AcqRel);
+        InflightGuard(self.clone())
+    }
+
+    /// Waits until no recording of this session is in progress (bounded).
+    pub async fn settle(&self) {
+        let wait = async {
+            loop {
+                let notified = self.settled.notified();
+                if self.inflight.load(Ordering::Acquire) == 0 {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        if tokio::time::timeout(SETTLE_TIMEOUT, wait).await.is_err() {
+            self.stats.note_error(format!(
+                "{} recording(s) still in progress when the session stopped",
+                self.inflight.load(Ordering::Acquire)
+            ));
+        }
+    }
+
+    /// Remembers that a request for `url` is the same as one already
+    /// classified (a redirect the client is about to follow).
+    pub fn add_alias(&self, url: String, alias: Alias) {
+        let mut map = self.aliases.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() < HINT_LIMIT || map.contains_key(&url) {
+            map.insert(url, alias);
+        }
+    }
+
+    /// How a request for a canonical URL must be classified, if a recorded
+    /// redirect said so.
+    pub fn alias(&self, url: &str) -> Option<Alias> {
+        self.aliases
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(url)
+            .cloned()
     }
 
     /// Remembers digests an index page announced for other URLs.
@@ -152,6 +251,26 @@ impl LiveSession {
             .cloned()
     }
 
+    /// A body for `url` (canonical form) did not match its announced
+    /// digest: counted, noted, and remembered for [`LiveSession::refusal`].
+    pub fn refuse(&self, url: String, why: String) {
+        self.stats.refused.fetch_add(1, Ordering::Relaxed);
+        self.stats.note_error(why.clone());
+        let mut map = self.refusals.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() < LIST_LIMIT {
+            map.insert(url, why);
+        }
+    }
+
+    /// Why a body for `url` (canonical form) was refused in this session.
+    pub fn refusal(&self, url: &str) -> Option<String> {
+        self.refusals
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(url)
+            .cloned()
+    }
+
     pub fn summary(&self) -> Summary {
         let s = &self.stats;
         let list = |m: &Mutex<Vec<String>>| m.lock().unwrap_or_else(|p| p.into_inner()).clone();
@@ -164,6 +283,7 @@ impl LiveSession {
             misses: s.misses.load(Ordering::Relaxed),
             recorded: s.recorded.load(Ordering::Relaxed),
             bytes: s.bytes.load(Ordering::Relaxed),
+            refused: s.refused.load(Ordering::Relaxed),
             missed: list(&s.missed),
             errors: list(&s.errors),
         }
@@ -181,6 +301,11 @@ pub struct SessionRegistry {
     live: RwLock<HashMap<String, Arc<LiveSession>>>,
     /// Serialises session creation so two record sessions cannot both claim a tag.
     create_lock: tokio::sync::Mutex<()>,
+    /// This process's name among the replicas sharing the store.
+    replica: String,
+    /// The counters last written per session (see [`replicas`]); held
+    /// while they are written.
+    flushed: tokio::sync::Mutex<HashMap<String, ReplicaStats>>,
 }
 
 impl SessionRegistry {
@@ -189,6 +314,8 @@ impl SessionRegistry {
             store,
             live: RwLock::new(HashMap::new()),
             create_lock: tokio::sync::Mutex::new(()),
+            replica: random_hex(8),
+            flushed: tokio::sync::Mutex::new(HashMap::new()),
         }
     }
 
@@ -273,8 +400,11 @@ impl SessionRegistry {
             }
         };
         let presented = sha256_hex(secret);
-        (session.is_active() && constant_time_eq(&presented, &session.info.secret_sha256))
-            .then_some(session)
+        if !(session.is_active() && constant_time_eq(&presented, &session.info.secret_sha256)) {
+            return None;
+        }
+        // Stopped through another replica? (a store read every few seconds)
+        self.revalidate(&session, false).await.then_some(session)
     }
 
     /// Parses a `Proxy-Authorization: Basic …` value and authenticates it.
@@ -305,21 +435,29 @@ impl SessionRegistry {
             }
         };
         session.active.store(false, Ordering::Release);
+        session.settle().await;
+        // Deleting the session object tells the other replicas to stop
+        // serving it and write their last counters; `gather` waits for them.
+        self.store.delete_session(id).await?;
+        let mut summary = session.summary();
+        self.gather(id, &mut summary).await;
         if session.mode() == Mode::Record {
             let tag = session.tag();
-            let mut meta = self.store.tag_meta(tag).await?.unwrap_or(TagMeta {
+            let meta = self.store.tag_meta(tag).await?.unwrap_or(TagMeta {
                 tag: tag.clone(),
                 created_at: session.info.started_at,
                 sealed: false,
                 sealed_at: None,
             });
-            meta.sealed = true;
-            meta.sealed_at = Some(OffsetDateTime::now_utc());
-            self.store.put_tag_meta(&meta).await?;
+            if let Err(e) = self.store.seal_tag(meta).await {
+                // Put the session back so that `stop` can be retried.
+                let _ = self.store.put_session(&session.info).await;
+                return Err(e.into());
+            }
         }
-        self.store.delete_session(id).await?;
+        self.forget_stats(id).await;
         self.write_live().remove(id);
-        Ok(session.summary())
+        Ok(summary)
     }
 
     pub fn live_sessions(&self) -> Vec<Arc<LiveSession>> {

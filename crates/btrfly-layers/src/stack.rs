@@ -15,6 +15,7 @@ use crate::record::{RecordLayer, Unhandled};
 use crate::replay::ReplayLayer;
 use crate::route::RouteLayer;
 use crate::sessions::SessionRegistry;
+use crate::single_flight::SingleFlightLayer;
 use crate::RequestBody;
 
 /// Pingora requires its app to be `Sync`, hence the sync box.
@@ -30,6 +31,8 @@ pub fn gateway(sessions: Arc<SessionRegistry>, adapters: Adapters, store: Store)
         .layer(ClassifyLayer::new(adapters))
         // Playback answers here, from the tag only: a hit or a counted miss.
         .layer(ReplayLayer::new(store.clone()))
+        // Record mode: identical requests in flight at once go upstream once.
+        .layer(SingleFlightLayer::new(store.clone()))
         // Record mode forwards upstream with a plan to tee the response.
         .layer(RecordLayer::new(store))
         .service(Unhandled);

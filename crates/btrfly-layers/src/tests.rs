@@ -355,3 +355,91 @@ async fn a_body_that_does_not_match_its_digest_is_refused_and_not_recorded() {
     let tag = session.tag().clone();
     assert!(w.store.list_entries(&tag).await.expect("list").is_empty());
 }
+
+#[tokio::test]
+async fn a_refused_body_is_counted_and_no_part_of_it_is_served_again() {
+    let w = world();
+    let s = w
+        .sessions
+        .create(Tag::new("d3").expect("tag"), Mode::Record, true)
+        .await
+        .expect("record");
+    let url = "https://a.example.test:443/pkg.whl";
+    s.session.add_hints(vec![btrfly_core::DigestHint {
+        url: url.into(),
+        sha256: "0".repeat(64),
+    }]);
+    let send = |range| {
+        let svc = w.svc.clone();
+        let req = request(
+            Method::GET,
+            url,
+            Some((&s.session.info.id, &s.secret)),
+            range,
+        );
+        async move { svc.oneshot(req).await.expect("infallible") }
+    };
+    let Decision::Forward(Forward {
+        recording: Some(plan),
+    }) = send(None).await
+    else {
+        panic!("record mode forwards");
+    };
+    let mut rec = Recorder::begin(*plan, 200, &http::HeaderMap::new())
+        .await
+        .expect("begin");
+    let err = rec
+        .offer(&mut Some(Bytes::from_static(b"abc")), true)
+        .expect_err("mismatch");
+    rec.refuse(err.clone());
+    let summary = s.session.summary();
+    assert_eq!(summary.refused, 1);
+    assert_eq!(summary.errors, [err]);
+
+    // the whole body is fetched (and checked) again
+    assert!(matches!(
+        send(None).await,
+        Decision::Forward(Forward { recording: Some(p) }) if p.classification.expected_sha256.is_some()
+    ));
+    // a part of it (a resumed download) is refused, with a status that
+    // clients do not retry
+    let Decision::Respond(reply) = send(Some("bytes=2-")).await else {
+        panic!("a part of a refused body must not be forwarded");
+    };
+    assert_eq!(reply.status, StatusCode::CONFLICT);
+    assert_eq!(reply.headers["x-btrfly-error"], "digest-mismatch");
+}
+
+#[tokio::test]
+async fn a_range_request_is_not_checked_against_the_whole_body_digest() {
+    let w = world();
+    let s = w
+        .sessions
+        .create(Tag::new("d4").expect("tag"), Mode::Record, true)
+        .await
+        .expect("record");
+    let url = "https://a.example.test:443/pkg.whl";
+    s.session.add_hints(vec![btrfly_core::DigestHint {
+        url: url.into(),
+        sha256: "1".repeat(64),
+    }]);
+    let plan = |range| {
+        let svc = w.svc.clone();
+        let req = request(
+            Method::GET,
+            url,
+            Some((&s.session.info.id, &s.secret)),
+            range,
+        );
+        async move {
+            match svc.oneshot(req).await.expect("infallible") {
+                Decision::Forward(Forward {
+                    recording: Some(plan),
+                }) => plan.classification.expected_sha256,
+                _ => panic!("record mode forwards"),
+            }
+        }
+    };
+    assert_eq!(plan(None).await, Some("1".repeat(64)));
+    assert_eq!(plan(Some("bytes=0-9")).await, None);
+}

@@ -104,6 +104,8 @@ pub struct Ctx {
     upstream_done: bool,
     expected_len: Option<u64>,
     bodiless: bool,
+    /// Why the body was refused (it did not match its expected digest).
+    refused: Option<String>,
 }
 
 fn tunnel_of(session: &Session) -> Option<Tunnel> {
@@ -197,6 +199,25 @@ fn target_of(session: &Session, tunnel: Option<&Tunnel>) -> std::result::Result<
     Ok(Target { https, host, port })
 }
 
+/// Makes `resp` carry exactly `wanted`, touching only the names that
+/// differ (pingora keeps header-name case beside the map).
+fn replace_headers(resp: &mut ResponseHeader, wanted: &http::HeaderMap) -> Result<()> {
+    let names: std::collections::HashSet<http::HeaderName> =
+        resp.headers.keys().chain(wanted.keys()).cloned().collect();
+    for name in names {
+        let old: Vec<_> = resp.headers.get_all(&name).iter().collect();
+        let new: Vec<_> = wanted.get_all(&name).iter().collect();
+        if old == new {
+            continue;
+        }
+        resp.remove_header(&name);
+        for v in new {
+            resp.append_header(name.clone(), v.clone())?;
+        }
+    }
+    Ok(())
+}
+
 fn internal(e: impl std::fmt::Display) -> Box<Error> {
     Error::explain(ErrorType::InternalError, e.to_string())
 }
@@ -207,6 +228,15 @@ impl GatewayApp {
         let mut resp = ResponseHeader::build(reply.status, Some(reply.headers.len() + 1))?;
         for (name, value) in reply.headers.iter() {
             resp.append_header(name.clone(), value.clone())?;
+        }
+        if reply
+            .headers
+            .get("x-btrfly-error")
+            .is_some_and(|v| v == "digest-mismatch")
+        {
+            // HTTP/1 clients print the reason phrase with the status
+            // (pip: "409 Client Error: … for url: …"): make it say why.
+            resp.set_reason_phrase(Some("Body Does Not Match Its Announced Digest"))?;
         }
         match reply.body {
             ReplyBody::Bytes(bytes) => {
@@ -353,6 +383,10 @@ impl ProxyHttp for GatewayApp {
                 ctx.target = Some(target);
                 if let Some(plan) = forward.recording {
                     ctx.session = Some(plan.session.clone());
+                    // A client that closes its side early (Go's registry
+                    // clients drop the `/v2/` answer unread) must not cut
+                    // the upstream body short: it is still recorded whole.
+                    session.as_downstream_mut().set_abort_on_close(false);
                     if present {
                         ctx.body_hasher = Some(Sha256::new());
                     }
@@ -438,7 +472,26 @@ impl ProxyHttp for GatewayApp {
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse().ok());
-        if let Some(plan) = ctx.plan.take() {
+        // Redirect aliases, and errors that must not replace a success.
+        let admitted = match ctx.plan.as_ref() {
+            Some(plan) => plan.admit(status, &resp.headers).await,
+            None => false,
+        };
+        if let Some(plan) = ctx.plan.as_ref() {
+            // The adapter's normalised head is what the client gets now and
+            // what every replay gets later.
+            let mut headers = resp.headers.clone();
+            plan.adapter
+                .normalize_response_headers(&plan.classification, status, &mut headers);
+            replace_headers(resp, &headers)?;
+            if !plan
+                .adapter
+                .records(&plan.head, &plan.classification, status, &resp.headers)
+            {
+                ctx.plan = None;
+            }
+        }
+        if let Some(plan) = ctx.plan.take().filter(|_| admitted) {
             let session_ref = plan.session.clone();
             match Recorder::begin(*plan, status, &resp.headers).await {
                 Ok(r) => ctx.recorder = Some(r),
@@ -472,9 +525,9 @@ impl ProxyHttp for GatewayApp {
                 // The body is not what the protocol announced: the client
                 // must not get it whole, and it is not recorded.
                 if let Some(r) = ctx.recorder.take() {
-                    r.session().stats.note_error(msg.clone());
-                    r.abort();
+                    r.refuse(msg.clone());
                 }
+                ctx.refused = Some(format!("btrfly: {msg}"));
                 Err(Error::explain(
                     ErrorType::Custom("BodyDigestMismatch"),
                     format!("btrfly: {msg}"),
@@ -507,12 +560,22 @@ impl ProxyHttp for GatewayApp {
             ctx.url.clone()
         };
         let message = format!("btrfly: upstream {target} failed for {what}: {e}");
-        if let Some(s) = ctx.session.as_ref() {
-            s.stats.note_error(format!("not recorded: {what}: {e}"));
-        }
+        // A refused body was noted by the session already; its reply (when
+        // the head has not gone out yet) says why in btrfly's own words.
+        let (message, kind) = match ctx.refused.take() {
+            Some(why) => (why, "digest-mismatch"),
+            None => {
+                // Once a recording started, `logging` (which runs next)
+                // decides whether it is whole and notes it if not.
+                if let (Some(s), None) = (ctx.session.as_ref(), ctx.recorder.as_ref()) {
+                    s.stats.note_error(format!("not recorded: {what}: {e}"));
+                }
+                (message, "upstream")
+            }
+        };
         if code > 0 && session.response_written().is_none() {
             let status = StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_GATEWAY);
-            let reply = Reply::text(status, message).with_header("x-btrfly-error", "upstream");
+            let reply = Reply::text(status, message).with_header("x-btrfly-error", kind);
             if let Err(we) = self.write_reply(session, reply).await {
                 tracing::debug!("writing the error response: {we}");
             }
@@ -523,11 +586,44 @@ impl ProxyHttp for GatewayApp {
         }
     }
 
-    async fn logging(&self, _session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
         let Some(recorder) = ctx.recorder.take() else {
             return;
         };
-        let complete = e.is_none()
+        // An upstream may answer before it read the request body (a 405 for
+        // a POST to a static file); the key needs the digest of the whole
+        // body the client sent, so hash whatever pingora did not forward.
+        if let Some(hasher) = ctx.body_hasher.as_mut() {
+            let drain = async {
+                while !session.is_body_done() {
+                    match session.read_request_body().await {
+                        Ok(Some(chunk)) => {
+                            hasher.update(&chunk);
+                            ctx.body_size += chunk.len() as u64;
+                        }
+                        Ok(None) => break,
+                        Err(_) => return false,
+                    }
+                }
+                true
+            };
+            let drained = tokio::time::timeout(std::time::Duration::from_secs(30), drain)
+                .await
+                .unwrap_or(false);
+            if !drained {
+                recorder.session().stats.note_error(format!(
+                    "not recorded: {}: the request body did not arrive whole",
+                    ctx.url
+                ));
+                recorder.abort();
+                return;
+            }
+        }
+        // A client that hung up once the whole body had arrived from
+        // upstream (Go's registry clients close the `/v2/` answer unread)
+        // still leaves a whole recording.
+        let client_left = e.is_some_and(|e| e.esource() == &pingora_error::ErrorSource::Downstream);
+        let complete = (e.is_none() || client_left)
             && (ctx.upstream_done
                 || ctx.bodiless
                 || ctx.expected_len == Some(recorder.bytes_seen()));
@@ -542,6 +638,12 @@ impl ProxyHttp for GatewayApp {
                 .filter(|_| ctx.body_size > 0)
                 .map(|h| hex::encode(h.finalize()));
             if let Err(msg) = recorder.commit(digest).await {
+                if let Some(s) = &ctx.session {
+                    s.stats.note_error(msg);
+                }
+            }
+        } else if client_left && recorder.head_suffices() {
+            if let Err(msg) = recorder.commit_head_alone().await {
                 if let Some(s) = &ctx.session {
                     s.stats.note_error(msg);
                 }
