@@ -3,43 +3,26 @@
 //! The gateway is never an open relay: a request without a valid session
 //! credential is answered 407 here and goes nowhere.
 
-use std::convert::Infallible;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use futures::future::BoxFuture;
 use http::{header, Request, StatusCode};
-use tower::{Layer, Service};
 
 use crate::decision::{Decision, Reply};
 use crate::sessions::SessionRegistry;
+use crate::step::{pass, Next, Step};
 use crate::RequestBody;
 
+/// Credential → session; every other request is answered 407.
 #[derive(Clone)]
-pub struct AuthLayer {
+pub struct Auth {
     sessions: Arc<SessionRegistry>,
 }
 
-impl AuthLayer {
+impl Auth {
     pub fn new(sessions: Arc<SessionRegistry>) -> Self {
-        AuthLayer { sessions }
+        Auth { sessions }
     }
-}
-
-impl<S> Layer<S> for AuthLayer {
-    type Service = Auth<S>;
-    fn layer(&self, inner: S) -> Auth<S> {
-        Auth {
-            inner,
-            sessions: self.sessions.clone(),
-        }
-    }
-}
-
-#[derive(Clone)]
-pub struct Auth<S> {
-    inner: S,
-    sessions: Arc<SessionRegistry>,
 }
 
 /// The 407 every unauthenticated request gets.
@@ -51,26 +34,9 @@ pub fn proxy_auth_required(detail: &str) -> Reply {
     .with_header("proxy-authenticate", "Basic realm=\"btrfly\"")
 }
 
-impl<S> Service<Request<RequestBody>> for Auth<S>
-where
-    S: Service<Request<RequestBody>, Response = Decision, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send,
-{
-    type Response = Decision;
-    type Error = Infallible;
-    type Future = BoxFuture<'static, Result<Decision, Infallible>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut req: Request<RequestBody>) -> Self::Future {
+impl Step for Auth {
+    fn handle(&self, mut req: Request<RequestBody>, next: Next) -> BoxFuture<'static, Decision> {
         let sessions = self.sessions.clone();
-        let mut inner = self.inner.clone();
-        std::mem::swap(&mut inner, &mut self.inner);
         Box::pin(async move {
             let credential = req
                 .headers_mut()
@@ -82,10 +48,10 @@ where
                 } else {
                     "this proxy needs a session credential"
                 };
-                return Ok(Decision::Respond(proxy_auth_required(detail)));
+                return Decision::Respond(proxy_auth_required(detail));
             };
             req.extensions_mut().insert(session);
-            inner.call(req).await
+            pass(next, req).await
         })
     }
 }

@@ -1,15 +1,13 @@
 //! Classification: the first adapter that claims a request builds its key.
 
-use std::convert::Infallible;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use btrfly_core::{Adapter, Classification, RequestHead};
 use futures::future::BoxFuture;
 use http::{Request, StatusCode};
-use tower::{Layer, Service};
 
 use crate::decision::Decision;
+use crate::step::{pass, Next, Step};
 use crate::RequestBody;
 
 /// The enabled adapters, most specific first; `files` (when enabled) last.
@@ -43,50 +41,20 @@ impl Adapters {
 #[derive(Clone)]
 pub struct ClassifiedBy(pub Arc<dyn Adapter>);
 
+/// Adapter → recording key, mutability and expected digest.
 #[derive(Clone)]
-pub struct ClassifyLayer {
+pub struct Classify {
     adapters: Adapters,
 }
 
-impl ClassifyLayer {
+impl Classify {
     pub fn new(adapters: Adapters) -> Self {
-        ClassifyLayer { adapters }
+        Classify { adapters }
     }
 }
 
-impl<S> Layer<S> for ClassifyLayer {
-    type Service = Classify<S>;
-    fn layer(&self, inner: S) -> Classify<S> {
-        Classify {
-            inner,
-            adapters: self.adapters.clone(),
-        }
-    }
-}
-
-#[derive(Clone)]
-pub struct Classify<S> {
-    inner: S,
-    adapters: Adapters,
-}
-
-impl<S> Service<Request<RequestBody>> for Classify<S>
-where
-    S: Service<Request<RequestBody>, Response = Decision, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send,
-{
-    type Response = Decision;
-    type Error = Infallible;
-    type Future = BoxFuture<'static, Result<Decision, Infallible>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut req: Request<RequestBody>) -> Self::Future {
+impl Step for Classify {
+    fn handle(&self, mut req: Request<RequestBody>, next: Next) -> BoxFuture<'static, Decision> {
         let head = RequestHead {
             method: req.method().clone(),
             uri: req.uri().clone(),
@@ -106,7 +74,7 @@ where
                 head.uri,
                 self.adapters.names()
             );
-            return Box::pin(async move { Ok(Decision::text(StatusCode::FORBIDDEN, msg)) });
+            return Box::pin(async move { Decision::text(StatusCode::FORBIDDEN, msg) });
         };
         if class.expected_sha256.is_none() && !head.headers.contains_key(http::header::RANGE) {
             // An index page recorded earlier in this session may have
@@ -135,14 +103,12 @@ where
                     ),
                 )
                 .with_header("x-btrfly-error", "digest-mismatch");
-                return Box::pin(async move { Ok(Decision::Respond(reply)) });
+                return Box::pin(async move { Decision::Respond(reply) });
             }
         }
         req.extensions_mut().insert(class);
         req.extensions_mut().insert(head);
         req.extensions_mut().insert(ClassifiedBy(adapter));
-        let mut inner = self.inner.clone();
-        std::mem::swap(&mut inner, &mut self.inner);
-        Box::pin(async move { inner.call(req).await })
+        Box::pin(pass(next, req))
     }
 }

@@ -16,6 +16,8 @@
 //!
 //! Every layer rejects by returning a [`Decision::Respond`], never an error,
 //! so the service's error type is [`std::convert::Infallible`].
+//! Each step implements [`step::Step`]; [`step::StepLayer`] holds the tower
+//! plumbing once for all of them.
 
 pub mod auth;
 pub mod body;
@@ -28,6 +30,7 @@ pub mod route;
 pub mod sessions;
 pub mod single_flight;
 pub mod stack;
+pub mod step;
 
 pub use body::{BodyFeeder, RequestBody};
 pub use decision::{Decision, Forward, Reply, ReplyBody};

@@ -23,12 +23,13 @@ use http::{HeaderMap, Request, StatusCode};
 use time::OffsetDateTime;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tower::{Layer, Service};
+use tower::Service;
 
 use crate::classify::ClassifiedBy;
 use crate::decision::{Decision, Forward};
 use crate::route::Route;
 use crate::sessions::LiveSession;
+use crate::step::{pass, Next, Step};
 use crate::RequestBody;
 
 /// What the hooks need to record one exchange.
@@ -83,50 +84,20 @@ impl RecordPlan {
     }
 }
 
+/// Record mode: forward upstream with a plan to tee the response.
 #[derive(Clone)]
-pub struct RecordLayer {
+pub struct Record {
     store: Store,
 }
 
-impl RecordLayer {
+impl Record {
     pub fn new(store: Store) -> Self {
-        RecordLayer { store }
+        Record { store }
     }
 }
 
-impl<S> Layer<S> for RecordLayer {
-    type Service = Record<S>;
-    fn layer(&self, inner: S) -> Record<S> {
-        Record {
-            inner,
-            store: self.store.clone(),
-        }
-    }
-}
-
-#[derive(Clone)]
-pub struct Record<S> {
-    inner: S,
-    store: Store,
-}
-
-impl<S> Service<Request<RequestBody>> for Record<S>
-where
-    S: Service<Request<RequestBody>, Response = Decision, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send,
-{
-    type Response = Decision;
-    type Error = Infallible;
-    type Future = BoxFuture<'static, Result<Decision, Infallible>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Request<RequestBody>) -> Self::Future {
+impl Step for Record {
+    fn handle(&self, req: Request<RequestBody>, next: Next) -> BoxFuture<'static, Decision> {
         let ext = req.extensions();
         if let (Some(route), Some(class), Some(head), Some(by)) = (
             ext.get::<Route>(),
@@ -146,15 +117,13 @@ where
                     flight: None,
                 });
                 return Box::pin(async move {
-                    Ok(Decision::Forward(Forward {
+                    Decision::Forward(Forward {
                         recording: Some(plan),
-                    }))
+                    })
                 });
             }
         }
-        let mut inner = self.inner.clone();
-        std::mem::swap(&mut inner, &mut self.inner);
-        Box::pin(async move { inner.call(req).await })
+        Box::pin(pass(next, req))
     }
 }
 

@@ -4,78 +4,44 @@
 //! [`crate::index_cache`]): no object-store round trip per request for a
 //! sealed tag.
 
-use std::convert::Infallible;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use btrfly_core::{Classification, Entry, Mode, RequestHead, BODY_VARIANCE};
 use btrfly_store::Store;
 use futures::future::BoxFuture;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode};
-use tower::{Layer, Service};
 
 use crate::decision::{Decision, Reply, ReplyBody};
 use crate::index_cache::{Entries, IndexCache};
 use crate::route::Route;
+use crate::step::{pass, Next, Step};
 use crate::{RequestBody, MISS_HEADER, REPLAY_HEADER};
 
+/// Playback: answers from the tag (a hit, or a counted miss), never upstream.
 #[derive(Clone)]
-pub struct ReplayLayer {
+pub struct Replay {
     cache: Arc<IndexCache>,
 }
 
-impl ReplayLayer {
+impl Replay {
     pub fn new(store: Store) -> Self {
-        ReplayLayer {
+        Replay {
             cache: Arc::new(IndexCache::new(store)),
         }
     }
 }
 
-impl<S> Layer<S> for ReplayLayer {
-    type Service = Replay<S>;
-    fn layer(&self, inner: S) -> Replay<S> {
-        Replay {
-            inner,
-            cache: self.cache.clone(),
-        }
-    }
-}
-
-#[derive(Clone)]
-pub struct Replay<S> {
-    inner: S,
-    cache: Arc<IndexCache>,
-}
-
-impl<S> Service<Request<RequestBody>> for Replay<S>
-where
-    S: Service<Request<RequestBody>, Response = Decision, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send,
-{
-    type Response = Decision;
-    type Error = Infallible;
-    type Future = BoxFuture<'static, Result<Decision, Infallible>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Request<RequestBody>) -> Self::Future {
+impl Step for Replay {
+    fn handle(&self, req: Request<RequestBody>, next: Next) -> BoxFuture<'static, Decision> {
         let playback = req
             .extensions()
             .get::<Route>()
             .is_some_and(|r| r.mode == Mode::Playback);
         if !playback {
-            let mut inner = self.inner.clone();
-            std::mem::swap(&mut inner, &mut self.inner);
-            return Box::pin(async move { inner.call(req).await });
+            return Box::pin(pass(next, req));
         }
         let cache = self.cache.clone();
-        Box::pin(async move { Ok(replay(&cache, req).await) })
+        Box::pin(async move { replay(&cache, req).await })
     }
 }
 

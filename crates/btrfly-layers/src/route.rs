@@ -1,16 +1,14 @@
 //! Tag routing: a session's tag and mode decide where a request goes.
 
-use std::convert::Infallible;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use btrfly_core::{Mode, Tag};
 use futures::future::BoxFuture;
 use http::{Request, StatusCode};
-use tower::{Layer, Service};
 
 use crate::decision::Decision;
 use crate::sessions::LiveSession;
+use crate::step::{pass, Next, Step};
 use crate::RequestBody;
 
 /// Where a request is routed: typed, so inner layers never re-parse.
@@ -21,46 +19,18 @@ pub struct Route {
     pub mode: Mode,
 }
 
+/// Session → tag and mode (the `Route` extension); counts the request.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct RouteLayer;
+pub struct Routing;
 
-impl<S> Layer<S> for RouteLayer {
-    type Service = RouteService<S>;
-    fn layer(&self, inner: S) -> RouteService<S> {
-        RouteService { inner }
-    }
-}
-
-#[derive(Clone)]
-pub struct RouteService<S> {
-    inner: S,
-}
-
-impl<S> Service<Request<RequestBody>> for RouteService<S>
-where
-    S: Service<Request<RequestBody>, Response = Decision, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send,
-{
-    type Response = Decision;
-    type Error = Infallible;
-    type Future = BoxFuture<'static, Result<Decision, Infallible>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut req: Request<RequestBody>) -> Self::Future {
-        let mut inner = self.inner.clone();
-        std::mem::swap(&mut inner, &mut self.inner);
+impl Step for Routing {
+    fn handle(&self, mut req: Request<RequestBody>, next: Next) -> BoxFuture<'static, Decision> {
         Box::pin(async move {
             let Some(session) = req.extensions().get::<Arc<LiveSession>>().cloned() else {
-                return Ok(Decision::text(
+                return Decision::text(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "btrfly: request reached tag routing without a session (auth layer missing)",
-                ));
+                );
             };
             session.stats.count_request();
             let route = Route {
@@ -69,7 +39,7 @@ where
                 session,
             };
             req.extensions_mut().insert(route);
-            inner.call(req).await
+            pass(next, req).await
         })
     }
 }

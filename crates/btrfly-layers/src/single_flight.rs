@@ -17,9 +17,7 @@
 //! `btrfly-store` makes those concurrent commits safe.
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use btrfly_core::{Classification, Mode, RequestHead, Tag};
@@ -27,10 +25,10 @@ use btrfly_store::Store;
 use futures::future::BoxFuture;
 use http::{Method, Request};
 use tokio::sync::watch;
-use tower::{Layer, Service};
 
 use crate::decision::{Decision, Forward};
 use crate::route::Route;
+use crate::step::{pass, Next, Step};
 use crate::RequestBody;
 
 /// How long a follower waits for its leader before going upstream itself.
@@ -106,58 +104,24 @@ impl Flights {
     }
 }
 
+/// Record mode: identical requests in flight at once go upstream once.
 #[derive(Clone)]
-pub struct SingleFlightLayer {
+pub struct SingleFlight {
     store: Store,
     flights: Arc<Flights>,
 }
 
-impl SingleFlightLayer {
+impl SingleFlight {
     pub fn new(store: Store) -> Self {
-        SingleFlightLayer {
+        SingleFlight {
             store,
             flights: Arc::new(Flights::default()),
         }
     }
 }
 
-impl<S> Layer<S> for SingleFlightLayer {
-    type Service = SingleFlight<S>;
-    fn layer(&self, inner: S) -> SingleFlight<S> {
-        SingleFlight {
-            inner,
-            store: self.store.clone(),
-            flights: self.flights.clone(),
-        }
-    }
-}
-
-#[derive(Clone)]
-pub struct SingleFlight<S> {
-    inner: S,
-    store: Store,
-    flights: Arc<Flights>,
-}
-
-impl<S> Service<Request<RequestBody>> for SingleFlight<S>
-where
-    S: Service<Request<RequestBody>, Response = Decision, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send,
-{
-    type Response = Decision;
-    type Error = Infallible;
-    type Future = BoxFuture<'static, Result<Decision, Infallible>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Request<RequestBody>) -> Self::Future {
-        let mut inner = self.inner.clone();
-        std::mem::swap(&mut inner, &mut self.inner);
+impl Step for SingleFlight {
+    fn handle(&self, req: Request<RequestBody>, next: Next) -> BoxFuture<'static, Decision> {
         let ext = req.extensions();
         let flight = match (ext.get::<Route>(), ext.get::<Classification>()) {
             (Some(route), Some(class))
@@ -170,25 +134,19 @@ where
             _ => None,
         };
         let Some((route, key)) = flight else {
-            return Box::pin(async move { inner.call(req).await });
+            return Box::pin(pass(next, req));
         };
         let store = self.store.clone();
         let flights = self.flights.clone();
         Box::pin(async move {
             match flights.join(key) {
-                Role::Leader(guard) => {
-                    let decision = match inner.call(req).await {
-                        Ok(d) => d,
-                        Err(never) => match never {},
-                    };
-                    Ok(lead(decision, guard))
-                }
+                Role::Leader(guard) => lead(pass(next, req).await, guard),
                 Role::Follower(mut done) => {
                     // Woken when the leader's guard drops (the sender goes).
                     let _ = tokio::time::timeout(FOLLOW_TIMEOUT, done.changed()).await;
                     match follow(&store, &route, &req).await {
-                        Some(decision) => Ok(decision),
-                        None => inner.call(req).await,
+                        Some(decision) => decision,
+                        None => pass(next, req).await,
                     }
                 }
             }

@@ -8,14 +8,15 @@ use http::Request;
 use tower::util::BoxCloneSyncService;
 use tower::ServiceBuilder;
 
-use crate::auth::AuthLayer;
-use crate::classify::{Adapters, ClassifyLayer};
+use crate::auth::Auth;
+use crate::classify::{Adapters, Classify};
 use crate::decision::Decision;
-use crate::record::{RecordLayer, Unhandled};
-use crate::replay::ReplayLayer;
-use crate::route::RouteLayer;
+use crate::record::{Record, Unhandled};
+use crate::replay::Replay;
+use crate::route::Routing;
 use crate::sessions::SessionRegistry;
-use crate::single_flight::SingleFlightLayer;
+use crate::single_flight::SingleFlight;
+use crate::step::step;
 use crate::RequestBody;
 
 /// Pingora requires its app to be `Sync`, hence the sync box.
@@ -24,17 +25,17 @@ pub type GatewayService = BoxCloneSyncService<Request<RequestBody>, Decision, In
 pub fn gateway(sessions: Arc<SessionRegistry>, adapters: Adapters, store: Store) -> GatewayService {
     let stack = ServiceBuilder::new()
         // Who is asking: the proxy credential names a session, or it is a 407.
-        .layer(AuthLayer::new(sessions))
+        .layer(step(Auth::new(sessions)))
         // Which tag and mode that session routes to; counts the request.
-        .layer(RouteLayer)
+        .layer(step(Routing))
         // What is asked for: the first adapter that claims it builds the key.
-        .layer(ClassifyLayer::new(adapters))
+        .layer(step(Classify::new(adapters)))
         // Playback answers here, from the tag only: a hit or a counted miss.
-        .layer(ReplayLayer::new(store.clone()))
+        .layer(step(Replay::new(store.clone())))
         // Record mode: identical requests in flight at once go upstream once.
-        .layer(SingleFlightLayer::new(store.clone()))
+        .layer(step(SingleFlight::new(store.clone())))
         // Record mode forwards upstream with a plan to tee the response.
-        .layer(RecordLayer::new(store))
+        .layer(step(Record::new(store)))
         .service(Unhandled);
     BoxCloneSyncService::new(stack)
 }
