@@ -3,7 +3,7 @@
 //!
 //! A build often asks for the same file from several processes at once.
 //! Within one replica, the first request for a (tag, recording key) is the
-//! *leader*: it is forwarded as usual, and its [`RecordPlan`] carries a
+//! *leader*: it is forwarded as usual, and its [`RecordPlan`](crate::RecordPlan) carries a
 //! [`FlightGuard`]. The guard is released when the recording is committed
 //! or abandoned (the recorder, or the plan, is dropped). Requests for the
 //! same tag and key arriving meanwhile are *followers*: they wait for the
