@@ -12,14 +12,6 @@ use support::*;
 
 const NAME: &str = "files.example.test";
 
-fn bin() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_btrfly"))
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
 /// An upstream with some files, and a btrfly server that trusts it.
 struct Fixture {
     root: tempfile::TempDir,
@@ -126,14 +118,6 @@ impl Fixture {
 
 fn read(p: &Path) -> Vec<u8> {
     std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-}
-
-fn field(summary: &str, name: &str) -> u64 {
-    summary
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("{name}: ")))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no `{name}:` line in summary:\n{summary}"))
 }
 
 /// The seed README's workflow with curl (HTTP/2 and HTTP/1.1), wget, a

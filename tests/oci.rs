@@ -18,22 +18,6 @@ use std::process::{Command, Output};
 
 use support::*;
 
-fn bin() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_btrfly"))
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn field(summary: &str, name: &str) -> u64 {
-    summary
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("{name}: ")))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no `{name}:` line in summary:\n{summary}"))
-}
-
 /// The architecture podman picks from an index on this machine.
 fn host_arch() -> &'static str {
     match std::env::consts::ARCH {

@@ -22,14 +22,6 @@ const INDEX: &str = "pypi.example.test";
 const FILES: &str = "files.example.test";
 const PIP_ACCEPT_FORMS: &str = "json>html-v1>html";
 
-fn bin() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_btrfly"))
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
 /// Which pip runs the install.
 #[derive(Clone, Copy, Debug)]
 enum Pip {
@@ -240,14 +232,6 @@ fn installed(venv: &Path) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     walk(&site, &site, &mut out);
     out
-}
-
-fn field(summary: &str, name: &str) -> u64 {
-    summary
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("{name}: ")))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no `{name}:` line in summary:\n{summary}"))
 }
 
 fn header<'a>(entry: &'a serde_json::Value, name: &str) -> Option<&'a str> {

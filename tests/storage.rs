@@ -21,22 +21,6 @@ use support::*;
 
 const NAME: &str = "files.example.test";
 
-fn bin() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_btrfly"))
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn field(summary: &str, name: &str) -> u64 {
-    summary
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("{name}: ")))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no `{name}:` line in summary:\n{summary}"))
-}
-
 fn s3_storage(moto: &Moto, bucket: &str, prefix: &str) -> String {
     format!(
         "[storage]\nbackend = \"s3\"\n[storage.s3]\nbucket = \"{bucket}\"\nendpoint = \"{}\"\nregion = \"{TEST_REGION}\"\nprefix = \"{prefix}\"\n",

@@ -81,3 +81,23 @@ pub use process::{
 pub use registry::{DockerRegistry, RegistryOptions, RegistryTokenAuth};
 pub use server::{apply_env, parse_exports, BtrflyServer, StartOptions};
 pub use token_server::TokenServer;
+
+/// The product binary under test.
+pub fn bin() -> &'static std::path::Path {
+    std::path::Path::new(env!("CARGO_BIN_EXE_btrfly"))
+}
+
+/// Lossy UTF-8 of a command's output.
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A counter (`requests:`, `hits:`, `misses:`, `recorded:`, `bytes:`) from
+/// the summary `btrfly stop` prints; panics with the summary if absent.
+pub fn field(summary: &str, name: &str) -> u64 {
+    summary
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no `{name}:` line in summary:\n{summary}"))
+}

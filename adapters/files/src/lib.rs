@@ -51,21 +51,10 @@ impl Adapter for FilesAdapter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::{HeaderMap, HeaderValue, Method};
+    use http::Method;
 
     fn head(method: Method, uri: &str, headers: &[(&str, &str)]) -> RequestHead {
-        let mut map = HeaderMap::new();
-        for (k, v) in headers {
-            map.insert(
-                http::header::HeaderName::from_bytes(k.as_bytes()).expect("name"),
-                HeaderValue::from_str(v).expect("value"),
-            );
-        }
-        RequestHead {
-            method,
-            uri: uri.parse().expect("uri"),
-            headers: map,
-        }
+        RequestHead::from_parts(method, uri, headers).expect("request head")
     }
 
     fn key(method: Method, uri: &str, headers: &[(&str, &str)]) -> RecordingKey {

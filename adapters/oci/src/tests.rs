@@ -10,18 +10,7 @@ const HEX1: &str = "6c3c624b58dbbcd3c0dd82b4c53f04194d1247c6eebdaab7c610cf7d6670
 const D512: &str = "sha512:cf83e1357eefb8bdf1542850d66d8007d620e4050b5715dc83f4a921d36ce9ce47d0d13c5d85f2b0ff8318d2877eec2f63b931bd47417a81a538327af927da3e";
 
 fn head(method: Method, uri: &str, headers: &[(&str, &str)]) -> RequestHead {
-    let mut map = HeaderMap::new();
-    for (k, v) in headers {
-        map.append(
-            http::header::HeaderName::from_bytes(k.as_bytes()).expect("name"),
-            HeaderValue::from_str(v).expect("value"),
-        );
-    }
-    RequestHead {
-        method,
-        uri: uri.parse().expect("uri"),
-        headers: map,
-    }
+    RequestHead::from_parts(method, uri, headers).expect("request head")
 }
 
 fn get(uri: &str) -> RequestHead {

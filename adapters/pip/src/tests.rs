@@ -18,18 +18,7 @@ fn sha(c: char) -> String {
 }
 
 fn head(method: Method, uri: &str, headers: &[(&str, &str)]) -> RequestHead {
-    let mut map = HeaderMap::new();
-    for (k, v) in headers {
-        map.append(
-            http::header::HeaderName::from_bytes(k.as_bytes()).expect("name"),
-            HeaderValue::from_str(v).expect("value"),
-        );
-    }
-    RequestHead {
-        method,
-        uri: uri.parse().expect("uri"),
-        headers: map,
-    }
+    RequestHead::from_parts(method, uri, headers).expect("request head")
 }
 
 fn adapter() -> PipAdapter {

@@ -18,6 +18,28 @@ pub struct RequestHead {
 }
 
 impl RequestHead {
+    /// A head from text parts (tables, tools): an absolute `uri` and
+    /// `(name, value)` headers, kept in order.
+    pub fn from_parts(
+        method: Method,
+        uri: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<RequestHead, String> {
+        let mut map = HeaderMap::new();
+        for (k, v) in headers {
+            let name = http::header::HeaderName::from_bytes(k.as_bytes())
+                .map_err(|e| format!("header name {k:?}: {e}"))?;
+            let value = http::HeaderValue::from_str(v).map_err(|e| format!("header {k}: {e}"))?;
+            map.append(name, value);
+        }
+        let uri = uri.parse().map_err(|e| format!("uri {uri:?}: {e}"))?;
+        Ok(RequestHead {
+            method,
+            uri,
+            headers: map,
+        })
+    }
+
     pub fn scheme(&self) -> &str {
         self.uri.scheme_str().unwrap_or("http")
     }
