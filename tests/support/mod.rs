@@ -66,6 +66,7 @@ mod files;
 mod nginx;
 mod oci_image;
 mod process;
+mod py_upstream;
 mod registry;
 mod server;
 mod token_server;
@@ -78,6 +79,7 @@ pub use process::{
     client_env, describe, free_port, port_is_closed, run, run_ok, run_timeout, wait_until,
     with_etc_hosts, DEFAULT_TIMEOUT,
 };
+pub use py_upstream::PyUpstream;
 pub use registry::{DockerRegistry, RegistryOptions, RegistryTokenAuth};
 pub use server::{apply_env, parse_exports, BtrflyServer, StartOptions};
 pub use token_server::TokenServer;

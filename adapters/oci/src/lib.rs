@@ -28,9 +28,10 @@
 //!   part of a key, so playback accepts any token. The `401` of the version
 //!   check is recorded with its `WWW-Authenticate` challenge, and token
 //!   answers are keyed by realm and service, so a client starting without a
-//!   token gets one from the tag. An error answer never replaces a success
-//!   recorded under the same key (a `401` for an expired token after the
-//!   content was fetched).
+//!   token gets one from the tag. Within one recording an error answer never
+//!   replaces a success recorded under the same key (a `401` for an expired
+//!   token after the content was fetched): that rule holds for every
+//!   adapter.
 //! * A `HEAD` not recorded is answered from the recorded `GET`.
 //! * The version check's body is not content: when a client hangs up
 //!   before it arrived (Go's clients close it unread), its status and
@@ -191,8 +192,13 @@ impl Adapter for OciAdapter {
         class.key.namespace == NAME && key::is_ping(&class.key)
     }
 
-    fn keeps_success(&self, class: &Classification) -> bool {
-        class.key.namespace == NAME
+    fn vary_headers(&self, class: &Classification, names: Vec<String>) -> Vec<String> {
+        if is_digest_key(class) {
+            // the body is verified against the digest: one answer
+            return Vec::new();
+        }
+        // a manifest by tag keys its `Accept` set its own way
+        names.into_iter().filter(|n| n != "accept").collect()
     }
 
     fn replay_fallbacks(&self, class: &Classification) -> Vec<btrfly_core::RecordingKey> {

@@ -1,7 +1,6 @@
 //! Table tests: one row per rule of the adapter.
 
 use super::*;
-use btrfly_core::RecordingKey;
 use http::{HeaderValue, Method};
 use oci_spec::image::{MediaType, ToDockerV2S2};
 
@@ -400,24 +399,16 @@ fn redirect_aliases() {
     }
 }
 
-/// An error never replaces a success in a tag, for every kind of request.
+/// `Vary` never splits content by digest (it is verified), and a manifest
+/// by tag keys its `Accept` set its own way.
 #[test]
-fn errors_never_replace_successes() {
+fn vary_headers_leave_out_what_the_adapter_keys_itself() {
     let a = OciAdapter::default();
-    for uri in [
-        "https://r.example.test/v2/".to_string(),
-        "https://r.example.test/v2/app/manifests/1.0".into(),
-        format!("https://r.example.test/v2/app/blobs/{D1}"),
-        "https://auth.example.test/token?scope=repository:app:pull&service=r".into(),
-    ] {
-        assert!(a.keeps_success(&class_of(&uri)), "{uri}");
-    }
-    let files_class = Classification {
-        key: RecordingKey::new("files", "GET https://r.example.test:443/v2/"),
-        mutability: Mutability::Mutable,
-        expected_sha256: None,
-    };
-    assert!(!a.keeps_success(&files_class));
+    let names = || vec!["accept".to_owned(), "accept-encoding".to_owned()];
+    let blob = class_of(&format!("https://r.example.test/v2/app/blobs/{D1}"));
+    assert!(a.vary_headers(&blob, names()).is_empty());
+    let manifest = class_of("https://r.example.test/v2/app/manifests/1.0");
+    assert_eq!(a.vary_headers(&manifest, names()), ["accept-encoding"]);
 }
 
 /// A `HEAD` falls back to the recorded `GET` of the same key.

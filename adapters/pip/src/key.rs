@@ -6,7 +6,7 @@
 //!
 //! | resource | primary (method, scheme, host, port, then) | variance | mutability |
 //! |---|---|---|---|
-//! | simple-API page (`…/simple/`, `…/simple/<project>/`) | path up to `simple`, the PEP 503-normalised project, a trailing `/`; only the PEP 691 `format` query parameter | `accept`: the negotiated forms | mutable |
+//! | simple-API page (`…/simple/`, `…/simple/<project>/`) | path up to `simple`, the PEP 503-normalised project, the trailing `/` when asked with one; only the PEP 691 `format` query parameter | `accept`: the negotiated form | mutable |
 //! | JSON API (`…/pypi/<project>[/<version>]/json`) | normalised project, no query | — | mutable |
 //! | any other page of an index host | cleaned path and query | `accept` | mutable |
 //! | distribution file, `.metadata` file | cleaned path, no query | — | immutable |
@@ -362,6 +362,17 @@ pub fn negotiated_forms(accept: Option<&str>) -> String {
     out
 }
 
+/// The form an `Accept` header negotiates (PEP 691): the form(s) it ranks
+/// first in [`negotiated_forms`] — `json` for pip, `html` for a browser —
+/// with ties kept (`json=html-v1=html` for `*/*` or no header) and `none`
+/// when it accepts no form. This, not the header, is what a page's key
+/// holds: any `Accept` that negotiates to a recorded form replays it, and
+/// one that negotiates to another form is a miss.
+pub fn negotiated_form(accept: Option<&str>) -> String {
+    let ranked = negotiated_forms(accept);
+    ranked.split('>').next().unwrap_or("none").to_owned()
+}
+
 fn header_values(req: &RequestHead, name: http::header::HeaderName) -> Option<String> {
     let values: Vec<&str> = req
         .headers
@@ -404,10 +415,22 @@ pub fn classify(config: &PipConfig, req: &RequestHead) -> Option<Classification>
     );
     let (primary, page) = match &resource {
         Resource::SimplePage { prefix, project } => {
-            let mut p = format!("{origin}{prefix}/");
-            if let Some(project) = project {
-                p.push_str(&quote(project.as_bytes()));
-                p.push('/');
+            // The trailing `/` stays as asked: relative links on the page
+            // resolve against it, so `…/name` and `…/name/` are different
+            // answers (index servers redirect one to the other).
+            let slash = if req.uri.path().ends_with('/') {
+                "/"
+            } else {
+                ""
+            };
+            let mut p = format!("{origin}{prefix}");
+            match project {
+                Some(project) => {
+                    p.push('/');
+                    p.push_str(&quote(project.as_bytes()));
+                    p.push_str(slash);
+                }
+                None => p.push_str(slash),
             }
             if let Some(f) = format_param(req) {
                 p.push('?');
@@ -441,7 +464,7 @@ pub fn classify(config: &PipConfig, req: &RequestHead) -> Option<Classification>
     let mut key = RecordingKey::new(NAME, primary);
     if page {
         let accept = header_values(req, http::header::ACCEPT);
-        key = key.vary("accept", negotiated_forms(accept.as_deref()));
+        key = key.vary("accept", negotiated_form(accept.as_deref()));
     }
     if let Some(range) = header_values(req, http::header::RANGE) {
         key = key.vary("range", range.trim());

@@ -46,14 +46,6 @@ impl PipAdapter {
     }
 }
 
-fn entry_header<'a>(entry: &'a Entry, name: &str) -> Option<&'a str> {
-    entry
-        .headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.as_str())
-}
-
 impl Adapter for PipAdapter {
     fn name(&self) -> &'static str {
         NAME
@@ -72,8 +64,8 @@ impl Adapter for PipAdapter {
     fn digest_hints(&self, req: &RequestHead, entry: &Entry, body: &[u8]) -> Vec<DigestHint> {
         index::digest_hints(
             &req.uri.to_string(),
-            entry_header(entry, "content-type"),
-            entry_header(entry, "content-encoding"),
+            entry.header("content-type"),
+            entry.header("content-encoding"),
             body,
         )
     }
@@ -85,6 +77,15 @@ impl Adapter for PipAdapter {
         headers: &mut HeaderMap,
     ) {
         headers::normalize(class.mutability, status, headers);
+    }
+
+    /// Pages key the `Accept` they negotiate their own way; other
+    /// headers a `Vary` names (`Accept-Encoding`) enter keys as everywhere.
+    fn vary_headers(&self, class: &Classification, names: Vec<String>) -> Vec<String> {
+        if class.mutability == Mutability::Immutable {
+            return names;
+        }
+        names.into_iter().filter(|n| n != "accept").collect()
     }
 
     fn records(

@@ -115,7 +115,7 @@ fn print_summary(s: &Summary, to_stderr: bool) {
     }
 }
 
-fn outcome(s: &Summary) -> ExitCode {
+fn outcome(s: &Summary, allow_incomplete: bool) -> ExitCode {
     if s.mode == Mode::Playback && s.misses > 0 {
         eprintln!(
             "btrfly: playback of tag {} missed {} request(s): the build asked for something that was not recorded",
@@ -130,12 +130,36 @@ fn outcome(s: &Summary) -> ExitCode {
             s.tag, s.refused
         );
         ExitCode::from(1)
+    } else if s.mode == Mode::Record && s.unrecorded > 0 {
+        // The build got answers the tag does not hold: a playback would
+        // miss them. Say so now, not months later.
+        let verdict = if allow_incomplete { "warning" } else { "error" };
+        eprintln!(
+            "btrfly: {verdict}: recording of tag {} is incomplete: {} answer(s) the build received could not be recorded (see problems){}",
+            s.tag,
+            s.unrecorded,
+            if allow_incomplete {
+                ""
+            } else {
+                "; pass --allow-incomplete to accept the tag as it is"
+            }
+        );
+        if allow_incomplete {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        }
     } else {
         ExitCode::SUCCESS
     }
 }
 
-pub async fn stop(args: &ServerArgs, mode: Option<ModeArg>, json: bool) -> Result<ExitCode> {
+pub async fn stop(
+    args: &ServerArgs,
+    mode: Option<ModeArg>,
+    json: bool,
+    allow_incomplete: bool,
+) -> Result<ExitCode> {
     let home = home::home();
     let Some(active) = home::load_active(&home)? else {
         bail!(
@@ -169,7 +193,7 @@ pub async fn stop(args: &ServerArgs, mode: Option<ModeArg>, json: bool) -> Resul
     } else {
         print_summary(&summary, false);
     }
-    Ok(outcome(&summary))
+    Ok(outcome(&summary, allow_incomplete))
 }
 
 pub async fn run(
@@ -177,6 +201,7 @@ pub async fn run(
     mode: ModeArg,
     tag: &str,
     force: bool,
+    allow_incomplete: bool,
     command: &[String],
 ) -> Result<ExitCode> {
     let Some((program, rest)) = command.split_first() else {
@@ -199,7 +224,7 @@ pub async fn run(
         let code = status.code().unwrap_or(1).clamp(1, 255) as u8;
         return Ok(ExitCode::from(code));
     }
-    Ok(outcome(&summary))
+    Ok(outcome(&summary, allow_incomplete))
 }
 
 pub async fn tags(args: &ServerArgs, json: bool) -> Result<ExitCode> {

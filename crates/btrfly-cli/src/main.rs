@@ -77,6 +77,10 @@ enum Command {
         /// Print the summary as JSON.
         #[arg(long)]
         json: bool,
+        /// Exit 0 from a recording even when some answers the build received
+        /// could not be recorded (they are still listed under problems).
+        #[arg(long)]
+        allow_incomplete: bool,
         #[command(flatten)]
         server: ServerArgs,
     },
@@ -96,6 +100,9 @@ enum Command {
         tag: String,
         #[arg(long)]
         force: bool,
+        /// Like `stop --allow-incomplete`.
+        #[arg(long)]
+        allow_incomplete: bool,
         #[command(flatten)]
         server: ServerArgs,
         #[arg(trailing_var_arg = true, required = true, allow_hyphen_values = true)]
@@ -162,12 +169,18 @@ fn main() -> ExitCode {
                 force,
                 server,
             } => client::start(&server, mode, &tag, force).await,
-            Command::Stop { mode, json, server } => client::stop(&server, mode, json).await,
+            Command::Stop {
+                mode,
+                json,
+                allow_incomplete,
+                server,
+            } => client::stop(&server, mode, json, allow_incomplete).await,
             Command::Env => client::env().await,
             Command::Run {
                 record,
                 tag,
                 force,
+                allow_incomplete,
                 server,
                 command,
                 ..
@@ -177,7 +190,7 @@ fn main() -> ExitCode {
                 } else {
                     ModeArg::Playback
                 };
-                client::run(&server, mode, &tag, force, &command).await
+                client::run(&server, mode, &tag, force, allow_incomplete, &command).await
             }
             Command::Tags { json, server } => client::tags(&server, json).await,
             Command::Tag {

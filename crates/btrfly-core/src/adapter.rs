@@ -185,12 +185,14 @@ pub trait Adapter: Send + Sync + 'static {
         None
     }
 
-    /// Whether, within one tag, an error answer (status 400 and up) must
-    /// not replace a success (below 400) recorded earlier under the same
-    /// key, e.g. a `401` for an expired token after the content was
-    /// fetched. Off by default: the last answer wins.
-    fn keeps_success(&self, _class: &Classification) -> bool {
-        false
+    /// Which of the request headers a response names in `Vary` (already
+    /// filtered by [`crate::vary_names`]) select this answer among the
+    /// recorded ones, i.e. enter its key. By default all of them: that is
+    /// the rule for plain files and every adapter without its own. An
+    /// adapter that keys a header its own way (a negotiated `Accept`) leaves
+    /// it out here.
+    fn vary_headers(&self, _class: &Classification, names: Vec<String>) -> Vec<String> {
+        names
     }
 
     /// Whether the body of this answer carries nothing a client needs (a

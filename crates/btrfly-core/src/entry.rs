@@ -12,14 +12,124 @@ pub struct Entry {
     pub method: String,
     pub url: String,
     pub status: u16,
-    /// Response headers as received (hop-by-hop headers removed), in order.
-    pub headers: Vec<(String, String)>,
+    /// Response headers as received (hop-by-hop headers removed), in order;
+    /// values byte for byte (see [`FieldValue`]).
+    pub headers: Vec<(String, FieldValue)>,
     /// sha256 of the response body; the blob's address in the store.
     pub sha256: String,
     pub size: u64,
     pub mutability: Mutability,
     #[serde(with = "time::serde::rfc3339")]
     pub recorded_at: OffsetDateTime,
+}
+
+impl Entry {
+    /// The first value of a header (name compared case-insensitively), when
+    /// it is text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .and_then(|(_, v)| v.to_str())
+    }
+}
+
+/// A header value as the bytes that were on the wire. RFC 9110 (§5.5)
+/// allows bytes 0x80–0xFF (`obs-text`) in a field value, which are not
+/// always UTF-8, so a value is never converted to text on its way into a
+/// tag.
+///
+/// Stored as a JSON string when the bytes are UTF-8 (the only form tags
+/// recorded before this type used, so they load unchanged), else as
+/// `{"base64": "…"}`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct FieldValue(Vec<u8>);
+
+impl FieldValue {
+    pub fn new(bytes: impl Into<Vec<u8>>) -> FieldValue {
+        FieldValue(bytes.into())
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The value as text, when it is UTF-8.
+    pub fn to_str(&self) -> Option<&str> {
+        std::str::from_utf8(&self.0).ok()
+    }
+
+    /// The value for an HTTP message; `None` for bytes no header may
+    /// carry (control characters).
+    pub fn to_header_value(&self) -> Option<http::HeaderValue> {
+        http::HeaderValue::from_bytes(&self.0).ok()
+    }
+}
+
+impl From<&str> for FieldValue {
+    fn from(s: &str) -> FieldValue {
+        FieldValue(s.as_bytes().to_vec())
+    }
+}
+
+impl From<&http::HeaderValue> for FieldValue {
+    fn from(v: &http::HeaderValue) -> FieldValue {
+        FieldValue(v.as_bytes().to_vec())
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum FieldValueRepr {
+    Text(String),
+    Bytes { base64: String },
+}
+
+impl Serialize for FieldValue {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use base64::Engine;
+        match self.to_str() {
+            Some(text) => s.serialize_str(text),
+            None => FieldValueRepr::Bytes {
+                base64: base64::engine::general_purpose::STANDARD.encode(&self.0),
+            }
+            .serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for FieldValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<FieldValue, D::Error> {
+        use base64::Engine;
+        match FieldValueRepr::deserialize(d)? {
+            FieldValueRepr::Text(s) => Ok(FieldValue(s.into_bytes())),
+            FieldValueRepr::Bytes { base64 } => base64::engine::general_purpose::STANDARD
+                .decode(base64)
+                .map(FieldValue)
+                .map_err(|e| serde::de::Error::custom(format!("header value: {e}"))),
+        }
+    }
+}
+
+/// Which request headers select between the representations recorded for
+/// one resource: a response named them in `Vary` (RFC 9110 §12.5.5). Kept
+/// per tag beside the entries, one record per (key, set of names), so that
+/// a replay that knows only the request can find the representation
+/// recorded for its header values (see [`RecordingKey::with_vary`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VaryRecord {
+    /// The key as the adapter built it from the request, before any
+    /// `vary:` variance.
+    pub key: RecordingKey,
+    /// Lower-case header names, sorted, without duplicates.
+    pub vary: Vec<String>,
+}
+
+impl VaryRecord {
+    /// A stable identifier of the set of names (within one key).
+    pub fn names_id(&self) -> String {
+        crate::sha256_hex(self.vary.join("\n").as_bytes())[..16].to_owned()
+    }
 }
 
 /// State of a tag.
@@ -32,4 +142,31 @@ pub struct TagMeta {
     pub sealed: bool,
     #[serde(default, with = "time::serde::rfc3339::option")]
     pub sealed_at: Option<OffsetDateTime>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn field_values_keep_their_bytes_and_old_entries_load() {
+        let text = FieldValue::from("attachment; filename=\"a.txt\"");
+        assert_eq!(
+            serde_json::to_string(&text).expect("json"),
+            "\"attachment; filename=\\\"a.txt\\\"\""
+        );
+        let latin1 = FieldValue::new(b"attachment; filename=\"caf\xe9.txt\"".to_vec());
+        let json = serde_json::to_string(&latin1).expect("json");
+        assert!(json.contains("base64"), "{json}");
+        let back: FieldValue = serde_json::from_str(&json).expect("back");
+        assert_eq!(back, latin1);
+        assert_eq!(
+            back.to_header_value().expect("a header value").as_bytes(),
+            latin1.as_bytes()
+        );
+        // an entry written before values were bytes
+        let old: Vec<(String, FieldValue)> =
+            serde_json::from_str(r#"[["content-type","text/plain"]]"#).expect("old form");
+        assert_eq!(old[0].1.to_str(), Some("text/plain"));
+    }
 }

@@ -21,6 +21,63 @@ use serde::{Deserialize, Serialize};
 /// Variance entry holding the sha256 of a request body, when there is one.
 pub const BODY_VARIANCE: &str = "body-sha256";
 
+/// Prefix of the variance entries that hold a request header named by the
+/// response's `Vary` (`vary:accept` → the request's `Accept`).
+pub const VARY_PREFIX: &str = "vary:";
+
+/// Request headers that never enter a key, even when a response's `Vary`
+/// names them: credentials and cookies (secrets), the client's name and
+/// version (a replay must not miss because a tool was updated), and what
+/// the key holds in its own way (`Range`) or drops on purpose (conditionals).
+pub const NEVER_VARY: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "user-agent",
+    "range",
+    "if-match",
+    "if-none-match",
+    "if-modified-since",
+    "if-unmodified-since",
+    "if-range",
+];
+
+/// The request headers a response's `Vary` names (RFC 9110 §12.5.5) that
+/// may enter a key: lower case, sorted, without duplicates, without `*`
+/// (which no request header can match: such an answer is keyed like one
+/// without `Vary`) and without [`NEVER_VARY`].
+pub fn vary_names(response: &http::HeaderMap) -> Vec<String> {
+    let mut names: Vec<String> = response
+        .get_all(http::header::VARY)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|n| n.trim().to_ascii_lowercase())
+        .filter(|n| !n.is_empty() && n != "*" && !NEVER_VARY.contains(&n.as_str()))
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// A request header's value as a key holds it: every field line of the
+/// name, split into list members, each trimmed, joined by `", "`; an absent
+/// header is the empty string.
+pub fn vary_value(request: &http::HeaderMap, name: &str) -> String {
+    let members: Vec<String> = request
+        .get_all(name)
+        .iter()
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .flat_map(|v| {
+            v.split(',')
+                .map(|m| m.trim().to_owned())
+                .collect::<Vec<_>>()
+        })
+        .filter(|m| !m.is_empty())
+        .collect();
+    members.join(", ")
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct RecordingKey {
     pub namespace: String,
@@ -42,6 +99,25 @@ impl RecordingKey {
     pub fn vary(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.variance.insert(name.into(), value.into());
         self
+    }
+
+    /// This key for the representation a request selects among those of a
+    /// response that named `names` in `Vary`: one `vary:<name>` entry per
+    /// name, holding the request's [`vary_value`].
+    pub fn with_vary(&self, names: &[String], request: &http::HeaderMap) -> RecordingKey {
+        let mut key = self.clone();
+        for name in names {
+            key.variance
+                .insert(format!("{VARY_PREFIX}{name}"), vary_value(request, name));
+        }
+        key
+    }
+
+    /// This key without its `vary:` entries: the key the adapter built.
+    pub fn without_vary(&self) -> RecordingKey {
+        let mut key = self.clone();
+        key.variance.retain(|k, _| !k.starts_with(VARY_PREFIX));
+        key
     }
 
     /// A stable identifier for this key: the sha256 of its canonical form.
@@ -111,6 +187,44 @@ mod tests {
         let c = RecordingKey::new("f", "p").vary("k", "v\nw");
         let d = RecordingKey::new("f", "p").vary("k\nv", "w");
         assert_ne!(c.id(), d.id());
+    }
+
+    #[test]
+    fn vary_names_and_values() {
+        let mut resp = http::HeaderMap::new();
+        resp.append(
+            "vary",
+            http::HeaderValue::from_static("Accept-Encoding, accept"),
+        );
+        resp.append(
+            "vary",
+            http::HeaderValue::from_static("Cookie, User-Agent, *, Accept-Language"),
+        );
+        assert_eq!(
+            vary_names(&resp),
+            ["accept", "accept-encoding", "accept-language"]
+        );
+        let mut req = http::HeaderMap::new();
+        req.append(
+            "accept",
+            http::HeaderValue::from_static("text/html ,  */*;q=0.8"),
+        );
+        req.append("accept", http::HeaderValue::from_static("application/json"));
+        assert_eq!(
+            vary_value(&req, "accept"),
+            "text/html, */*;q=0.8, application/json"
+        );
+        assert_eq!(vary_value(&req, "accept-language"), "");
+        let base = RecordingKey::new("files", "GET https://a.example.test:443/x")
+            .vary("range", "bytes=0-1");
+        let names = vec!["accept".to_owned(), "accept-language".to_owned()];
+        let varied = base.with_vary(&names, &req);
+        assert_ne!(varied.id(), base.id());
+        assert_eq!(
+            varied.variance.get("vary:accept").map(String::as_str),
+            Some("text/html, */*;q=0.8, application/json")
+        );
+        assert_eq!(varied.without_vary(), base);
     }
 
     #[test]

@@ -13,8 +13,8 @@ pub mod session;
 pub use adapter::{
     canonical_url, Adapter, Classification, DigestHint, Mutability, RequestHead, MAX_INSPECTED_BODY,
 };
-pub use entry::{Entry, TagMeta};
-pub use key::{RecordingKey, BODY_VARIANCE};
+pub use entry::{Entry, FieldValue, TagMeta, VaryRecord};
+pub use key::{vary_names, vary_value, RecordingKey, BODY_VARIANCE, NEVER_VARY, VARY_PREFIX};
 pub use session::{Mode, SessionInfo, Tag, TagError};
 
 /// Lower-case hex sha256 of `bytes`.

@@ -30,6 +30,21 @@ pub enum ReplyBody {
         offset: u64,
         len: u64,
     },
+    /// Several byte ranges of a stored body, each after its own part head,
+    /// then `tail` (a `multipart/byteranges` body, RFC 9110 §14.6).
+    Parts {
+        sha256: String,
+        parts: Vec<Part>,
+        tail: Bytes,
+    },
+}
+
+/// One part of a [`ReplyBody::Parts`]: `head`, then `len` bytes of the
+/// body from `offset`.
+pub struct Part {
+    pub head: Bytes,
+    pub offset: u64,
+    pub len: u64,
 }
 
 impl Reply {
@@ -62,6 +77,13 @@ impl Reply {
         match &self.body {
             ReplyBody::Bytes(b) => b.len() as u64,
             ReplyBody::Blob { len, .. } => *len,
+            ReplyBody::Parts { parts, tail, .. } => {
+                parts
+                    .iter()
+                    .map(|p| p.head.len() as u64 + p.len)
+                    .sum::<u64>()
+                    + tail.len() as u64
+            }
         }
     }
 }

@@ -106,6 +106,11 @@ pub struct Entries {
 }
 
 impl Entries {
+    /// Lookups that always go to the store (a tag still being recorded).
+    pub fn uncached(store: Store) -> Entries {
+        Entries { store, index: None }
+    }
+
     /// Like [`Store::get_entry`], without a round trip when the tag's index
     /// is loaded.
     pub async fn get_entry(
@@ -117,6 +122,47 @@ impl Entries {
             Some(index) if index.tag() == tag => Ok(index.get(key).cloned()),
             _ => self.store.get_entry(tag, key).await,
         }
+    }
+
+    /// Like [`Store::vary_sets`], without a round trip when the tag's index
+    /// is loaded.
+    pub async fn vary_sets(
+        &self,
+        tag: &Tag,
+        key: &RecordingKey,
+    ) -> Result<Vec<Vec<String>>, StoreError> {
+        match &self.index {
+            Some(index) if index.tag() == tag => Ok(index.vary_sets(key)),
+            _ => self.store.vary_sets(tag, key).await,
+        }
+    }
+
+    /// The answer recorded for a request whose adapter key (with any body
+    /// variance) is `key`: first the representation its headers select
+    /// among answers recorded with `Vary` (RFC 9110 §12.5.5), then an
+    /// answer recorded without `Vary`. An answer in a content coding the
+    /// request does not accept is never returned.
+    pub async fn find(
+        &self,
+        tag: &Tag,
+        key: &RecordingKey,
+        request: &http::HeaderMap,
+    ) -> Result<Option<Entry>, StoreError> {
+        let mut candidates: Vec<RecordingKey> = self
+            .vary_sets(tag, key)
+            .await?
+            .iter()
+            .map(|names| key.with_vary(names, request))
+            .collect();
+        candidates.push(key.clone());
+        for candidate in candidates {
+            if let Some(entry) = self.get_entry(tag, &candidate).await? {
+                if crate::coding::accepts(request, &entry) {
+                    return Ok(Some(entry));
+                }
+            }
+        }
+        Ok(None)
     }
 
     /// Whether lookups are served from memory.

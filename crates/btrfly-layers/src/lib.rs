@@ -22,6 +22,7 @@
 pub mod auth;
 pub mod body;
 pub mod classify;
+pub mod coding;
 pub mod decision;
 pub mod index_cache;
 pub mod record;
@@ -33,7 +34,7 @@ pub mod stack;
 pub mod step;
 
 pub use body::{BodyFeeder, RequestBody};
-pub use decision::{Decision, Forward, Reply, ReplyBody};
+pub use decision::{Decision, Forward, Part, Reply, ReplyBody};
 pub use record::{RecordPlan, Recorder};
 pub use sessions::{LiveSession, SessionError, SessionRegistry, Summary};
 pub use stack::{gateway, GatewayService};

@@ -14,7 +14,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use btrfly_core::{
-    Adapter, Classification, Entry, Mode, RequestHead, BODY_VARIANCE, MAX_INSPECTED_BODY,
+    Adapter, Classification, Entry, FieldValue, Mode, RequestHead, VaryRecord, BODY_VARIANCE,
+    MAX_INSPECTED_BODY,
 };
 use btrfly_store::{BlobWriter, Store, StoreError, StoredBlob};
 use bytes::Bytes;
@@ -49,10 +50,10 @@ pub struct RecordPlan {
 impl RecordPlan {
     /// The adapter's last say on a response head, before [`Recorder::begin`]:
     /// remembers the redirect alias it names (the follow-up request is then
-    /// classified as this one), and returns false for an error answer that
-    /// must not replace a success already recorded under the same key in
-    /// this tag ([`Adapter::keeps_success`]).
-    pub async fn admit(&self, status: u16, headers: &HeaderMap) -> bool {
+    /// classified as this one), and, for a redirect of a request whose body
+    /// must have a known digest, expects that digest of the redirect's
+    /// target too (a file URL sent on to signed storage is still checked).
+    pub fn admit(&self, status: u16, headers: &HeaderMap) {
         let class = &self.classification;
         if let Some(url) = self
             .adapter
@@ -66,22 +67,28 @@ impl RecordPlan {
                 },
             );
         }
-        if status < 400 || !self.adapter.keeps_success(class) {
-            return true;
-        }
-        match self.store.get_entry(self.session.tag(), &class.key).await {
-            Ok(Some(old)) if old.status < 400 => {
-                tracing::debug!(
-                    "not recording {status} for {} {}: the tag keeps its {} answer",
-                    self.method,
-                    self.url,
-                    old.status
-                );
-                false
+        if let (Some(sha256), true) = (&class.expected_sha256, (300..400).contains(&status)) {
+            if let Some(url) = headers
+                .get(http::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|l| resolve_location(&self.head.uri, l))
+            {
+                self.session.add_hints(vec![btrfly_core::DigestHint {
+                    url,
+                    sha256: sha256.clone(),
+                }]);
             }
-            _ => true,
         }
     }
+}
+
+/// Where a `Location` points, in canonical form, resolved against the
+/// request's URL (RFC 9110 §10.2.2: it may be relative).
+pub fn resolve_location(base: &http::Uri, location: &str) -> Option<String> {
+    let base = url::Url::parse(&base.to_string()).ok()?;
+    let target = base.join(location.trim()).ok()?;
+    let uri: http::Uri = target.as_str().parse().ok()?;
+    (uri.scheme().is_some() && uri.authority().is_some()).then(|| btrfly_core::canonical_url(&uri))
 }
 
 /// Record mode: forward upstream with a plan to tee the response.
@@ -173,7 +180,9 @@ const CHANNEL_CHUNKS: usize = 32;
 pub struct Recorder {
     plan: RecordPlan,
     status: u16,
-    headers: Vec<(String, String)>,
+    headers: Vec<(String, FieldValue)>,
+    /// The request headers this answer's `Vary` names that enter its key.
+    vary: Vec<String>,
     tx: Option<mpsc::Sender<Msg>>,
     pending: VecDeque<Bytes>,
     task: JoinHandle<Result<StoredBlob, StoreError>>,
@@ -201,41 +210,37 @@ impl Recorder {
         headers: &HeaderMap,
     ) -> Result<Recorder, StoreError> {
         let inflight = plan.session.recording_started();
-        let writer = plan
-            .store
-            .blob_writer(plan.classification.expected_sha256.clone())
-            .await?;
+        // A digest describes the body of the resource: only a successful
+        // GET carries it. A redirect, a HEAD, an error answer is recorded as
+        // it came.
+        let verified = (plan.method == "GET" && (200..300).contains(&status) && status != 204)
+            .then(|| plan.classification.expected_sha256.clone())
+            .flatten();
+        let writer = plan.store.blob_writer(verified.clone()).await?;
         let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
         let task = tokio::spawn(write_body(writer, rx));
         let content_length = headers
             .get(http::header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse().ok());
+        let vary = plan
+            .adapter
+            .vary_headers(&plan.classification, btrfly_core::vary_names(headers));
         let headers = headers
             .iter()
             .filter(|(k, _)| !HOP_BY_HOP.contains(&k.as_str()))
-            .map(|(k, v)| {
-                (
-                    k.as_str().to_owned(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
+            .map(|(k, v)| (k.as_str().to_owned(), FieldValue::from(v)))
             .collect();
-        let bodiless = plan.method == "HEAD" || matches!(status, 204 | 304 | 100..=199);
-        let verify = plan
-            .classification
-            .expected_sha256
-            .clone()
-            .filter(|_| !bodiless && (200..300).contains(&status))
-            .map(|expected| Verify {
-                expected,
-                hasher: sha2::Sha256::default(),
-                held: None,
-            });
+        let verify = verified.map(|expected| Verify {
+            expected,
+            hasher: sha2::Sha256::default(),
+            held: None,
+        });
         Ok(Recorder {
             plan,
             status,
             headers,
+            vary,
             tx: Some(tx),
             pending: VecDeque::new(),
             task,
@@ -352,9 +357,39 @@ impl Recorder {
             Ok(Err(e)) => return Err(fail(&e)),
             Err(e) => return Err(fail(&e)),
         };
-        let mut key = self.plan.classification.key.clone();
+        let mut base = self.plan.classification.key.clone();
         if let Some(d) = body_sha256 {
-            key.variance.insert(BODY_VARIANCE.into(), d);
+            base.variance.insert(BODY_VARIANCE.into(), d);
+        }
+        let key = base.with_vary(&self.vary, &self.plan.head.headers);
+        let session = &self.plan.session;
+        if self.status >= 400 {
+            // The first good answer stands: within one recording, a later
+            // error (a retry that failed, a re-check) never replaces a
+            // success under the same key.
+            match self.plan.store.get_entry(session.tag(), &key).await {
+                Ok(Some(old)) if old.status < 400 && old.recorded_at >= session.info.started_at => {
+                    tracing::debug!(
+                        "not recording {} for {what}: the tag keeps the {} this recording got first",
+                        self.status,
+                        old.status
+                    );
+                    return Ok(old);
+                }
+                Ok(_) => {}
+                Err(e) => return Err(fail(&e)),
+            }
+        }
+        if !self.vary.is_empty() {
+            let record = VaryRecord {
+                key: base,
+                vary: self.vary.clone(),
+            };
+            self.plan
+                .store
+                .put_vary(session.tag(), &record)
+                .await
+                .map_err(|e| fail(&e))?;
         }
         let entry = Entry {
             key,
@@ -367,7 +402,6 @@ impl Recorder {
             mutability: self.plan.classification.mutability,
             recorded_at: OffsetDateTime::now_utc(),
         };
-        let session = &self.plan.session;
         self.plan
             .store
             .put_entry(session.tag(), &entry)

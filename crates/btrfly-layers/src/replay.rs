@@ -59,7 +59,7 @@ async fn replay(cache: &IndexCache, req: Request<RequestBody>) -> Decision {
     };
     let stats = &route.session.stats;
     let store = cache.entries(&route.session).await;
-    let what = format!("{} {}", head.method, head.uri);
+    let what = describe(head);
     let mut key = class.key.clone();
     match body.sha256().await {
         Ok(Some(digest)) => {
@@ -73,22 +73,23 @@ async fn replay(cache: &IndexCache, req: Request<RequestBody>) -> Decision {
             )
         }
     }
-    let lookup = match store.get_entry(&route.tag, &key).await {
-        Ok(Some(entry)) => Some((entry, None)),
-        Ok(None) => match range_fallback(&store, route, &key, head).await {
-            Ok(found) => found,
+    let mut keys = vec![key];
+    if let Some(by) = parts.extensions.get::<crate::classify::ClassifiedBy>() {
+        // e.g. a `HEAD` answered from its recorded `GET`
+        keys.extend(by.0.replay_fallbacks(class));
+    }
+    let mut reply = None;
+    for key in &keys {
+        match answer(&store, route, key, head).await {
+            Ok(Some(r)) => {
+                reply = Some(r);
+                break;
+            }
+            Ok(None) => {}
             Err(e) => return store_failure(&what, &route.tag, e),
-        },
-        Err(e) => return store_failure(&what, &route.tag, e),
-    };
-    let lookup = match lookup {
-        Some(found) => Some(found),
-        None => match adapter_fallback(&store, route, &parts.extensions, class, head).await {
-            Ok(found) => found,
-            Err(e) => return store_failure(&what, &route.tag, e),
-        },
-    };
-    let Some((entry, range)) = lookup else {
+        }
+    }
+    let Some(reply) = reply else {
         stats.count_miss(what.clone());
         return Decision::Respond(
             Reply::text(
@@ -103,12 +104,24 @@ async fn replay(cache: &IndexCache, req: Request<RequestBody>) -> Decision {
         );
     };
     stats.count_hit();
-    let reply = match range {
-        None => full_reply(&entry, &head.method),
-        Some((start, end)) => partial_reply(&entry, start, end),
-    };
     stats.count_bytes(reply.body_len());
     Decision::Respond(reply)
+}
+
+/// `METHOD URL`, with the `Range` when there is one: how a request is named
+/// in messages and in the summary's `missed:` list.
+fn describe(head: &RequestHead) -> String {
+    let mut what = format!("{} {}", head.method, head.uri);
+    let ranges: Vec<&str> = head
+        .headers
+        .get_all(http::header::RANGE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    if !ranges.is_empty() {
+        what.push_str(&format!(" (Range: {})", ranges.join(", ")));
+    }
+    what
 }
 
 fn store_failure(what: &str, tag: &btrfly_core::Tag, e: btrfly_store::StoreError) -> Decision {
@@ -118,86 +131,72 @@ fn store_failure(what: &str, tag: &btrfly_core::Tag, e: btrfly_store::StoreError
     )
 }
 
-/// The first recorded answer among the adapter's fallback keys
-/// (`Adapter::replay_fallbacks`, e.g. a `HEAD` answered from its `GET`).
-async fn adapter_fallback(
-    store: &Entries,
-    route: &Route,
-    extensions: &http::Extensions,
-    class: &Classification,
-    head: &RequestHead,
-) -> Result<Option<(Entry, Option<(u64, u64)>)>, btrfly_store::StoreError> {
-    let Some(by) = extensions.get::<crate::classify::ClassifiedBy>() else {
-        return Ok(None);
-    };
-    for key in by.0.replay_fallbacks(class) {
-        if let Some(entry) = store.get_entry(&route.tag, &key).await? {
-            return Ok(Some((entry, None)));
-        }
-        if let Some(found) = range_fallback(store, route, &key, head).await? {
-            return Ok(Some(found));
-        }
-    }
-    Ok(None)
-}
-
-/// A `Range` request whose exact range was not recorded is answered from a
-/// full `200` recording of the same resource, when there is one.
-async fn range_fallback(
+/// The answer for `key` from the tag: the recorded answer (the
+/// representation the request's headers select, see [`Entries::find`]),
+/// or, for a `Range` that was not recorded as such, the range cut from
+/// the recorded whole the way a server would (RFC 9110 §14).
+async fn answer(
     store: &Entries,
     route: &Route,
     key: &btrfly_core::RecordingKey,
     head: &RequestHead,
-) -> Result<Option<(Entry, Option<(u64, u64)>)>, btrfly_store::StoreError> {
+) -> Result<Option<Reply>, btrfly_store::StoreError> {
+    if let Some(entry) = store.find(&route.tag, key, &head.headers).await? {
+        return Ok(Some(full_reply(&entry, &head.method)));
+    }
     let Some(range) = key.variance.get("range") else {
         return Ok(None);
     };
-    let mut full_key = key.clone();
-    full_key.variance.remove("range");
-    let Some(entry) = store.get_entry(&route.tag, &full_key).await? else {
+    let mut whole = key.clone();
+    whole.variance.remove("range");
+    let Some(entry) = store.find(&route.tag, &whole, &head.headers).await? else {
         return Ok(None);
     };
-    if entry.status != 200 || head.method != Method::GET {
-        return Ok(None);
-    }
-    Ok(parse_single_range(range, entry.size).map(|r| (entry, Some(r))))
+    Ok(Some(ranged_reply(&entry, range, &head.method)))
 }
 
-/// `bytes=a-b`, `bytes=a-` or `bytes=-n` against a body of `size` bytes, as
-/// an inclusive `(start, end)`; `None` for anything else (multiple ranges,
-/// unsatisfiable), which then stays a miss.
-pub fn parse_single_range(spec: &str, size: u64) -> Option<(u64, u64)> {
-    let spec = spec.trim().strip_prefix("bytes=")?;
-    if spec.contains(',') || size == 0 {
-        return None;
+/// What a server answers to `Range: spec` with the recorded whole `entry`:
+/// one range is a `206` with `Content-Range`; several are one `206` of
+/// type `multipart/byteranges`; a range that starts past the end is a
+/// `416` with `Content-Range: bytes */LEN`; a `Range` that does not parse
+/// (or a method or answer ranges do not apply to) gets the whole answer.
+pub(crate) fn ranged_reply(entry: &Entry, spec: &str, method: &Method) -> Reply {
+    if method != Method::GET || entry.status != 200 {
+        return full_reply(entry, method);
     }
-    let (a, b) = spec.split_once('-')?;
-    let (a, b) = (a.trim(), b.trim());
-    let (start, end) = if a.is_empty() {
-        let n: u64 = b.parse().ok()?;
-        if n == 0 {
-            return None;
-        }
-        (size.saturating_sub(n), size - 1)
-    } else {
-        let start: u64 = a.parse().ok()?;
-        let end = if b.is_empty() {
-            size - 1
-        } else {
-            b.parse::<u64>().ok()?.min(size - 1)
-        };
-        (start, end)
+    let Ok(parsed) = http_range_header::parse_range_header(spec) else {
+        // not a valid `bytes` range: ignored, as RFC 9110 §14.2 says
+        return full_reply(entry, method);
     };
-    (start <= end && start < size).then_some((start, end))
+    match parsed.validate(entry.size) {
+        Ok(ranges) => match ranges.as_slice() {
+            [one] => partial_reply(entry, *one.start(), *one.end()),
+            [] => full_reply(entry, method),
+            many => multipart_reply(entry, many),
+        },
+        Err(_) => unsatisfiable(entry.size),
+    }
+}
+
+fn unsatisfiable(size: u64) -> Reply {
+    let mut reply = Reply::text(
+        StatusCode::RANGE_NOT_SATISFIABLE,
+        format!("btrfly: the requested range is not within the {size} recorded bytes"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
+        reply.headers.insert(http::header::CONTENT_RANGE, v);
+    }
+    reply
+        .headers
+        .insert(REPLAY_HEADER, HeaderValue::from_static("hit"));
+    reply
 }
 
 fn recorded_headers(entry: &Entry) -> HeaderMap {
     let mut headers = HeaderMap::new();
     for (k, v) in &entry.headers {
-        if let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(k.as_bytes()),
-            HeaderValue::from_str(v),
-        ) {
+        if let (Ok(name), Some(value)) = (HeaderName::from_bytes(k.as_bytes()), v.to_header_value())
+        {
             headers.append(name, value);
         }
     }
@@ -248,22 +247,148 @@ fn partial_reply(entry: &Entry, start: u64, end: u64) -> Reply {
     }
 }
 
+/// A `multipart/byteranges` answer (RFC 9110 §14.6): each part has the
+/// recorded `Content-Type` and its `Content-Range`. The boundary is
+/// derived from the body and the ranges, so a replay is the same bytes
+/// every time.
+fn multipart_reply(entry: &Entry, ranges: &[std::ops::RangeInclusive<u64>]) -> Reply {
+    let spec: Vec<String> = ranges
+        .iter()
+        .map(|r| format!("{}-{}", r.start(), r.end()))
+        .collect();
+    let boundary = format!(
+        "btrfly-{}",
+        &btrfly_core::sha256_hex(format!("{} {}", entry.sha256, spec.join(",")).as_bytes())[..24]
+    );
+    let content_type = entry.header("content-type").map(str::to_owned);
+    let mut parts = Vec::with_capacity(ranges.len());
+    for (i, r) in ranges.iter().enumerate() {
+        // each part after the first starts with the CRLF that ends the
+        // previous part's data
+        let mut head = if i == 0 {
+            format!("--{boundary}\r\n")
+        } else {
+            format!("\r\n--{boundary}\r\n")
+        };
+        if let Some(ct) = &content_type {
+            head.push_str(&format!("Content-Type: {ct}\r\n"));
+        }
+        head.push_str(&format!(
+            "Content-Range: bytes {}-{}/{}\r\n\r\n",
+            r.start(),
+            r.end(),
+            entry.size
+        ));
+        parts.push(crate::decision::Part {
+            head: bytes::Bytes::from(head),
+            offset: *r.start(),
+            len: r.end() - r.start() + 1,
+        });
+    }
+    let mut headers = recorded_headers(entry);
+    headers.remove(http::header::CONTENT_RANGE);
+    headers.insert(REPLAY_HEADER, HeaderValue::from_static("hit"));
+    if let Ok(v) = HeaderValue::from_str(&format!("multipart/byteranges; boundary={boundary}")) {
+        headers.insert(http::header::CONTENT_TYPE, v);
+    }
+    let body = ReplyBody::Parts {
+        sha256: entry.sha256.clone(),
+        parts,
+        tail: bytes::Bytes::from(format!("\r\n--{boundary}--\r\n")),
+    };
+    let reply = Reply {
+        status: StatusCode::PARTIAL_CONTENT,
+        headers,
+        body,
+    };
+    let len = reply.body_len();
+    let mut reply = reply;
+    reply
+        .headers
+        .insert(http::header::CONTENT_LENGTH, HeaderValue::from(len));
+    reply
+}
+
 #[cfg(test)]
 mod tests {
-    use super::parse_single_range as r;
+    use super::*;
+
+    fn entry(size: u64) -> Entry {
+        Entry {
+            key: btrfly_core::RecordingKey::new("files", "GET x"),
+            method: "GET".into(),
+            url: "x".into(),
+            status: 200,
+            headers: vec![("content-type".into(), "text/plain".into())],
+            sha256: "ab".repeat(32),
+            size,
+            mutability: btrfly_core::Mutability::Mutable,
+            recorded_at: time::OffsetDateTime::UNIX_EPOCH,
+        }
+    }
+
+    fn range(reply: &Reply) -> Option<&str> {
+        reply
+            .headers
+            .get(http::header::CONTENT_RANGE)
+            .and_then(|v| v.to_str().ok())
+    }
 
     #[test]
-    fn ranges() {
-        assert_eq!(r("bytes=0-99", 1000), Some((0, 99)));
-        assert_eq!(r("bytes=900-", 1000), Some((900, 999)));
-        assert_eq!(r("bytes=-100", 1000), Some((900, 999)));
-        assert_eq!(r("bytes=990-2000", 1000), Some((990, 999)));
-        assert_eq!(r("bytes=-5000", 1000), Some((0, 999)));
-        assert_eq!(r("bytes=1000-", 1000), None);
-        assert_eq!(r("bytes=5-1", 1000), None);
-        assert_eq!(r("bytes=0-1,5-6", 1000), None);
-        assert_eq!(r("items=0-1", 1000), None);
-        assert_eq!(r("bytes=-0", 1000), None);
-        assert_eq!(r("bytes=0-0", 0), None);
+    fn ranges_as_a_server_answers_them() {
+        let e = entry(1000);
+        let get = Method::GET;
+        let r = ranged_reply(&e, "bytes=0-99", &get);
+        assert_eq!(
+            (r.status.as_u16(), range(&r)),
+            (206, Some("bytes 0-99/1000"))
+        );
+        let r = ranged_reply(&e, "bytes=900-", &get);
+        assert_eq!(range(&r), Some("bytes 900-999/1000"));
+        let r = ranged_reply(&e, "bytes=-100", &get);
+        assert_eq!(range(&r), Some("bytes 900-999/1000"));
+        let r = ranged_reply(&e, "bytes=990-2000", &get);
+        assert_eq!(range(&r), Some("bytes 990-999/1000"));
+        // past the end: 416 naming the length
+        let r = ranged_reply(&e, "bytes=1000-", &get);
+        assert_eq!((r.status.as_u16(), range(&r)), (416, Some("bytes */1000")));
+        // not a bytes range: the whole answer
+        for ignored in ["items=0-1", "bytes=x-y"] {
+            let r = ranged_reply(&e, ignored, &get);
+            assert_eq!((r.status.as_u16(), r.body_len()), (200, 1000), "{ignored}");
+        }
+        // several ranges: one multipart answer whose length is exact
+        let r = ranged_reply(&e, "bytes=0-9,20-29", &get);
+        assert_eq!(r.status.as_u16(), 206);
+        let ct = r.headers[http::header::CONTENT_TYPE].to_str().expect("ct");
+        let boundary = ct
+            .strip_prefix("multipart/byteranges; boundary=")
+            .expect("multipart");
+        let ReplyBody::Parts { parts, tail, .. } = &r.body else {
+            panic!("parts");
+        };
+        assert_eq!(parts.len(), 2);
+        let head = String::from_utf8_lossy(&parts[1].head);
+        assert!(head.starts_with(&format!("\r\n--{boundary}\r\n")), "{head}");
+        assert!(
+            head.contains("Content-Range: bytes 20-29/1000\r\n"),
+            "{head}"
+        );
+        assert!(head.contains("Content-Type: text/plain\r\n"), "{head}");
+        assert_eq!(tail.as_ref(), format!("\r\n--{boundary}--\r\n").as_bytes());
+        assert_eq!(
+            r.headers[http::header::CONTENT_LENGTH]
+                .to_str()
+                .expect("len")
+                .parse::<u64>()
+                .expect("number"),
+            r.body_len()
+        );
+        // the same request gets the same bytes
+        let again = ranged_reply(&e, "bytes=0-9,20-29", &get);
+        assert_eq!(again.headers[http::header::CONTENT_TYPE], ct);
+        // HEAD and answers other than 200 are not cut
+        let r = ranged_reply(&e, "bytes=0-9", &Method::HEAD);
+        assert_eq!(r.status.as_u16(), 200);
     }
 }

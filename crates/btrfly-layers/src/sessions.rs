@@ -45,6 +45,8 @@ pub struct Stats {
     pub bytes: AtomicU64,
     /// Bodies refused because they did not match their announced digest.
     pub refused: AtomicU64,
+    /// Answers that went to the client but could not be recorded.
+    pub unrecorded: AtomicU64,
     missed: Mutex<Vec<String>>,
     errors: Mutex<Vec<String>>,
 }
@@ -72,6 +74,14 @@ impl Stats {
 
     pub fn count_recorded(&self) {
         self.recorded.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// An answer the client received (or a failure it saw instead of
+    /// one) that is not in the tag: counted, so that `btrfly stop record`
+    /// fails, and listed under `problems:`.
+    pub fn note_unrecorded(&self, what: String) {
+        self.unrecorded.fetch_add(1, Ordering::Relaxed);
+        self.note_error(what);
     }
 
     /// Something that did not get recorded or replayed as it should.
@@ -103,6 +113,11 @@ pub struct Summary {
     /// the digest announced for them; their messages are in `errors`.
     #[serde(default)]
     pub refused: u64,
+    /// Answers the build received that could not be recorded (a body cut
+    /// short, an upstream that failed, a store that refused the write);
+    /// their messages are in `errors`. A recording with any is incomplete.
+    #[serde(default)]
+    pub unrecorded: u64,
     pub missed: Vec<String>,
     pub errors: Vec<String>,
 }
@@ -284,6 +299,7 @@ impl LiveSession {
             recorded: s.recorded.load(Ordering::Relaxed),
             bytes: s.bytes.load(Ordering::Relaxed),
             refused: s.refused.load(Ordering::Relaxed),
+            unrecorded: s.unrecorded.load(Ordering::Relaxed),
             missed: list(&s.missed),
             errors: list(&s.errors),
         }

@@ -174,7 +174,11 @@ fn lead(decision: Decision, guard: FlightGuard) -> Decision {
 async fn follow(store: &Store, route: &Route, req: &Request<RequestBody>) -> Option<Decision> {
     let class = req.extensions().get::<Classification>()?;
     let head = req.extensions().get::<RequestHead>()?;
-    let entry = match store.get_entry(&route.tag, &class.key).await {
+    // The leader's answer may have been recorded under its `Vary`: the
+    // follower gets the representation its own headers select, or goes
+    // upstream itself.
+    let entries = crate::index_cache::Entries::uncached(store.clone());
+    let entry = match entries.find(&route.tag, &class.key, &head.headers).await {
         Ok(Some(entry)) => entry,
         Ok(None) => return None,
         Err(e) => {

@@ -1,5 +1,5 @@
 //! The adapter hooks the layers honour, with a test adapter: redirect
-//! aliases, an error never replacing a kept success, a head recorded alone,
+//! aliases, an error never replacing a success, a head recorded alone,
 //! playback fallback keys.
 
 use std::sync::Arc;
@@ -46,10 +46,6 @@ impl Adapter for Hooked {
     ) -> Option<String> {
         let location = headers.get(http::header::LOCATION)?.to_str().ok()?;
         (status == 307).then(|| canonical_url(&location.parse().expect("absolute location")))
-    }
-
-    fn keeps_success(&self, _class: &Classification) -> bool {
-        true
     }
 
     fn head_suffices(&self, class: &Classification, _status: u16) -> bool {
@@ -135,35 +131,46 @@ async fn record(plan: RecordPlan, status: u16, body: &'static [u8]) {
 
 const URL: &str = "https://hooked.example.test:443/blob";
 
+async fn recorded_status(w: &World, tag: &str, c: &Client, uri: &str) -> u16 {
+    let p = plan(w, c, Method::GET, uri).await;
+    w.sessions
+        .store()
+        .get_entry(&Tag::new(tag).expect("tag"), &p.classification.key)
+        .await
+        .expect("store")
+        .expect("an entry")
+        .status
+}
+
 #[tokio::test]
-async fn an_error_never_replaces_a_kept_success() {
+async fn within_a_recording_an_error_never_replaces_a_success_in_any_adapter() {
     let w = world();
     let c = session(&w, "keep", Mode::Record).await;
-    let first = plan(&w, &c, Method::GET, URL).await;
-    assert!(
-        first.admit(401, &HeaderMap::new()).await,
-        "nothing to keep yet"
-    );
-    record(first, 200, b"content").await;
-    let again = plan(&w, &c, Method::GET, URL).await;
-    for (status, admitted) in [
-        (401, false),
-        (404, false),
-        (500, false),
-        (200, true),
-        (304, true),
-    ] {
-        assert_eq!(
-            again.admit(status, &HeaderMap::new()).await,
-            admitted,
-            "{status}"
-        );
+    for uri in [URL, "https://files.example.test:443/x"] {
+        record(plan(&w, &c, Method::GET, uri).await, 200, b"content").await;
+        for status in [401, 404, 500, 503] {
+            record(plan(&w, &c, Method::GET, uri).await, status, b"error").await;
+            assert_eq!(
+                recorded_status(&w, "keep", &c, uri).await,
+                200,
+                "{uri} {status}"
+            );
+        }
+        // a later success does replace it
+        record(plan(&w, &c, Method::GET, uri).await, 204, b"").await;
+        assert_eq!(recorded_status(&w, "keep", &c, uri).await, 204, "{uri}");
     }
-    // an adapter that keeps nothing: the last answer wins
-    let files = plan(&w, &c, Method::GET, "https://files.example.test:443/x").await;
-    record(files, 200, b"x").await;
-    let files = plan(&w, &c, Method::GET, "https://files.example.test:443/x").await;
-    assert!(files.admit(401, &HeaderMap::new()).await);
+    // an error first, then a success: the success
+    let uri = "https://files.example.test:443/late";
+    record(plan(&w, &c, Method::GET, uri).await, 503, b"busy").await;
+    record(plan(&w, &c, Method::GET, uri).await, 200, b"ok").await;
+    assert_eq!(recorded_status(&w, "keep", &c, uri).await, 200);
+    w.sessions.stop(&c.session.info.id).await.expect("stop");
+    // re-recorded with --force: what the new recording gets replaces the
+    // old answers, errors included
+    let again = session(&w, "keep", Mode::Record).await;
+    record(plan(&w, &again, Method::GET, URL).await, 404, b"gone").await;
+    assert_eq!(recorded_status(&w, "keep", &again, URL).await, 404);
 }
 
 #[tokio::test]
@@ -174,7 +181,7 @@ async fn a_redirect_alias_classifies_the_follow_up_as_the_original() {
     let signed = "https://cdn.example.test/b/data?signature=s1&expires=1";
     let mut headers = HeaderMap::new();
     headers.insert(http::header::LOCATION, signed.parse().expect("location"));
-    assert!(original.admit(307, &headers).await);
+    original.admit(307, &headers);
     let class = original.classification.clone();
     // The redirect itself is not recorded: its plan ends here (and with it
     // the single flight it leads for the key).
@@ -205,7 +212,7 @@ async fn a_head_alone_is_recorded_when_the_adapter_says_it_suffices() {
     assert!(entry
         .headers
         .iter()
-        .any(|(k, v)| k == "www-authenticate" && v == "Bearer realm=\"r\""));
+        .any(|(k, v)| k == "www-authenticate" && v.to_str() == Some("Bearer realm=\"r\"")));
     let blob = plan(&w, &c, Method::GET, URL).await;
     let rec = Recorder::begin(blob, 200, &HeaderMap::new())
         .await

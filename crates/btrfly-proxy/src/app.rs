@@ -9,7 +9,10 @@
 //! - `upstream_request_filter`: origin-form URI, Host, no proxy headers, no
 //!   conditionals while recording (a 304 would record no body).
 //! - `request_body_filter`: hash the request body for the key.
-//! - `upstream_response_filter`: start the recorder with the response head.
+//! - `upstream_response_filter`: start the recorder with the final response
+//!   head (interim 1xx answers pass on to the client, never recorded).
+//! - `response_filter`: an HTTP/1.0 client gets a close-delimited body,
+//!   never chunking it cannot read.
 //! - `upstream_response_body_filter`: tee each chunk to the recorder.
 //! - `logging`: commit the recording only if the body ended cleanly.
 
@@ -106,6 +109,12 @@ pub struct Ctx {
     bodiless: bool,
     /// Why the body was refused (it did not match its expected digest).
     refused: Option<String>,
+    /// The upstream answer's body ends when the connection closes (HTTP/1.x
+    /// without `Content-Length` or chunking).
+    close_delimited: bool,
+    /// A close-delimited body ended with a TLS close that lacked
+    /// `close_notify`: taken as the end of the body, as clients do.
+    closed_without_notify: bool,
 }
 
 fn tunnel_of(session: &Session) -> Option<Tunnel> {
@@ -280,9 +289,78 @@ impl GatewayApp {
                 }
                 session.write_response_body(None, true).await?;
             }
+            ReplyBody::Parts {
+                sha256,
+                parts,
+                tail,
+            } => {
+                session.write_response_header(Box::new(resp), false).await?;
+                for part in parts {
+                    session.write_response_body(Some(part.head), false).await?;
+                    let mut stream = self
+                        .store
+                        .read_blob(&sha256, Some(part.offset..part.offset + part.len))
+                        .await
+                        .map_err(internal)?;
+                    while let Some(chunk) = stream.next().await {
+                        let chunk = chunk.map_err(|e| {
+                            Error::explain(
+                                ErrorType::ReadError,
+                                format!("reading blob {sha256}: {e}"),
+                            )
+                        })?;
+                        session.write_response_body(Some(chunk), false).await?;
+                    }
+                }
+                session.write_response_body(Some(tail), true).await?;
+            }
         }
         Ok(())
     }
+
+    /// `100 Continue` for an HTTP/1.1 client that asked for it and whose
+    /// body btrfly is about to read (RFC 9110 §10.1.1): it would otherwise
+    /// wait (curl for a second) before sending it. HTTP/2 has no place for
+    /// it in Pingora; clients there send the body without waiting long.
+    async fn continue_if_expected(session: &mut Session) -> Result<()> {
+        let expects = session
+            .req_header()
+            .headers
+            .get(header::EXPECT)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+        if !expects
+            || session.as_downstream().is_http2()
+            || session.req_header().version != http::Version::HTTP_11
+            || session.response_written().is_some()
+        {
+            return Ok(());
+        }
+        let interim = ResponseHeader::build(StatusCode::CONTINUE, Some(0))?;
+        session
+            .write_response_header(Box::new(interim), false)
+            .await
+    }
+}
+
+/// Whether an error ended a close-delimited body the way a TLS peer that
+/// skips `close_notify` does: the connection closed (unexpected EOF) while
+/// the body was read.
+fn is_unnotified_close(e: &Error) -> bool {
+    if e.esource() != &pingora_error::ErrorSource::Upstream {
+        return false;
+    }
+    let mut cause: Option<&(dyn std::error::Error + Send + Sync + 'static)> = e.cause.as_deref();
+    while let Some(c) = cause {
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            return io.kind() == std::io::ErrorKind::UnexpectedEof;
+        }
+        if let Some(inner) = c.downcast_ref::<Error>() {
+            cause = inner.cause.as_deref();
+        } else {
+            return false;
+        }
+    }
+    false
 }
 
 #[async_trait]
@@ -346,6 +424,11 @@ impl ProxyHttp for GatewayApp {
             // hashes it); feed it from the client concurrently.
             let feed = async {
                 feeder.wanted().await;
+                if let Err(e) = Self::continue_if_expected(session).await {
+                    feeder.send(Err(std::io::Error::other(e.to_string()))).await;
+                    drop(feeder);
+                    return std::future::pending::<()>().await;
+                }
                 loop {
                     match session.read_request_body().await {
                         Ok(Some(chunk)) => {
@@ -378,6 +461,13 @@ impl ProxyHttp for GatewayApp {
                 Ok(true)
             }
             Decision::Forward(forward) => {
+                if present {
+                    // btrfly forwards the body whatever the upstream would
+                    // say first, and drops `Expect` upstream: the client
+                    // never waits for a `100` that an HTTP/2 upstream
+                    // connection would not pass on.
+                    Self::continue_if_expected(session).await?;
+                }
                 ctx.url = url;
                 ctx.path_and_query = pq;
                 ctx.target = Some(target);
@@ -397,7 +487,7 @@ impl ProxyHttp for GatewayApp {
         }
     }
 
-    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+    async fn upstream_peer(&self, session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
         let target = ctx
             .target
             .clone()
@@ -408,7 +498,13 @@ impl ProxyHttp for GatewayApp {
             .await
             .map_err(|e| Error::explain(ErrorType::ConnectNoRoute, e.to_string()))?;
         let mut peer = HttpPeer::new(addr, target.https, target.host.clone());
-        peer.options.alpn = ALPN::H2H1;
+        // An HTTP/1.0 client goes upstream over HTTP/1.1: on that path the
+        // answer's framing can still be made one it reads (`response_filter`).
+        peer.options.alpn = if session.req_header().version == http::Version::HTTP_10 {
+            ALPN::H1
+        } else {
+            ALPN::H2H1
+        };
         peer.options.connection_timeout = Some(self.connect_timeout);
         peer.options.total_connection_timeout = Some(self.connect_timeout);
         peer.options.verify_cert = true;
@@ -433,6 +529,8 @@ impl ProxyHttp for GatewayApp {
         upstream.insert_header(header::HOST, target.host_header())?;
         upstream.remove_header(&header::PROXY_AUTHORIZATION);
         upstream.remove_header("proxy-connection");
+        // Answered by btrfly itself (`continue_if_expected`).
+        upstream.remove_header(&header::EXPECT);
         if ctx.plan.is_some() {
             // A conditional request could be answered 304 with no body, and
             // then there would be nothing to replay for a fresh client.
@@ -463,21 +561,42 @@ impl ProxyHttp for GatewayApp {
         ctx: &mut Ctx,
     ) -> Result<()> {
         let status = resp.status.as_u16();
-        ctx.bodiless = session.req_header().method == Method::HEAD
-            || status == 204
-            || status == 304
-            || (100..200).contains(&status);
+        if resp.status.is_informational() && status != 101 {
+            // An interim answer (100 Continue, 102 Processing, 103 Early
+            // Hints): Pingora passes it to an HTTP/1.1 client; the final
+            // answer follows and is the one recorded.
+            return Ok(());
+        }
+        ctx.bodiless = session.req_header().method == Method::HEAD || matches!(status, 204 | 304);
         ctx.expected_len = resp
             .headers
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse().ok());
-        // Redirect aliases, and errors that must not replace a success.
-        let admitted = match ctx.plan.as_ref() {
-            Some(plan) => plan.admit(status, &resp.headers).await,
-            None => false,
-        };
+        let chunked = resp
+            .headers
+            .get_all(header::TRANSFER_ENCODING)
+            .iter()
+            .any(|v| {
+                v.to_str()
+                    .is_ok_and(|v| v.to_ascii_lowercase().contains("chunked"))
+            });
+        ctx.close_delimited = !ctx.bodiless
+            && resp.version < http::Version::HTTP_2
+            && ctx.expected_len.is_none()
+            && !chunked;
+        if status == 101 {
+            if let Some(plan) = ctx.plan.take() {
+                plan.session.stats.note_unrecorded(format!(
+                    "not recorded: {}: an upgraded connection (101 Switching Protocols) cannot be replayed",
+                    ctx.url
+                ));
+            }
+            return Ok(());
+        }
         if let Some(plan) = ctx.plan.as_ref() {
+            // Redirect aliases and digests carried over redirects.
+            plan.admit(status, &resp.headers);
             // The adapter's normalised head is what the client gets now and
             // what every replay gets later.
             let mut headers = resp.headers.clone();
@@ -491,14 +610,33 @@ impl ProxyHttp for GatewayApp {
                 ctx.plan = None;
             }
         }
-        if let Some(plan) = ctx.plan.take().filter(|_| admitted) {
+        if let Some(plan) = ctx.plan.take() {
             let session_ref = plan.session.clone();
             match Recorder::begin(*plan, status, &resp.headers).await {
                 Ok(r) => ctx.recorder = Some(r),
                 Err(e) => session_ref
                     .stats
-                    .note_error(format!("not recorded: {}: {e}", ctx.url)),
+                    .note_unrecorded(format!("not recorded: {}: {e}", ctx.url)),
             }
+        }
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        session: &mut Session,
+        resp: &mut ResponseHeader,
+        _ctx: &mut Ctx,
+    ) -> Result<()> {
+        if session.req_header().version == http::Version::HTTP_10
+            && !resp.status.is_informational()
+            && resp.headers.get(header::CONTENT_LENGTH).is_none()
+        {
+            // Pingora frames an answer without a length as chunked, which
+            // an HTTP/1.0 client cannot read (RFC 9112 §6.1): it gets the
+            // body delimited by the connection's close instead.
+            resp.remove_header(&header::TRANSFER_ENCODING);
+            session.set_keepalive(None);
         }
         Ok(())
     }
@@ -537,6 +675,38 @@ impl ProxyHttp for GatewayApp {
     }
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
+        if ctx.close_delimited
+            && !ctx.upstream_done
+            && session.response_written().is_some()
+            && is_unnotified_close(e)
+        {
+            // A close-delimited body ends when the connection closes; a TLS
+            // peer that closes without `close_notify` (Python's ssl servers)
+            // is taken at its word, as curl and browsers take it.
+            ctx.upstream_done = true;
+            ctx.closed_without_notify = true;
+            let mut last = None;
+            if let Some(recorder) = ctx.recorder.as_mut() {
+                if let Err(msg) = recorder.offer(&mut last, true) {
+                    if let Some(r) = ctx.recorder.take() {
+                        r.refuse(msg);
+                    }
+                    ctx.closed_without_notify = false;
+                    return FailToProxy {
+                        error_code: 0,
+                        can_reuse_downstream: false,
+                    };
+                }
+            }
+            let ended = session.write_response_body(last, true).await;
+            if let Err(we) = ended {
+                tracing::debug!("ending a close-delimited body: {we}");
+            }
+            return FailToProxy {
+                error_code: 0,
+                can_reuse_downstream: false,
+            };
+        }
         let code = match e.etype() {
             ErrorType::HTTPStatus(code) => *code,
             ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => 504,
@@ -568,7 +738,8 @@ impl ProxyHttp for GatewayApp {
                 // Once a recording started, `logging` (which runs next)
                 // decides whether it is whole and notes it if not.
                 if let (Some(s), None) = (ctx.session.as_ref(), ctx.recorder.as_ref()) {
-                    s.stats.note_error(format!("not recorded: {what}: {e}"));
+                    s.stats
+                        .note_unrecorded(format!("not recorded: {what}: {e}"));
                 }
                 (message, "upstream")
             }
@@ -611,7 +782,7 @@ impl ProxyHttp for GatewayApp {
                 .await
                 .unwrap_or(false);
             if !drained {
-                recorder.session().stats.note_error(format!(
+                recorder.session().stats.note_unrecorded(format!(
                     "not recorded: {}: the request body did not arrive whole",
                     ctx.url
                 ));
@@ -623,6 +794,7 @@ impl ProxyHttp for GatewayApp {
         // upstream (Go's registry clients close the `/v2/` answer unread)
         // still leaves a whole recording.
         let client_left = e.is_some_and(|e| e.esource() == &pingora_error::ErrorSource::Downstream);
+        let e = e.filter(|_| !ctx.closed_without_notify);
         let complete = (e.is_none() || client_left)
             && (ctx.upstream_done
                 || ctx.bodiless
@@ -639,13 +811,13 @@ impl ProxyHttp for GatewayApp {
                 .map(|h| hex::encode(h.finalize()));
             if let Err(msg) = recorder.commit(digest).await {
                 if let Some(s) = &ctx.session {
-                    s.stats.note_error(msg);
+                    s.stats.note_unrecorded(msg);
                 }
             }
         } else if client_left && recorder.head_suffices() {
             if let Err(msg) = recorder.commit_head_alone().await {
                 if let Some(s) = &ctx.session {
-                    s.stats.note_error(msg);
+                    s.stats.note_unrecorded(msg);
                 }
             }
         } else {
@@ -660,7 +832,7 @@ impl ProxyHttp for GatewayApp {
             recorder
                 .session()
                 .stats
-                .note_error(format!("not recorded: {}: {why}", ctx.url));
+                .note_unrecorded(format!("not recorded: {}: {why}", ctx.url));
             recorder.abort();
         }
     }

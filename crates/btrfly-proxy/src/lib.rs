@@ -14,6 +14,7 @@
 //!                                                                              └ Forward: upstream (verified TLS), body teed into the store
 //! ```
 
+pub mod alpn;
 pub mod app;
 pub mod listener;
 pub mod resolve;

@@ -20,7 +20,7 @@ use pingora_core::apps::ServerApp;
 use pingora_core::listeners::tls::Acceptor;
 use pingora_core::protocols::l4::stream::Stream as L4Stream;
 use pingora_core::protocols::raw_connect::ProxyDigest;
-use pingora_core::protocols::{GetProxyDigest, Stream};
+use pingora_core::protocols::{GetProxyDigest, Ssl, Stream};
 use pingora_core::server::ShutdownWatch;
 use pingora_http::ResponseHeader;
 use pingora_proxy::HttpProxy;
@@ -45,7 +45,10 @@ pub struct Tunnel {
 const MAX_HEAD: usize = 16 * 1024;
 /// How long a client may take to send its CONNECT head or TLS hello.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
-const ALPN: &[&[u8]] = &[b"h2", b"http/1.1"];
+/// Offered in this order; `http/1.0` so that a client offering only it
+/// (`curl --http1.0`) completes its handshake (RFC 7301 would otherwise
+/// refuse it). A client that offers no ALPN gets HTTP/1.x too.
+const ALPN: &[&[u8]] = &[b"h2", b"http/1.1", b"http/1.0"];
 
 pub struct ProxyListener {
     listener: TcpListener,
@@ -224,7 +227,18 @@ impl Inner {
             .tls_handshake(l4)
             .await
             .map_err(|e| std::io::Error::other(format!("TLS handshake for {host}: {e}")))?;
-        self.serve_http(Box::new(stream), shutdown).await;
+        let negotiated_h10 = matches!(
+            stream.selected_alpn_proto(),
+            Some(pingora_core::protocols::ALPN::Custom(ref c)) if c.protocol() == b"http/1.0"
+        );
+        if negotiated_h10 {
+            // Pingora serves HTTP/1.x only for `http/1.1` (or no ALPN) and
+            // hands any other protocol to a custom session.
+            self.serve_http(Box::new(crate::alpn::AsHttp1(Box::new(stream))), shutdown)
+                .await;
+        } else {
+            self.serve_http(Box::new(stream), shutdown).await;
+        }
         Ok(())
     }
 

@@ -8,6 +8,7 @@
 //! tags/<tag>/meta.json               TagMeta: created, sealed
 //! tags/<tag>/entries/<key id>.json   one Entry per recorded exchange
 //! tags/<tag>/index.json              all entries of a sealed tag in one object (a snapshot)
+//! tags/<tag>/vary/<key id>/<n>.json  VaryRecord: request headers that select among a key's answers
 //! sessions/<id>.json                 SessionInfo of running sessions
 //! sessions/<id>/stats/<replica>.json one replica's counters for a session
 //! ```
@@ -35,7 +36,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use btrfly_config::{Backend, Config, GcsConfig, S3Config};
-use btrfly_core::{is_sha256_hex, Entry, RecordingKey, SessionInfo, Tag, TagMeta};
+use btrfly_core::{is_sha256_hex, Entry, RecordingKey, SessionInfo, Tag, TagMeta, VaryRecord};
 use bytes::Bytes;
 use futures::{Stream, StreamExt, TryStreamExt};
 use opendal::{ErrorKind, Operator};
@@ -114,6 +115,8 @@ pub struct TagIndex {
     tag: Tag,
     sealed_at: Option<OffsetDateTime>,
     entries: HashMap<String, Entry>,
+    /// Per key id, the sets of `Vary` names its answers were recorded with.
+    vary: HashMap<String, Vec<VaryRecord>>,
 }
 
 impl TagIndex {
@@ -138,6 +141,39 @@ impl TagIndex {
     pub fn get(&self, key: &RecordingKey) -> Option<&Entry> {
         self.entries.get(&key.id()).filter(|e| &e.key == key)
     }
+
+    /// The sets of `Vary` names recorded for `key`, like
+    /// [`Store::vary_sets`].
+    pub fn vary_sets(&self, key: &RecordingKey) -> Vec<Vec<String>> {
+        self.vary
+            .get(&key.id())
+            .into_iter()
+            .flatten()
+            .filter(|r| &r.key == key)
+            .map(|r| r.vary.clone())
+            .collect()
+    }
+
+    fn new(
+        tag: Tag,
+        sealed_at: Option<OffsetDateTime>,
+        entries: Vec<Entry>,
+        vary: Vec<VaryRecord>,
+    ) -> TagIndex {
+        let mut by_key: HashMap<String, Vec<VaryRecord>> = HashMap::new();
+        for r in vary {
+            let list = by_key.entry(r.key.id()).or_default();
+            if !list.contains(&r) {
+                list.push(r);
+            }
+        }
+        TagIndex {
+            tag,
+            sealed_at,
+            entries: entries.into_iter().map(|e| (e.key.id(), e)).collect(),
+            vary: by_key,
+        }
+    }
 }
 
 /// The snapshot written when a tag is sealed: `tags/<tag>/index.json`.
@@ -146,6 +182,9 @@ struct IndexSnapshot {
     #[serde(with = "time::serde::rfc3339")]
     sealed_at: OffsetDateTime,
     entries: Vec<Entry>,
+    /// Absent in snapshots written before answers were keyed by `Vary`.
+    #[serde(default)]
+    vary: Vec<VaryRecord>,
 }
 
 /// OpenDAL's HTTP services need a process-wide transport; btrfly's is
@@ -551,6 +590,65 @@ impl Store {
         Ok(entries)
     }
 
+    fn vary_dir(tag: &Tag, key: &RecordingKey) -> String {
+        format!("tags/{tag}/vary/{}/", key.id())
+    }
+
+    /// Records which request headers select among the answers of a key (a
+    /// response named them in `Vary`). One object per key and set of names,
+    /// written whole and never read-modified-written: replicas recording
+    /// the same key write the same object. Written before the entry it
+    /// describes, so an entry is never unreachable.
+    pub async fn put_vary(&self, tag: &Tag, record: &VaryRecord) -> Result<()> {
+        let path = format!(
+            "{}{}.json",
+            Self::vary_dir(tag, &record.key),
+            record.names_id()
+        );
+        self.put_json(&path, record).await
+    }
+
+    /// The sets of `Vary` names answers for `key` were recorded with (one
+    /// listing; empty for a key whose answers named none).
+    pub async fn vary_sets(&self, tag: &Tag, key: &RecordingKey) -> Result<Vec<Vec<String>>> {
+        let dir = Self::vary_dir(tag, key);
+        let listed = match self.op.list(&dir).await {
+            Ok(l) => l,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io("list", &dir)(e)),
+        };
+        let mut sets = Vec::new();
+        for item in listed.iter().filter(|i| i.name().ends_with(".json")) {
+            if let Some(r) = self.get_json::<VaryRecord>(item.path()).await? {
+                if &r.key == key && !sets.contains(&r.vary) {
+                    sets.push(r.vary);
+                }
+            }
+        }
+        Ok(sets)
+    }
+
+    /// Every vary record of a tag.
+    pub async fn list_vary(&self, tag: &Tag) -> Result<Vec<VaryRecord>> {
+        let dir = format!("tags/{tag}/vary/");
+        let listed = match self.op.list_with(&dir).recursive(true).await {
+            Ok(l) => l,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io("list", &dir)(e)),
+        };
+        let paths: Vec<String> = listed
+            .into_iter()
+            .filter(|item| item.name().ends_with(".json"))
+            .map(|item| item.path().to_owned())
+            .collect();
+        futures::stream::iter(paths)
+            .map(|path| async move { self.get_json::<VaryRecord>(&path).await })
+            .buffer_unordered(LOAD_CONCURRENCY)
+            .try_filter_map(|r| async move { Ok(r) })
+            .try_collect()
+            .await
+    }
+
     fn index_path(tag: &Tag) -> String {
         format!("tags/{tag}/index.json")
     }
@@ -566,19 +664,22 @@ impl Store {
                 .await?
                 .filter(|s| s.sealed_at == sealed_at)
             {
-                return Ok(TagIndex {
-                    tag: tag.clone(),
-                    sealed_at: Some(sealed_at),
-                    entries: snap.entries.into_iter().map(|e| (e.key.id(), e)).collect(),
-                });
+                return Ok(TagIndex::new(
+                    tag.clone(),
+                    Some(sealed_at),
+                    snap.entries,
+                    snap.vary,
+                ));
             }
         }
         let entries = self.list_entries(tag).await?;
-        Ok(TagIndex {
-            tag: tag.clone(),
-            sealed_at: meta.sealed.then_some(meta.sealed_at).flatten(),
-            entries: entries.into_iter().map(|e| (e.key.id(), e)).collect(),
-        })
+        let vary = self.list_vary(tag).await?;
+        Ok(TagIndex::new(
+            tag.clone(),
+            meta.sealed.then_some(meta.sealed_at).flatten(),
+            entries,
+            vary,
+        ))
     }
 
     /// Seals a tag: writes the snapshot of its entries, then the meta that
@@ -586,9 +687,17 @@ impl Store {
     pub async fn seal_tag(&self, mut meta: TagMeta) -> Result<TagMeta> {
         let sealed_at = OffsetDateTime::now_utc();
         let entries = self.list_entries(&meta.tag).await?;
+        let vary = self.list_vary(&meta.tag).await?;
         let path = Self::index_path(&meta.tag);
-        self.put_json(&path, &IndexSnapshot { sealed_at, entries })
-            .await?;
+        self.put_json(
+            &path,
+            &IndexSnapshot {
+                sealed_at,
+                entries,
+                vary,
+            },
+        )
+        .await?;
         meta.sealed = true;
         meta.sealed_at = Some(sealed_at);
         self.put_tag_meta(&meta).await?;

@@ -54,6 +54,8 @@ pub struct ReplicaStats {
     #[serde(default)]
     pub refused: u64,
     #[serde(default)]
+    pub unrecorded: u64,
+    #[serde(default)]
     pub missed: Vec<String>,
     #[serde(default)]
     pub errors: Vec<String>,
@@ -73,6 +75,7 @@ impl ReplicaStats {
             recorded: sum.recorded,
             bytes: sum.bytes,
             refused: sum.refused,
+            unrecorded: sum.unrecorded,
             missed: sum.missed,
             errors: sum.errors,
             last,
@@ -91,6 +94,7 @@ impl ReplicaStats {
         summary.recorded += self.recorded;
         summary.bytes += self.bytes;
         summary.refused += self.refused;
+        summary.unrecorded += self.unrecorded;
         for m in &self.missed {
             if !summary.missed.contains(m) {
                 summary.missed.push(m.clone());
