@@ -14,7 +14,7 @@ Routes (bodies are deterministic; `data(n, seed)` below):
   GET  /interim           102 Processing, 103 Early Hints, then 200
   GET  /negotiate         Vary: Accept; JSON, octet-stream or text by Accept
   GET  /coded             Vary: Accept-Encoding; gzip when accepted
-  GET  /flaky             200 the first time, 503 every later time
+  GET  /flaky, /flaky/<wheel>  200 the first time, 503 every later time
   GET  /close             close-delimited body (no Content-Length), then
                           the TLS connection closes without close_notify
   GET  /truncated         Content-Length 100000, 50000 bytes, then a close
@@ -44,6 +44,7 @@ import socket
 import ssl
 import sys
 import threading
+import urllib.parse
 import zipfile
 
 WHEEL = "demo_fid-1.0-py3-none-any.whl"
@@ -92,7 +93,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def log_message(self, fmt, *args):
-        sys.stderr.write("upstream: " + (fmt % args) + "\n")
+        pass
 
     def send_body(self, status, body, headers=(), content_type="application/octet-stream"):
         self.send_response(status)
@@ -127,6 +128,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self):
         path, _, query = self.path.partition("?")
+        path = urllib.parse.unquote(path)
         if path == "/__ready":
             return self.send_body(200, b"ok\n", content_type="text/plain")
         if path == "/interim":
@@ -150,7 +152,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     200, gzip.compress(plain, mtime=0), vary + [("Content-Encoding", "gzip")], "text/plain"
                 )
             return self.send_body(200, plain, vary, "text/plain")
-        if path == "/flaky":
+        if path in ("/flaky", f"/flaky/{WHEEL}"):
             if hit(path) == 1:
                 return self.send_body(200, b"the good answer\n", content_type="text/plain")
             return self.send_body(503, b"try later\n", content_type="text/plain")

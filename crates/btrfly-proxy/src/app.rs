@@ -349,18 +349,9 @@ fn is_unnotified_close(e: &Error) -> bool {
     if e.esource() != &pingora_error::ErrorSource::Upstream {
         return false;
     }
-    let mut cause: Option<&(dyn std::error::Error + Send + Sync + 'static)> = e.cause.as_deref();
-    while let Some(c) = cause {
-        if let Some(io) = c.downcast_ref::<std::io::Error>() {
-            return io.kind() == std::io::ErrorKind::UnexpectedEof;
-        }
-        if let Some(inner) = c.downcast_ref::<Error>() {
-            cause = inner.cause.as_deref();
-        } else {
-            return false;
-        }
-    }
-    false
+    e.root_cause()
+        .downcast_ref::<std::io::Error>()
+        .is_some_and(|io| io.kind() == std::io::ErrorKind::UnexpectedEof)
 }
 
 #[async_trait]
