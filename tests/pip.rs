@@ -20,7 +20,8 @@ use support::*;
 
 const INDEX: &str = "pypi.example.test";
 const FILES: &str = "files.example.test";
-const PIP_ACCEPT_FORMS: &str = "json>html-v1>html";
+/// The form pip's `Accept` negotiates: what its page keys hold.
+const PIP_ACCEPT_FORMS: &str = "json";
 
 /// Which pip runs the install.
 #[derive(Clone, Copy, Debug)]
@@ -528,9 +529,46 @@ fn json_form_is_recorded_and_each_client_gets_its_form_back() {
         ct.starts_with("application/vnd.pypi.simple.v1+json"),
         "{ct}"
     );
+    // The key holds the negotiated form, not the header: other Accept
+    // headers that rank the same form first replay it.
+    let browser_rep = w.dir("out").join("browser-replayed");
+    let ct = curl(
+        &env,
+        "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8",
+        &browser_rep,
+    );
+    assert!(ct.starts_with("text/html"), "{ct}");
+    assert_eq!(
+        std::fs::read(&browser_rep).expect("html"),
+        std::fs::read(&html_rec).expect("html")
+    );
+    let q_rep = w.dir("out").join("q-replayed");
+    let ct = curl(
+        &env,
+        "application/vnd.pypi.simple.v1+json;q=0.9, text/html;q=0.1",
+        &q_rep,
+    );
+    assert!(
+        ct.starts_with("application/vnd.pypi.simple.v1+json"),
+        "{ct}"
+    );
+    assert_eq!(
+        std::fs::read(&q_rep).expect("json"),
+        std::fs::read(&json_rep).expect("json")
+    );
+    // a form never recorded is a miss, never the other form
+    let mut c = Command::new("curl");
+    client_env(&mut c);
+    apply_env(&mut c, &env);
+    let never = run_ok(
+        c.args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "-H"])
+            .arg("Accept: application/vnd.pypi.simple.v1+html")
+            .arg(&page),
+    );
+    assert_eq!(text(&never.stdout), "404");
     let stop = w.stop(&home, "playback");
-    assert!(stop.status.success(), "{}", text(&stop.stdout));
-    assert_eq!(field(&text(&stop.stdout), "misses"), 0);
+    assert_eq!(stop.status.code(), Some(1), "{}", text(&stop.stdout));
+    assert_eq!(field(&text(&stop.stdout), "misses"), 1);
 
     assert_eq!(
         std::fs::read(&html_rep).expect("html"),
