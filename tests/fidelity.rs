@@ -109,8 +109,8 @@ fn curl_fetch(fx: &Fx, env: &[(String, String)], args: &[&str], path: &str) -> (
 /// line; a CONNECT answer and interim answers come before it).
 fn final_status(head: &str) -> u16 {
     head.lines()
-        .filter(|l| l.starts_with("http/"))
-        .last()
+        .rev()
+        .find(|l| l.starts_with("http/"))
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("no status line in {head}"))
