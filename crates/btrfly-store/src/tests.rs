@@ -60,7 +60,8 @@ macro_rules! suite {
             tag_entries_round_trip,
             sealed_tags_load_from_one_snapshot,
             sessions_and_replica_stats_round_trip,
-            concurrent_identical_commits_lose_nothing
+            concurrent_identical_commits_lose_nothing,
+            vary_records_round_trip_and_seal
         )
     };
     (@run $backend:expr, $make:expr, $($behaviour:ident),*) => {
@@ -321,6 +322,57 @@ async fn sealed_tags_load_from_one_snapshot(store: &Store) {
     stale.sealed_at = Some(OffsetDateTime::now_utc());
     let index = store.load_index(&stale).await.expect("load");
     assert_eq!(index.len(), 41);
+}
+
+/// Vary records: one per key and set of names, found per key, listed for
+/// the tag, carried by the sealed snapshot; header bytes survive.
+async fn vary_records_round_trip_and_seal(store: &Store) {
+    let tag = Tag::new("vary").expect("tag");
+    store.put_tag_meta(&meta(&tag)).await.expect("meta");
+    let key = RecordingKey::new("files", "GET https://a.example.test:443/asset");
+    let other = RecordingKey::new("files", "GET https://a.example.test:443/other");
+    assert!(store
+        .vary_sets(&tag, &key)
+        .await
+        .expect("none yet")
+        .is_empty());
+    for names in [
+        vec!["accept".to_owned()],
+        vec!["accept".to_owned(), "accept-encoding".to_owned()],
+    ] {
+        let record = VaryRecord {
+            key: key.clone(),
+            vary: names,
+        };
+        store.put_vary(&tag, &record).await.expect("put");
+        // writing the same record again changes nothing
+        store.put_vary(&tag, &record).await.expect("put again");
+    }
+    let mut sets = store.vary_sets(&tag, &key).await.expect("sets");
+    sets.sort();
+    assert_eq!(sets, [vec!["accept"], vec!["accept", "accept-encoding"]]);
+    assert!(store
+        .vary_sets(&tag, &other)
+        .await
+        .expect("other")
+        .is_empty());
+    assert_eq!(store.list_vary(&tag).await.expect("list").len(), 2);
+    let mut e = entry_for(&key, "https://a.example.test/asset", &"ab".repeat(32), 1);
+    e.headers.push((
+        "content-disposition".into(),
+        btrfly_core::FieldValue::new(b"attachment; filename=\"caf\xe9\"".to_vec()),
+    ));
+    store.put_entry(&tag, &e).await.expect("entry");
+    let sealed = store.seal_tag(meta(&tag)).await.expect("seal");
+    let index = store.load_index(&sealed).await.expect("index");
+    let mut sets = index.vary_sets(&key);
+    sets.sort();
+    assert_eq!(sets, [vec!["accept"], vec!["accept", "accept-encoding"]]);
+    assert_eq!(
+        index.get(&key),
+        Some(&e),
+        "header bytes survive the snapshot"
+    );
 }
 
 fn keys_sha() -> String {
