@@ -79,7 +79,7 @@ pub use process::{
     with_etc_hosts, DEFAULT_TIMEOUT,
 };
 pub use registry::{DockerRegistry, RegistryOptions, RegistryTokenAuth};
-pub use server::{apply_env, parse_exports, BtrflyServer, StartOptions};
+pub use server::{apply_env, parse_exports, BtrflyServer, StartOptions, IDENTITY_FILES};
 pub use token_server::TokenServer;
 
 /// The product binary under test.
