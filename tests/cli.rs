@@ -532,6 +532,19 @@ fn run_record_of_a_failing_command_does_not_seal() {
     );
     assert_eq!(tag_meta(&fx, &home, "r2")["sealed"], false);
 
+    // Ctrl-C (SIGINT to the whole process group, as a terminal sends it)
+    // ends the command; btrfly outlives it and still stops the session.
+    let script = format!("{} && kill -INT 0", fx.curl_argv("b.txt").join(" "));
+    let out = run(fx
+        .cli(&home)
+        .args(["run", "--record", "--tag=r3", "--", "sh", "-c", &script]));
+    assert_eq!(out.status.code(), Some(130), "{}", text(&out.stderr));
+    assert_eq!(
+        last_message(&text(&out.stderr)),
+        format!("btrfly: `sh -c {script}` was killed by signal 2; tag r3 was not sealed, since its recording may be incomplete: fix the command and run it again (an unsealed tag records again without --force)")
+    );
+    assert!(text(&out.stderr).contains("recorded: 1\n"));
+
     let out = run(fx
         .cli(&home)
         .args(["run", "--playback", "--tag=r2", "--"])

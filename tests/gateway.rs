@@ -564,7 +564,15 @@ fn cli_contract() {
             "missing {var}"
         );
     }
-    assert!(fx.stop(&home, "record").status.success());
+    // Re-opened with --force and nothing recorded: an empty recording is
+    // reported (exit 1), and the tag keeps its entries, sealed again.
+    let stop = fx.stop(&home, "record");
+    assert_eq!(stop.status.code(), Some(1));
+    assert!(
+        text(&stop.stderr).contains("The tag keeps the entries it had and was sealed"),
+        "{}",
+        text(&stop.stderr)
+    );
 
     // tags and tag show --json
     let tags = text(&run_ok(fx.server.cli(&home).args(["tags"])).stdout);

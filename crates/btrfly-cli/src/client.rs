@@ -288,6 +288,10 @@ pub async fn run(
     let home = home::home();
     let session = open_session(&target, &home, mode, &tag, force, caches).await?;
     let env = exports::session_env(&session, &home);
+    // Ctrl-C at a terminal goes to the command and to btrfly alike: let
+    // the command decide, and stop the session once it ended.
+    #[cfg(unix)]
+    let _interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt());
     let status = tokio::process::Command::new(program)
         .args(rest)
         .envs(env)

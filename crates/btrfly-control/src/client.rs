@@ -48,22 +48,29 @@ pub fn parse_server_url(url: &str) -> Result<String, ClientError> {
         url: url.to_owned(),
         message,
     };
-    let trimmed = url.trim_end_matches('/');
-    match trimmed.split_once("://") {
-        Some(("http", rest)) if !rest.is_empty() && !rest.starts_with('/') => {
-            match trimmed.parse::<http::Uri>() {
-                Ok(_) => Ok(trimmed.to_owned()),
+    match url.split_once("://") {
+        Some(("http", rest)) => {
+            let rest = rest.trim_end_matches('/');
+            if rest.is_empty() || rest.starts_with('/') {
+                return Err(invalid("has no host: write http://HOST:PORT".into()));
+            }
+            let base = format!("http://{rest}");
+            match base.parse::<http::Uri>() {
+                Ok(_) => Ok(base),
                 Err(e) => Err(invalid(format!("not a URL ({e})"))),
             }
         }
-        Some(("http", _)) => Err(invalid("has no host: write http://HOST:PORT".into())),
         Some(("https", rest)) => Err(invalid(format!(
-            "the control API speaks plain HTTP, not HTTPS: write http://{rest}"
+            "the control API speaks plain HTTP, not HTTPS: write http://{}",
+            rest.trim_end_matches('/')
         ))),
         Some((scheme, _)) => Err(invalid(format!(
             "unknown scheme {scheme:?}: write http://HOST:PORT"
         ))),
-        None => Err(invalid(format!("has no scheme: write http://{trimmed}"))),
+        None => Err(invalid(format!(
+            "has no scheme: write http://{}",
+            url.trim_end_matches('/')
+        ))),
     }
 }
 
