@@ -71,6 +71,11 @@ fn print_exports(s: &ActiveSession, home: &Path) {
     }
 }
 
+/// `btrfly start`: a new session, its exports on stdout.
+///
+/// # Errors
+/// A session already active in this `BTRFLY_HOME`, an invalid tag, the
+/// server unreachable or refusing (sealed tag, unknown or empty tag, token).
 pub async fn start(
     args: &ServerArgs,
     mode: ModeArg,
@@ -110,6 +115,10 @@ pub async fn start(
     Ok(ExitCode::SUCCESS)
 }
 
+/// `btrfly env`: the active session's exports again.
+///
+/// # Errors
+/// No active session.
 pub async fn env() -> Result<ExitCode> {
     let home = home::home();
     let Some(active) = home::load_active(&home)? else {
@@ -187,6 +196,14 @@ fn outcome(s: &Summary) -> ExitCode {
     }
 }
 
+/// `btrfly stop`: ends the active session on the server and here; the
+/// undo commands on stdout, the summary on stderr (or JSON on stdout).
+///
+/// # Errors
+/// No active session, the wrong mode, a refused token (the session is
+/// kept so the stop can be repeated). An unreachable server or one that
+/// does not know the session is not an error: the local session ends
+/// with a warning and exit status 1.
 pub async fn stop(args: &ServerArgs, mode: Option<ModeArg>, json: bool) -> Result<ExitCode> {
     let home = home::home();
     let Some(active) = home::load_active(&home)? else {
@@ -272,6 +289,12 @@ fn describe_status(status: &std::process::ExitStatus) -> (String, u8) {
     ("failed".to_owned(), 1)
 }
 
+/// `btrfly run`: one command in a fresh session, sealed (when recording)
+/// only if the command succeeded. The exit status is the command's, else
+/// the session's [`outcome`].
+///
+/// # Errors
+/// An invalid tag, the server unreachable or refusing.
 pub async fn run(
     args: &ServerArgs,
     mode: ModeArg,
@@ -340,6 +363,10 @@ fn rfc3339(t: OffsetDateTime) -> String {
         .unwrap_or_else(|_| t.to_string())
 }
 
+/// `btrfly tags`: every tag with its state and times.
+///
+/// # Errors
+/// The server unreachable or refusing.
 pub async fn tags(args: &ServerArgs, json: bool) -> Result<ExitCode> {
     let target = connect(args, None)?;
     let list = target.client.tags().await.map_err(|e| target.explain(e))?;
@@ -384,6 +411,10 @@ pub async fn tags(args: &ServerArgs, json: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `btrfly tag show`: one tag and its entries.
+///
+/// # Errors
+/// An invalid or unknown tag, the server unreachable or refusing.
 pub async fn tag_show(args: &ServerArgs, tag: &str, json: bool) -> Result<ExitCode> {
     let tag = parse_tag(tag)?;
     let target = connect(args, None)?;
@@ -425,6 +456,10 @@ pub async fn tag_show(args: &ServerArgs, tag: &str, json: bool) -> Result<ExitCo
     Ok(ExitCode::SUCCESS)
 }
 
+/// `btrfly ca export`: the CA certificate, PEM.
+///
+/// # Errors
+/// The server unreachable.
 pub async fn ca_export(args: &ServerArgs) -> Result<ExitCode> {
     let target = connect(args, None)?;
     let pem = target

@@ -169,6 +169,13 @@ fn advertised(config: &Config, bound: SocketAddr) -> String {
     SocketAddr::new(ip, bound.port()).to_string()
 }
 
+/// `btrfly serve`: checks the store (usable, and this server's identity is
+/// its identity), opens the listeners, prints `listening on ADDR (WHAT)`
+/// lines and runs until SIGINT or SIGTERM.
+///
+/// # Errors
+/// An unreadable or invalid config, an unusable store, a store that
+/// belongs to another CA or token, a listener that cannot bind.
 pub async fn serve(config_path: Option<PathBuf>) -> Result<ExitCode> {
     init_logging();
     // Both ring and aws-lc may be compiled in; pick one explicitly.
