@@ -55,7 +55,14 @@ fn readme_command_as_user(path: &Path) -> std::process::Output {
         .arg(format!("PATH={}", path.display()))
         .args(["bash", "tools/btrfly", "--version"])
         .current_dir(repo());
-    run_timeout(&mut cmd, Duration::from_secs(60))
+    let out = run_timeout(&mut cmd, Duration::from_secs(60));
+    assert!(
+        !text(&out.stderr).starts_with("unshare:"),
+        "this test runs the command as a non-root user in a user namespace \
+         (unshare --user, util-linux 2.38+), which this machine refused: {}",
+        text(&out.stderr)
+    );
+    out
 }
 
 #[test]
