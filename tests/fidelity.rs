@@ -204,7 +204,7 @@ fn interim_answers_pass_through_and_are_never_recorded() {
         assert_eq!(body, b"the final answer\n");
     }
     let stop = fx.stop("playback", &[]);
-    let summary = text(&stop.stdout);
+    let summary = text(&stop.stderr);
     assert!(stop.status.success(), "{summary}");
     assert_eq!(field(&summary, "hits"), 4, "{summary}");
 }
@@ -245,7 +245,7 @@ fn digests_apply_to_successful_downloads_and_redirects_replay() {
         (404, &b"not here\n"[..])
     );
     let stop = fx.stop("record", &[]);
-    let summary = text(&stop.stdout);
+    let summary = text(&stop.stderr);
     assert!(stop.status.success(), "{summary}\n{}", text(&stop.stderr));
     assert!(!summary.contains("problems:"), "{summary}");
 
@@ -267,7 +267,7 @@ fn digests_apply_to_successful_downloads_and_redirects_replay() {
     );
     assert_eq!(header(&head, "x-btrfly-replay"), Some("hit"), "{head}");
     let stop = fx.stop("playback", &[]);
-    assert!(stop.status.success(), "{}", text(&stop.stdout));
+    assert!(stop.status.success(), "{}", text(&stop.stderr));
 }
 
 /// One URL, several representations, selected by the request headers the
@@ -338,10 +338,10 @@ print(json.dumps(out))
     );
     let stop = fx.stop("playback", &[]);
     assert_eq!(
-        field(&text(&stop.stdout), "misses"),
+        field(&text(&stop.stderr), "misses"),
         2,
         "{}",
-        text(&stop.stdout)
+        text(&stop.stderr)
     );
 }
 
@@ -443,7 +443,7 @@ fn redirects_replay_for_the_url_that_got_them() {
     );
     assert_eq!(text(&r.stdout), recorded, "the redirect replays");
     let stop = fx.stop("playback", &[]);
-    assert!(stop.status.success(), "{}", text(&stop.stdout));
+    assert!(stop.status.success(), "{}", text(&stop.stderr));
 }
 
 /// Ranges as a server answers them, from a whole recording: several ranges
@@ -507,7 +507,7 @@ fn ranges_are_answered_as_a_server_would() {
     let (head, _) = curl_fetch(&fx, &env, &["-r", "0-9"], "/never.bin");
     assert_eq!(final_status(&head), 404);
     let stop = fx.stop("playback", &[]);
-    let summary = text(&stop.stdout);
+    let summary = text(&stop.stderr);
     assert!(
         summary.contains("/never.bin (Range: bytes=0-9)"),
         "the miss names its range:\n{summary}"
@@ -562,7 +562,7 @@ fn close_delimited_bodies_end_at_the_close() {
         .arg(fx.url("/truncated")));
     assert!(!cut.status.success(), "a body cut short fails the client");
     let stop = fx.stop("record", &[]);
-    let summary = text(&stop.stdout);
+    let summary = text(&stop.stderr);
     assert_eq!(stop.status.code(), Some(1), "{summary}");
     assert!(summary.contains("/truncated"), "{summary}");
     assert!(
@@ -576,8 +576,11 @@ fn close_delimited_bodies_end_at_the_close() {
         "/close twice, /truncated never: {summary}"
     );
 
-    // --allow-incomplete downgrades it to a warning
+    // --allow-incomplete downgrades it to a warning (the session records
+    // something good too: an empty recording is an error of its own)
     let env2 = fx.start("record", "close2");
+    let (head, _) = curl_fetch(&fx, &env2, &[], "/close");
+    assert_eq!(final_status(&head), 200, "{head}");
     let _ = run(fx
         .curl(&env2)
         .args(["-o", "/dev/null"])

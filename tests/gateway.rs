@@ -180,7 +180,7 @@ fn record_then_replay_byte_identical_with_upstream_gone() {
     );
     let stop = fx.stop(&home, "record");
     assert!(stop.status.success(), "{}", text(&stop.stderr));
-    let summary = text(&stop.stdout);
+    let summary = text(&stop.stderr);
     assert!(field(&summary, "recorded") >= 8, "{summary}");
     assert_eq!(field(&summary, "misses"), 0, "{summary}");
 
@@ -281,7 +281,7 @@ fn record_then_replay_byte_identical_with_upstream_gone() {
     assert!(body.contains("example1"), "{body}");
 
     let stop = fx.stop(&home, "playback");
-    let summary = text(&stop.stdout);
+    let summary = text(&stop.stderr);
     assert_eq!(
         stop.status.code(),
         Some(1),
@@ -319,7 +319,7 @@ fn large_download_streams_with_bounded_memory() {
     assert_eq!(sha256_file(&fx.out("r-big")), sha);
     let stop = fx.stop(&home, "record");
     assert!(stop.status.success(), "{}", text(&stop.stderr));
-    assert_eq!(field(&text(&stop.stdout), "recorded"), 1);
+    assert_eq!(field(&text(&stop.stderr), "recorded"), 1);
     let after_record = fx.server.peak_rss_kib();
 
     fx.stop_upstream();
@@ -337,7 +337,7 @@ fn large_download_streams_with_bounded_memory() {
         "replayed bytes must be identical"
     );
     let stop = fx.stop(&home, "playback");
-    assert!(stop.status.success(), "{}", text(&stop.stdout));
+    assert!(stop.status.success(), "{}", text(&stop.stderr));
     let peak = fx.server.peak_rss_kib();
     eprintln!(
         "peak RSS after record: {after_record} KiB, after playback: {peak} KiB, artifact {} KiB",
@@ -396,8 +396,8 @@ fn concurrent_sessions_with_different_tags_stay_apart() {
     }
     for h in [&h1, &h2] {
         let stop = fx.stop(h, "playback");
-        assert!(stop.status.success(), "{}", text(&stop.stdout));
-        assert_eq!(field(&text(&stop.stdout), "hits"), 4);
+        assert!(stop.status.success(), "{}", text(&stop.stderr));
+        assert_eq!(field(&text(&stop.stderr), "hits"), 4);
     }
 }
 
@@ -457,7 +457,7 @@ fn invalid_upstream_certificate_is_a_clear_error() {
         "the error names the certificate problem: {body}"
     );
     let stop = fx.stop(&home, "record");
-    let summary = text(&stop.stdout);
+    let summary = text(&stop.stderr);
     assert_eq!(field(&summary, "recorded"), 0, "{summary}");
     assert!(summary.contains("not recorded"), "{summary}");
 }
@@ -479,7 +479,7 @@ fn dead_upstream_while_recording_is_a_clear_error() {
     let body = text(&read(&fx.out("body")));
     assert!(body.contains(&format!("{NAME}:{closed}")), "{body}");
     let stop = fx.stop(&home, "record");
-    assert_eq!(field(&text(&stop.stdout), "recorded"), 0);
+    assert_eq!(field(&text(&stop.stderr), "recorded"), 0);
 }
 
 /// The CLI contract: sealed tags, `tags`, `tag show --json`, `ca export`,
@@ -564,7 +564,15 @@ fn cli_contract() {
             "missing {var}"
         );
     }
-    assert!(fx.stop(&home, "record").status.success());
+    // Re-opened with --force and nothing recorded: an empty recording is
+    // reported (exit 1), and the tag keeps its entries, sealed again.
+    let stop = fx.stop(&home, "record");
+    assert_eq!(stop.status.code(), Some(1));
+    assert!(
+        text(&stop.stderr).contains("The tag keeps the entries it had and was sealed"),
+        "{}",
+        text(&stop.stderr)
+    );
 
     // tags and tag show --json
     let tags = text(&run_ok(fx.server.cli(&home).args(["tags"])).stdout);
@@ -719,9 +727,9 @@ fn request_bodies_and_ip_literals_are_part_of_the_key() {
     );
     let stop = fx.stop(&home, "playback");
     assert_eq!(
-        field(&text(&stop.stdout), "misses"),
+        field(&text(&stop.stderr), "misses"),
         1,
         "{}",
-        text(&stop.stdout)
+        text(&stop.stderr)
     );
 }

@@ -260,7 +260,7 @@ impl<'a> Client<'a> {
 }
 
 fn assert_clean_stop(stop: &Output, what: &str) -> String {
-    let summary = text(&stop.stdout);
+    let summary = text(&stop.stderr);
     assert!(
         stop.status.success(),
         "{what}: {summary}\n{}",
@@ -774,7 +774,7 @@ fn a_blob_that_does_not_match_its_digest_is_not_recorded() {
     let got = curl(&env, &config, "config");
     assert!(got.status.success(), "{}", text(&got.stderr));
     let stop = client.stop("record");
-    let summary = text(&stop.stdout);
+    let summary = text(&stop.stderr);
     assert!(
         summary.contains(&format!("does not match the expected {hex}")),
         "{summary}"
@@ -798,5 +798,5 @@ fn a_blob_that_does_not_match_its_digest_is_not_recorded() {
         image.blob(&config)
     );
     let stop = client.stop("playback");
-    assert_eq!(stop.status.code(), Some(1), "{}", text(&stop.stdout));
+    assert_eq!(stop.status.code(), Some(1), "{}", text(&stop.stderr));
 }

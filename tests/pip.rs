@@ -335,7 +335,7 @@ fn record_and_replay(pip: Pip, prefix: &str, tag: &str) {
         w.server.stderr_log()
     );
     let stop = w.stop(&home, "record");
-    let summary = text(&stop.stdout);
+    let summary = text(&stop.stderr);
     assert!(stop.status.success(), "{summary}{}", text(&stop.stderr));
     assert!(!summary.contains("problems:"), "{summary}");
     assert!(field(&summary, "recorded") >= 11, "{summary}");
@@ -378,7 +378,7 @@ fn record_and_replay(pip: Pip, prefix: &str, tag: &str) {
     let replayed_venv = w.venv("venv-replayed");
     let out = w.pip_install(pip, &env, &index, &replayed_venv);
     let stop = w.stop(&home, "playback");
-    let summary = text(&stop.stdout);
+    let summary = text(&stop.stderr);
     assert!(
         out.status.success(),
         "pip install from the replay failed:\n{}\n{}\n{summary}",
@@ -448,9 +448,9 @@ fn json_form_is_recorded_and_each_client_gets_its_form_back() {
     let stop = w.stop(&home, "record");
     assert!(stop.status.success());
     assert!(
-        !text(&stop.stdout).contains("problems:"),
+        !text(&stop.stderr).contains("problems:"),
         "{}",
-        text(&stop.stdout)
+        text(&stop.stderr)
     );
 
     let entries = w.entries(&home, "pip-json");
@@ -567,8 +567,8 @@ fn json_form_is_recorded_and_each_client_gets_its_form_back() {
     );
     assert_eq!(text(&never.stdout), "404");
     let stop = w.stop(&home, "playback");
-    assert_eq!(stop.status.code(), Some(1), "{}", text(&stop.stdout));
-    assert_eq!(field(&text(&stop.stdout), "misses"), 1);
+    assert_eq!(stop.status.code(), Some(1), "{}", text(&stop.stderr));
+    assert_eq!(field(&text(&stop.stderr), "misses"), 1);
 
     assert_eq!(
         std::fs::read(&html_rep).expect("html"),
@@ -620,16 +620,15 @@ fn tampered(pip: Pip, tag: &str, bad: &str) {
         "{pip_says}"
     );
     let stop = w.stop(&home, "record");
-    let stdout = text(&stop.stdout);
     let stderr = text(&stop.stderr);
-    eprintln!("--- btrfly stop said ---\n{stdout}{stderr}");
+    eprintln!("--- btrfly stop said ---\n{stderr}");
     // the recording fails as a whole, saying what and why
-    assert_eq!(stop.status.code(), Some(1), "{stdout}{stderr}");
+    assert_eq!(stop.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("did not match the digest"), "{stderr}");
-    let problems = stdout
+    let problems = stderr
         .split_once("problems:\n")
         .map(|(_, p)| p)
-        .unwrap_or_else(|| panic!("no problems listed:\n{stdout}"));
+        .unwrap_or_else(|| panic!("no problems listed:\n{stderr}"));
     let first = problems.lines().next().unwrap_or_default();
     assert!(
         first.contains(bad)
@@ -641,8 +640,8 @@ fn tampered(pip: Pip, tag: &str, bad: &str) {
         "one clear line per refusal, no internal noise:\n{problems}"
     );
     assert!(
-        field(&stdout, "recorded") >= 10,
-        "the rest was recorded: {stdout}"
+        field(&stderr, "recorded") >= 10,
+        "the rest was recorded: {stderr}"
     );
     // nothing of the tampered file is in the tag, not even a part of it
     let entries = w.entries(&home, tag);
@@ -670,4 +669,118 @@ fn newest_pip_tampered_large_file_fails_the_recording() {
         "pip-tampered-newest",
         "demo_lib-1.1-py3-none-any.whl",
     );
+}
+
+/// `pip install demo-app` as a user runs it: no cache flags, the user's
+/// own HOME (and so `~/.cache/pip`), btrfly's exports applied as given.
+fn user_pip_install(w: &World, user: &Path, env: &[(String, String)], venv: &Path) -> Output {
+    let mut c = Command::new(Pip::Machine.python());
+    client_env(&mut c);
+    for var in ["PIP_CACHE_DIR", "PIP_NO_CACHE_DIR", "XDG_CACHE_HOME"] {
+        c.env_remove(var);
+    }
+    c.env("HOME", user)
+        .env("PIP_DISABLE_PIP_VERSION_CHECK", "1")
+        .env("PIP_NO_INPUT", "1")
+        .env("PYTHONDONTWRITEBYTECODE", "1");
+    apply_env(&mut c, env);
+    c.args(["-m", "pip", "--python"])
+        .arg(venv.join("bin/python"))
+        .args(["install", "--no-compile", "--index-url"])
+        .arg(w.index_url("/simple/"))
+        .arg("demo-app")
+        .current_dir(w.work.path());
+    run(&mut c)
+}
+
+/// The URLs a tag holds.
+fn urls(entries: &[serde_json::Value]) -> Vec<String> {
+    entries
+        .iter()
+        .map(|e| e["url"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+/// A record session sees every download of an isolated build even when
+/// the user's pip cache already holds them all (the session's exports give
+/// pip, and the nested pip of the build, a fresh cache), so the tag
+/// replays on a machine with an empty cache. With `--keep-caches` the
+/// same recording misses what the cache served, and its replay fails.
+#[test]
+fn build_isolation_with_a_warm_user_cache_is_recorded_whole() {
+    let mut w = World::new(None);
+    let home = w.dir("btrfly-home");
+    let user = w.dir("user");
+    let user_cache = user.join(".cache/pip");
+
+    // The user has installed demo-app before: their cache is warm (HTTP
+    // cache and the wheel pip built from demo-sdist).
+    let out =
+        run_ok(
+            w.server
+                .cli(&home)
+                .args(["start", "record", "--tag=warm-up", "--keep-caches"]),
+        );
+    let env = parse_exports(&text(&out.stdout));
+    let out = user_pip_install(&w, &user, &env, &w.venv("venv-warm-up"));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(w.stop(&home, "record").status.success());
+    assert!(
+        user_cache.join("wheels").is_dir(),
+        "the user's cache is warm"
+    );
+
+    // With the user's caches kept, the recording lacks what they served.
+    let out =
+        run_ok(
+            w.server
+                .cli(&home)
+                .args(["start", "record", "--tag=cached", "--keep-caches"]),
+        );
+    let env = parse_exports(&text(&out.stdout));
+    let out = user_pip_install(&w, &user, &env, &w.venv("venv-cached"));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let _ = w.stop(&home, "record");
+    let cached = urls(&w.entries(&home, "cached"));
+    assert!(
+        !cached.iter().any(|u| u.contains("tinybuild")),
+        "the build backend came from the user's cache: {cached:#?}"
+    );
+
+    // By default the session isolates pip's cache: every download is seen.
+    let env = w.start(&home, "record", "isolated");
+    let recorded = w.venv("venv-isolated");
+    let out = user_pip_install(&w, &user, &env, &recorded);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stop = w.stop(&home, "record");
+    assert!(stop.status.success(), "{}", text(&stop.stderr));
+    let isolated = urls(&w.entries(&home, "isolated"));
+    for want in ["tinybuild-0.1-py3-none-any.whl", "demo_sdist-2.0.tar.gz"] {
+        assert!(
+            isolated.iter().any(|u| u.contains(want)),
+            "{want} not recorded: {isolated:#?}"
+        );
+    }
+
+    // --- the index is gone; a machine with an empty cache ---
+    w.stop_index();
+    let fresh = w.dir("fresh-user");
+    let env = w.start(&home, "playback", "isolated");
+    let replayed = w.venv("venv-replayed");
+    let out = user_pip_install(&w, &fresh, &env, &replayed);
+    let stop = w.stop(&home, "playback");
+    let summary = text(&stop.stderr);
+    assert!(out.status.success(), "{}\n{summary}", text(&out.stderr));
+    assert_eq!(field(&summary, "misses"), 0, "{summary}");
+    assert_eq!(installed(&replayed), installed(&recorded));
+
+    // The tag recorded with the user's cache does not replay there.
+    let env = w.start(&home, "playback", "cached");
+    let out = user_pip_install(&w, &w.dir("another-user"), &env, &w.venv("venv-cached-2"));
+    let stop = w.stop(&home, "playback");
+    assert!(
+        !out.status.success(),
+        "a tag missing the build backend cannot install"
+    );
+    assert!(field(&text(&stop.stderr), "misses") >= 1);
 }

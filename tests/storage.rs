@@ -66,27 +66,6 @@ fn via(env: &[(String, String)], proxy: SocketAddr) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Replicas share the CA (so clients trust every replica) and the control
-/// token: copies `from`'s into `to`'s data dir and restarts `to`.
-fn share_identity(from: &BtrflyServer, to: &mut BtrflyServer) {
-    to.stop();
-    for f in ["ca.pem", "ca-key.pem", "token"] {
-        std::fs::copy(from.data_dir().join(f), to.data_dir().join(f))
-            .unwrap_or_else(|e| panic!("copy {f}: {e}"));
-    }
-    to.restart();
-}
-
-/// The client's active session now talks to `server`'s control API: what a
-/// load balancer does when the replica that started the session is gone.
-fn point_home_at(home: &Path, server: &BtrflyServer) {
-    let path = home.join("session.json");
-    let mut active: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&path).expect("session.json")).expect("json");
-    active["server"] = serde_json::Value::String(server.control_url());
-    std::fs::write(&path, serde_json::to_vec(&active).expect("json")).expect("write");
-}
-
 fn fetch(env: &[(String, String)], url: &str, out: &Path) {
     run_ok(curl(env).arg("-o").arg(out).arg(url));
 }
@@ -138,8 +117,15 @@ fn two_replicas_on_one_s3_bucket_record_through_one_replay_through_the_other() {
         ..StartOptions::default()
     };
     let mut a = BtrflyServer::start_with(bin(), options.clone());
-    let mut b = BtrflyServer::start_with(bin(), options);
-    share_identity(&a, &mut b);
+    // The second replica gets the first one's identity before it starts
+    // (README: "Several replicas on one bucket").
+    let b = BtrflyServer::start_with(
+        bin(),
+        StartOptions {
+            identity_from: Some(a.data_dir()),
+            ..options
+        },
+    );
 
     let work = tempfile::tempdir().expect("work");
     let home = work.path().join("home");
@@ -162,10 +148,11 @@ fn two_replicas_on_one_s3_bucket_record_through_one_replay_through_the_other() {
         a.stop().is_some_and(|s| s.success()),
         "replica A stops cleanly"
     );
-    point_home_at(&home, &b);
+    // The session was started through A; `stop` talks to B because
+    // BTRFLY_SERVER (set by `cli`) says so.
     let stopped = stop(&b, &home, "record");
     assert!(stopped.status.success(), "{}", text(&stopped.stderr));
-    let summary = text(&stopped.stdout);
+    let summary = text(&stopped.stderr);
     assert_eq!(field(&summary, "requests"), 3, "{summary}");
     assert_eq!(
         field(&summary, "recorded"),
@@ -194,7 +181,7 @@ fn two_replicas_on_one_s3_bucket_record_through_one_replay_through_the_other() {
     }
     let stopped = stop(&b, &home, "playback");
     assert!(stopped.status.success(), "{}", text(&stopped.stderr));
-    let summary = text(&stopped.stdout);
+    let summary = text(&stopped.stderr);
     assert_eq!(
         (field(&summary, "hits"), field(&summary, "misses")),
         (3, 0),
@@ -235,13 +222,13 @@ fn record_and_replay_on_gcs() {
     fetch(&env, &target, &home.join("r.bin"));
     let stopped = stop(&server, home, "record");
     assert!(stopped.status.success(), "{}", text(&stopped.stderr));
-    assert_eq!(field(&text(&stopped.stdout), "recorded"), 1);
+    assert_eq!(field(&text(&stopped.stderr), "recorded"), 1);
     nginx.stop();
     let env = start(&server, home, "playback", "g1");
     fetch(&env, &target, &home.join("p.bin"));
     assert_eq!(sha256_file(&home.join("p.bin")), sha);
     let stopped = stop(&server, home, "playback");
-    assert!(stopped.status.success(), "{}", text(&stopped.stdout));
+    assert!(stopped.status.success(), "{}", text(&stopped.stderr));
 }
 
 /// A plain-HTTP upstream that answers every request after `delay`, and
@@ -324,7 +311,7 @@ fn concurrent_identical_downloads_go_upstream_once() {
         "eight concurrent identical requests must reach the upstream once"
     );
     let stopped = stop(&server, home, "record");
-    let summary = text(&stopped.stdout);
+    let summary = text(&stopped.stderr);
     assert_eq!(field(&summary, "requests"), 8, "{summary}");
     assert_eq!(field(&summary, "recorded"), 1, "{summary}");
     assert_eq!(field(&summary, "hits"), 7, "the followers: {summary}");
@@ -402,4 +389,111 @@ fn unusable_storage_is_a_clear_error_before_any_listener_opens() {
     );
     assert!(err.contains("bucket does not exist"), "{err}");
     assert!(err.contains("storage.gcs.bucket"), "{err}");
+}
+
+/// `btrfly serve` with this config (and this data dir) must refuse to
+/// start; returns what it printed on stderr.
+fn serve_refused(data_dir: &Path, storage: &str) -> String {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("config.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "data_dir = {}\n[proxy]\nlisten = \"127.0.0.1:0\"\n[control]\nlisten = \"127.0.0.1:0\"\n{storage}",
+            BtrflyServer::toml_str(data_dir.to_string_lossy())
+        ),
+    )
+    .expect("config");
+    let mut cmd = Command::new(bin());
+    client_env(&mut cmd);
+    let out = run_timeout(
+        cmd.arg("serve").arg("--config").arg(&path),
+        Duration::from_secs(60),
+    );
+    assert!(!out.status.success(), "serve must refuse to start");
+    assert!(
+        !text(&out.stdout).contains("listening on"),
+        "no listener opens: {}",
+        text(&out.stdout)
+    );
+    text(&out.stderr)
+}
+
+/// Replicas of one store share one identity. A second replica started as
+/// the README says (the first one's ca.pem, ca-key.pem and token in its
+/// data dir) serves the first one's sessions: TLS through it is trusted.
+/// One started with a data dir of its own, or with another CA, refuses to
+/// start, naming the fix.
+#[test]
+fn replicas_of_one_store_share_one_identity() {
+    let root = tempfile::tempdir().expect("root");
+    std::fs::create_dir_all(root.path().join("files")).expect("files");
+    std::fs::write(root.path().join("files/b.txt"), "through replica B\n").expect("b");
+    let ca = TestCa::new();
+    let nginx = Nginx::start(root.path(), &ca, &[NAME]);
+    let url = format!("https://{NAME}:{}/files/b.txt", nginx.port());
+    let shared = tempfile::tempdir().expect("shared store");
+    let store_root = shared.path().join("store");
+    let storage = format!(
+        "[storage]\nbackend = \"fs\"\nroot = {}\n",
+        BtrflyServer::toml_str(store_root.to_string_lossy())
+    );
+    let options = StartOptions {
+        extra: format!("{storage}{}", upstream_config(&nginx)),
+        ..StartOptions::default()
+    };
+    let a = BtrflyServer::start_with(bin(), options.clone());
+
+    // Started wrongly: a data dir of its own, with no CA in it.
+    let fresh = tempfile::tempdir().expect("fresh");
+    let data = fresh.path().join("data");
+    let err = serve_refused(&data, &storage);
+    let expected = format!(
+        "btrfly: the store (fs at {root}) already belongs to a btrfly CA, and this server's data_dir {data} has none: every replica of one store shares the CA and the control token. Copy ca.pem, ca-key.pem and token from the data_dir of a replica serving this store into {data}, then start again (README: \"Several replicas on one bucket\")\n",
+        root = store_root.display(),
+        data = data.display()
+    );
+    assert!(err.ends_with(&expected), "{err}");
+    assert!(
+        !data.join("ca.pem").exists(),
+        "no CA is minted for a store that has one"
+    );
+
+    // Started wrongly: a data dir with a CA of its own (from another store).
+    let mut other = BtrflyServer::start(bin(), "");
+    other.stop();
+    let own = other.data_dir();
+    let err = serve_refused(&own, &storage);
+    let expected = format!("than this server's {}/ca.pem (sha256 ", own.display());
+    assert!(
+        err.contains(&format!(
+            "btrfly: the store (fs at {}) belongs to another btrfly CA (sha256 ",
+            store_root.display()
+        )) && err.contains(&expected)
+            && err.contains(&format!(
+                "clients of the other replicas would not trust this one. Every replica of one store shares the CA and the control token: copy ca.pem, ca-key.pem and token from the data_dir of a replica serving this store into {}, then start again",
+                own.display()
+            )),
+        "{err}"
+    );
+
+    // Started the README's way.
+    let b = BtrflyServer::start_with(
+        bin(),
+        StartOptions {
+            identity_from: Some(a.data_dir()),
+            ..options
+        },
+    );
+    let work = tempfile::tempdir().expect("work");
+    let home = work.path().join("home");
+    std::fs::create_dir_all(&home).expect("home");
+    let env = start(&a, &home, "record", "one-identity");
+    let out = work.path().join("b.txt");
+    fetch(&via(&env, b.proxy_addr()), &url, &out);
+    assert_eq!(std::fs::read(&out).expect("b.txt"), b"through replica B\n");
+    // one token for both: B stops the session A started
+    let stopped = stop(&b, &home, "record");
+    assert!(stopped.status.success(), "{}", text(&stopped.stderr));
+    assert_eq!(field(&text(&stopped.stderr), "recorded"), 1);
 }

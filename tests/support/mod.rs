@@ -81,7 +81,7 @@ pub use process::{
 };
 pub use py_upstream::PyUpstream;
 pub use registry::{DockerRegistry, RegistryOptions, RegistryTokenAuth};
-pub use server::{apply_env, parse_exports, BtrflyServer, StartOptions};
+pub use server::{apply_env, parse_exports, BtrflyServer, StartOptions, IDENTITY_FILES};
 pub use token_server::TokenServer;
 
 /// The product binary under test.

@@ -45,6 +45,15 @@ const LEAKY_VARS: &[&str] = &[
     "BTRFLY_SERVER",
     "BTRFLY_TOKEN",
     "BTRFLY_HOME",
+    "BTRFLY_CONFIG",
+    "BTRFLY_DATA_DIR",
+    // What `btrfly start` exports, in case a developer's shell has a
+    // session open.
+    "BTRFLY_SESSION",
+    "BTRFLY_TAG",
+    "NPM_CONFIG_CAFILE",
+    "WGETRC",
+    "APT_CONFIG",
 ];
 
 /// Removes from `cmd`'s environment the proxy, CA-bundle and pip variables
@@ -53,7 +62,8 @@ const LEAKY_VARS: &[&str] = &[
 /// REQUESTS_CA_BUNDLE CURL_CA_BUNDLE PIP_CERT PIP_FIND_LINKS GIT_SSL_CAINFO
 /// NODE_EXTRA_CA_CERTS, plus PIP_INDEX_URL PIP_EXTRA_INDEX_URL AWS_CA_BUNDLE
 /// NIX_SSL_CERT_FILE HTTPLIB2_CA_CERTS CLOUDSDK_CORE_CUSTOM_CA_CERTS_FILE
-/// GRPC_DEFAULT_SSL_ROOTS_FILE_PATH and BTRFLY_SERVER/TOKEN/HOME) and sets
+/// GRPC_DEFAULT_SSL_ROOTS_FILE_PATH, BTRFLY_SERVER/TOKEN/HOME/CONFIG/DATA_DIR
+/// and what a developer's open session exports) and sets
 /// `PIP_CONFIG_FILE=/dev/null` (this machine has an /etc/pip.conf).
 ///
 /// Call it before setting the variables a test wants (e.g. the ones from

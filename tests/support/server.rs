@@ -28,7 +28,14 @@ pub struct StartOptions {
     /// Extra environment for `btrfly serve` (e.g. `RUST_LOG`), applied
     /// after [`client_env`].
     pub env: Vec<(String, String)>,
+    /// A data dir whose identity (`ca.pem`, `ca-key.pem`, `token`) is
+    /// copied into this server's data dir before it first starts: how the
+    /// README starts a second replica of one store.
+    pub identity_from: Option<PathBuf>,
 }
+
+/// The files that make a replica's identity, in its data dir.
+pub const IDENTITY_FILES: [&str; 3] = ["ca.pem", "ca-key.pem", "token"];
 
 /// A running `btrfly serve` (the product binary) with its own temp dir:
 /// `<dir>/config.toml`, `<dir>/data` (data_dir), `<dir>/store` (fs storage
@@ -93,6 +100,14 @@ impl BtrflyServer {
             .expect("btrfly temp dir");
         let config = base_config(dir.path(), &opts.top_level, &opts.extra);
         std::fs::write(dir.path().join("config.toml"), config).expect("write config.toml");
+        if let Some(from) = &opts.identity_from {
+            let data = dir.path().join("data");
+            std::fs::create_dir_all(&data).expect("data dir");
+            for f in IDENTITY_FILES {
+                std::fs::copy(from.join(f), data.join(f))
+                    .unwrap_or_else(|e| panic!("copy {f} from {}: {e}", from.display()));
+            }
+        }
         let mut server = BtrflyServer {
             bin: bin.to_path_buf(),
             dir,

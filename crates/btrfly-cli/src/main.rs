@@ -3,11 +3,13 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 mod client;
+mod exports;
 mod home;
 mod serve;
+mod target;
 
 #[derive(Parser)]
 #[command(
@@ -20,25 +22,50 @@ struct Cli {
     command: Command,
 }
 
-#[derive(Args, Clone)]
+/// How the CLI finds and authenticates to the server's control API.
+#[derive(Args, Clone, Debug, Default)]
 pub struct ServerArgs {
-    /// Control API of the btrfly server.
+    /// Control API of the btrfly server, as http://HOST:PORT. Default: the
+    /// control.listen of --config, else the server the active session was
+    /// started on, else http://127.0.0.1:3129.
+    #[arg(long, env = "BTRFLY_SERVER", value_name = "URL")]
+    pub server: Option<String>,
+    /// Control token. Default: <data_dir>/token of the server's config
+    /// (--config), else of the default data dir: readable on the server's
+    /// own machine.
     #[arg(
         long,
-        env = "BTRFLY_SERVER",
-        default_value = "http://127.0.0.1:3129",
-        global = true
+        env = "BTRFLY_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
     )]
-    pub server: String,
-    /// Control token; on the server's own machine it is read from
-    /// <data_dir>/token when not given.
-    #[arg(long, env = "BTRFLY_TOKEN", hide_env_values = true, global = true)]
     pub token: Option<String>,
+    /// The server's configuration file: the CLI takes the control address
+    /// (control.listen) and the token (<data_dir>/token) from it.
+    #[arg(long, env = "BTRFLY_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Where --server came from (flag or environment), for messages.
+    #[arg(skip)]
+    pub server_source: Option<&'static str>,
+}
+
+/// Client download caches during a session.
+#[derive(Args, Clone, Copy, Debug, Default)]
+pub struct CacheArgs {
+    /// Let clients use the user's own download caches (pip, npm, yarn,
+    /// cargo, Go). Without it, the session's exports point them at a fresh
+    /// cache that is removed at stop, so that every download goes through
+    /// btrfly: a recording misses nothing a cache would have served, and a
+    /// playback proves the tag is complete.
+    #[arg(long)]
+    pub keep_caches: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq, Debug)]
 pub enum ModeArg {
+    /// Forward every request upstream and record the responses.
     Record,
+    /// Answer every request from the tag's recording; nothing goes upstream.
     Playback,
 }
 
@@ -55,26 +82,35 @@ impl From<ModeArg> for btrfly_core::Mode {
 enum Command {
     /// Run the gateway: proxy, control API (and DNS when configured).
     Serve {
-        /// TOML configuration; without one, fs storage in the data dir.
-        #[arg(long, env = "BTRFLY_CONFIG")]
+        /// TOML configuration; without one: fs storage and the CA in the
+        /// default data dir, proxy on 127.0.0.1:3128, control API on
+        /// 127.0.0.1:3129.
+        #[arg(long, env = "BTRFLY_CONFIG", value_name = "FILE")]
         config: Option<PathBuf>,
     },
     /// Start a session and print shell exports for it: eval "$(btrfly start record --tag=T)".
     Start {
+        /// record, or playback.
         mode: ModeArg,
-        #[arg(long)]
+        /// The tag to record into or play back from (A-Z a-z 0-9 . _ -).
+        #[arg(long, value_name = "TAG")]
         tag: String,
-        /// Record into a sealed tag again.
+        /// Record into a sealed tag again (its entries are kept; the ones
+        /// recorded again are replaced).
         #[arg(long)]
         force: bool,
         #[command(flatten)]
+        caches: CacheArgs,
+        #[command(flatten)]
         server: ServerArgs,
     },
-    /// Stop the active session and print its summary; a playback with
-    /// misses exits 1 and lists them.
+    /// Stop the active session and print its summary (to stderr), and on
+    /// stdout the shell commands that undo the session's exports:
+    /// eval "$(btrfly stop)". A playback with misses exits 1 and lists them.
     Stop {
+        /// The mode of the session to stop (checked against the active one).
         mode: Option<ModeArg>,
-        /// Print the summary as JSON.
+        /// Print the summary as JSON on stdout (and no shell commands).
         #[arg(long)]
         json: bool,
         /// Exit 0 from a recording even when some answers the build received
@@ -84,32 +120,42 @@ enum Command {
         #[command(flatten)]
         server: ServerArgs,
     },
-    /// Print the exports of the active session again.
+    /// Print the exports of the active session again (for another shell).
     Env,
     /// Run one command inside a session: btrfly run --record --tag=T -- make.
     Run {
-        #[arg(
-            long,
-            conflicts_with = "playback",
-            required_unless_present = "playback"
-        )]
+        /// Record the command's downloads into the tag; the tag is sealed
+        /// only when the command succeeds.
+        #[arg(long, conflicts_with = "playback")]
         record: bool,
+        /// Play the command's downloads back from the tag.
         #[arg(long)]
         playback: bool,
-        #[arg(long)]
+        /// The tag to record into or play back from (A-Z a-z 0-9 . _ -).
+        #[arg(long, value_name = "TAG")]
         tag: String,
+        /// Record into a sealed tag again.
         #[arg(long)]
         force: bool,
         /// Like `stop --allow-incomplete`.
         #[arg(long)]
         allow_incomplete: bool,
         #[command(flatten)]
+        caches: CacheArgs,
+        #[command(flatten)]
         server: ServerArgs,
-        #[arg(trailing_var_arg = true, required = true, allow_hyphen_values = true)]
+        /// The command and its arguments, after `--`.
+        #[arg(
+            trailing_var_arg = true,
+            required = true,
+            allow_hyphen_values = true,
+            value_name = "COMMAND"
+        )]
         command: Vec<String>,
     },
-    /// List the recorded tags.
+    /// List the recorded tags: name, state, created and sealed times (UTC).
     Tags {
+        /// Print the list as JSON.
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -129,9 +175,12 @@ enum Command {
 
 #[derive(Subcommand)]
 enum TagAction {
-    /// Print a tag's entries.
+    /// Print a tag's entries: method, URL, status, size, sha256, key and
+    /// response headers.
     Show {
+        /// The tag.
         tag: String,
+        /// Print the tag as JSON.
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -148,8 +197,32 @@ enum CaAction {
     },
 }
 
+/// Where the `server` argument of the (sub)command that ran came from.
+fn server_source(matches: &clap::ArgMatches) -> Option<&'static str> {
+    let mut m = matches;
+    while let Some((_, sub)) = m.subcommand() {
+        m = sub;
+    }
+    match m.try_get_raw("server").ok().flatten()?.len() {
+        0 => None,
+        _ => match m.value_source("server")? {
+            clap::parser::ValueSource::EnvVariable => Some("BTRFLY_SERVER"),
+            _ => Some("--server"),
+        },
+    }
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let source = server_source(&matches);
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
+    let with_source = |mut s: ServerArgs| {
+        s.server_source = source;
+        s
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -167,45 +240,84 @@ fn main() -> ExitCode {
                 mode,
                 tag,
                 force,
+                caches,
                 server,
-            } => client::start(&server, mode, &tag, force).await,
+            } => client::start(&with_source(server), mode, &tag, force, caches).await,
             Command::Stop {
                 mode,
                 json,
                 allow_incomplete,
                 server,
-            } => client::stop(&server, mode, json, allow_incomplete).await,
+            } => client::stop(&with_source(server), mode, json, allow_incomplete).await,
             Command::Env => client::env().await,
             Command::Run {
                 record,
+                playback,
                 tag,
                 force,
                 allow_incomplete,
+                caches,
                 server,
                 command,
-                ..
             } => {
-                let mode = if record {
-                    ModeArg::Record
-                } else {
-                    ModeArg::Playback
+                let mode = match (record, playback) {
+                    (true, _) => ModeArg::Record,
+                    (_, true) => ModeArg::Playback,
+                    _ => usage_error(
+                        "run",
+                        "btrfly run needs --record (record the command's downloads into the tag) or --playback (play them back from it)",
+                    ),
                 };
-                client::run(&server, mode, &tag, force, allow_incomplete, &command).await
+                client::run(
+                    &with_source(server),
+                    mode,
+                    &tag,
+                    force,
+                    allow_incomplete,
+                    caches,
+                    &command,
+                )
+                .await
             }
-            Command::Tags { json, server } => client::tags(&server, json).await,
+            Command::Tags { json, server } => client::tags(&with_source(server), json).await,
             Command::Tag {
                 action: TagAction::Show { tag, json, server },
-            } => client::tag_show(&server, &tag, json).await,
+            } => client::tag_show(&with_source(server), &tag, json).await,
             Command::Ca {
                 action: CaAction::Export { server },
-            } => client::ca_export(&server).await,
+            } => client::ca_export(&with_source(server)).await,
         }
     });
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("btrfly: {e:#}");
+            eprintln!("btrfly: {}", error_chain(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// Exits like clap does for a usage error, with the usage of `sub`.
+fn usage_error(sub: &str, message: &str) -> ! {
+    let mut cli = Cli::command();
+    cli.build();
+    let kind = clap::error::ErrorKind::MissingRequiredArgument;
+    match cli.find_subcommand_mut(sub) {
+        Some(cmd) => cmd.error(kind, message).exit(),
+        None => cli.error(kind, message).exit(),
+    }
+}
+
+/// The error and its causes joined by `: `, leaving out a cause whose text
+/// the message already holds (many errors print their source themselves).
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut msg = e.to_string();
+    for cause in e.chain().skip(1) {
+        let text = cause.to_string();
+        if !msg.contains(&text) {
+            msg.push_str(": ");
+            msg.push_str(&text);
+        }
+    }
+    msg
 }

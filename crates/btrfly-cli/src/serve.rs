@@ -1,5 +1,6 @@
 //! `btrfly serve`: wire the parts together and run until SIGINT/SIGTERM.
 
+use std::io::IsTerminal;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -14,17 +15,22 @@ use btrfly_core::Adapter;
 use btrfly_layers::classify::Adapters;
 use btrfly_layers::SessionRegistry;
 use btrfly_proxy::{GatewayApp, ProxyListener, UpstreamResolver};
-use btrfly_store::Store;
+use btrfly_store::{Identity, IdentityCheck, Store};
 use pingora_core::server::configuration::ServerConf;
+use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new("info,pingora_core=warn,pingora_proxy=warn")
     });
+    // Colour only for a person at a terminal: a log file or a pipe gets
+    // plain text (NO_COLOR turns it off everywhere).
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(ansi)
         .try_init();
 }
 
@@ -83,6 +89,74 @@ fn adapters(config: &Config) -> Result<Adapters> {
     Ok(Adapters::new(list))
 }
 
+/// A listener that could not bind, with what to do about it.
+fn bind_error(what: &str, key: &str, addr: SocketAddr, e: std::io::Error) -> anyhow::Error {
+    let hint = match e.kind() {
+        std::io::ErrorKind::AddrInUse => format!(
+            ": another program listens there (another `btrfly serve`?). Stop it, or choose another address with {key} in a config file (btrfly serve --config FILE; port 0 picks a free one)"
+        ),
+        std::io::ErrorKind::PermissionDenied => format!(
+            ": ports below 1024 need privileges; choose another address with {key} in a config file (btrfly serve --config FILE)"
+        ),
+        std::io::ErrorKind::AddrNotAvailable => format!(
+            ": no interface of this machine has that address; fix {key} in the config file"
+        ),
+        _ => String::new(),
+    };
+    anyhow::anyhow!("binding the {what} listener on {addr}: {e}{hint}")
+}
+
+fn short_fingerprint(pem: &str) -> String {
+    use rustls_pki_types::pem::PemObject;
+    let der = rustls_pki_types::CertificateDer::from_pem_slice(pem.as_bytes())
+        .map(|d| d.as_ref().to_vec())
+        .unwrap_or_else(|_| pem.as_bytes().to_vec());
+    let hex = hex::encode(Sha256::digest(der));
+    hex[..16].to_owned()
+}
+
+/// Compares this server's CA and token with the store's identity (claiming
+/// an empty store); refuses to serve a store that belongs to another CA or
+/// token, naming the fix.
+async fn check_identity(
+    store: &Store,
+    data_dir: &Path,
+    ca: &CertificateAuthority,
+    token: &str,
+) -> Result<()> {
+    let mine = Identity {
+        ca_pem: ca.cert_pem().to_owned(),
+        token_sha256: hex::encode(Sha256::digest(token.as_bytes())),
+        created_at: time::OffsetDateTime::now_utc(),
+    };
+    let check = store
+        .claim_identity(&mine)
+        .await
+        .context("reading the store's identity")?;
+    let fix = format!(
+        "Every replica of one store shares the CA and the control token: copy ca.pem, ca-key.pem and token from the data_dir of a replica serving this store into {}, then start again (README: \"Several replicas on one bucket\")",
+        data_dir.display()
+    );
+    let place = format!("{} at {}", store.backend(), store.location());
+    match check {
+        IdentityCheck::Claimed => {
+            tracing::info!(store = %place, "the store now belongs to this server's CA and token");
+            Ok(())
+        }
+        IdentityCheck::Matches => Ok(()),
+        IdentityCheck::OtherCa { stored } => anyhow::bail!(
+            "the store ({place}) belongs to another btrfly CA (sha256 {}) than this server's {} (sha256 {}): clients of the other replicas would not trust this one. {fix}",
+            short_fingerprint(&stored.ca_pem),
+            data_dir.join("ca.pem").display(),
+            short_fingerprint(&mine.ca_pem)
+        ),
+        IdentityCheck::OtherToken { .. } => anyhow::bail!(
+            "the store ({place}) belongs to this CA but another control token than {}: the CLI could not stop a session through this replica. {fix}",
+            data_dir.join("token").display()
+        ),
+    }
+}
+
 fn advertised(config: &Config, bound: SocketAddr) -> String {
     if let Some(a) = &config.proxy.advertise {
         return a.clone();
@@ -95,6 +169,13 @@ fn advertised(config: &Config, bound: SocketAddr) -> String {
     SocketAddr::new(ip, bound.port()).to_string()
 }
 
+/// `btrfly serve`: checks the store (usable, and this server's identity is
+/// its identity), opens the listeners, prints `listening on ADDR (WHAT)`
+/// lines and runs until SIGINT or SIGTERM.
+///
+/// # Errors
+/// An unreadable or invalid config, an unusable store, a store that
+/// belongs to another CA or token, a listener that cannot bind.
 pub async fn serve(config_path: Option<PathBuf>) -> Result<ExitCode> {
     init_logging();
     // Both ring and aws-lc may be compiled in; pick one explicitly.
@@ -106,13 +187,30 @@ pub async fn serve(config_path: Option<PathBuf>) -> Result<ExitCode> {
     };
     let data_dir = config.data_dir();
     create_private_dir(&data_dir)?;
-    let token = load_or_create_token(&data_dir)?;
-    let ca = Arc::new(CertificateAuthority::load_or_create(&data_dir)?);
 
     // The backend is proven usable (bucket there, credentials accepted)
     // before any listener opens.
     let store = Store::open(&config).context("storage is not usable")?;
     store.check().await.context("storage is not usable")?;
+
+    // Every replica of a store shares one CA and token: a data dir
+    // without a CA does not mint a new one for a store that has one.
+    let known = store
+        .identity()
+        .await
+        .context("reading the store's identity")?;
+    if known.is_some() && !data_dir.join("ca.pem").exists() {
+        anyhow::bail!(
+            "the store ({} at {}) already belongs to a btrfly CA, and this server's data_dir {} has none: every replica of one store shares the CA and the control token. Copy ca.pem, ca-key.pem and token from the data_dir of a replica serving this store into {}, then start again (README: \"Several replicas on one bucket\")",
+            store.backend(),
+            store.location(),
+            data_dir.display(),
+            data_dir.display()
+        );
+    }
+    let token = load_or_create_token(&data_dir)?;
+    let ca = Arc::new(CertificateAuthority::load_or_create(&data_dir)?);
+    check_identity(&store, &data_dir, &ca, &token).await?;
 
     let bundle = btrfly_proxy::roots::write_upstream_bundle(
         config.upstream.ca_file.as_deref(),
@@ -131,7 +229,7 @@ pub async fn serve(config_path: Option<PathBuf>) -> Result<ExitCode> {
 
     let proxy = ProxyListener::bind(config.proxy.listen, ca.clone(), sessions.clone(), proxy_app)
         .await
-        .with_context(|| format!("binding the proxy listener on {}", config.proxy.listen))?;
+        .map_err(|e| bind_error("proxy", "proxy.listen", config.proxy.listen, e))?;
     let proxy_addr = proxy.local_addr()?;
     let control = ControlServer::bind(
         config.control.listen,
@@ -143,7 +241,7 @@ pub async fn serve(config_path: Option<PathBuf>) -> Result<ExitCode> {
         },
     )
     .await
-    .with_context(|| format!("binding the control listener on {}", config.control.listen))?;
+    .map_err(|e| bind_error("control", "control.listen", config.control.listen, e))?;
     let control_addr = control.local_addr()?;
     let dns = match &config.dns {
         Some(d) => {

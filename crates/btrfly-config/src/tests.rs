@@ -23,7 +23,18 @@ fn example_files_in_the_repo_parse() {
     for entry in std::fs::read_dir(&dir).expect("config dir") {
         let path = entry.expect("entry").path();
         if path.extension().is_some_and(|e| e == "toml") {
-            Config::load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let c = Config::load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            // `btrfly serve --config config/…` from a checkout must not
+            // write state into the source tree.
+            let here = dir.canonicalize().expect("config dir");
+            for p in [c.data_dir(), c.storage_root()] {
+                assert!(
+                    !p.starts_with(&dir) && !p.starts_with(&here),
+                    "{} puts state into the source tree: {}",
+                    path.display(),
+                    p.display()
+                );
+            }
             seen += 1;
         }
     }

@@ -24,6 +24,29 @@ pub struct StartResponse {
     pub proxy: String,
     /// The CA certificate clients must trust, PEM.
     pub ca_pem: String,
+    /// Things the user should know about the session (e.g. playback of a
+    /// tag whose recording was never sealed); empty when all is well.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+/// Body of `POST /v1/sessions/{id}/stop` (optional: no body seals).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StopRequest {
+    /// Record sessions: seal the tag (when it has entries). `false` leaves
+    /// it open, e.g. after the recorded command failed.
+    #[serde(default = "yes")]
+    pub seal: bool,
+}
+
+impl Default for StopRequest {
+    fn default() -> Self {
+        StopRequest { seal: true }
+    }
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

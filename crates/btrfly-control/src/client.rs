@@ -8,16 +8,70 @@ use hyper_util::rt::TokioExecutor;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::api::{ErrorBody, StartRequest, StartResponse, Summary, TagList, TagShow};
+use btrfly_core::Tag;
+
+use crate::api::{ErrorBody, StartRequest, StartResponse, StopRequest, Summary, TagList, TagShow};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("cannot reach the btrfly server at {url}: {message} (is `btrfly serve` running? set --server or BTRFLY_SERVER)")]
+    /// The server address is not an `http://` URL.
+    #[error("server address {url:?}: {message}")]
+    InvalidServer { url: String, message: String },
+    #[error("cannot reach the btrfly server at {url}: {message} (is `btrfly serve` running there? pass --server or set BTRFLY_SERVER)")]
     Unreachable { url: String, message: String },
+    /// 401: no token, or not the server's.
     #[error("{0}")]
-    Server(String),
+    Unauthorized(String),
+    /// The server understood the request and said no; `message` says why.
+    #[error("{message}")]
+    Server { status: StatusCode, message: String },
     #[error("unexpected answer from the btrfly server ({status}): {body}")]
     Protocol { status: StatusCode, body: String },
+}
+
+impl ClientError {
+    /// Whether the server could not be reached at all (nothing was done
+    /// there).
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, ClientError::Unreachable { .. })
+    }
+}
+
+/// Checks a control API address: `http://host:port` (a path prefix is
+/// allowed). Returns it without a trailing `/`.
+///
+/// # Errors
+/// [`ClientError::InvalidServer`] for an address without a scheme, with
+/// `https://` (the control API speaks plain HTTP) or with another scheme.
+pub fn parse_server_url(url: &str) -> Result<String, ClientError> {
+    let invalid = |message: String| ClientError::InvalidServer {
+        url: url.to_owned(),
+        message,
+    };
+    match url.split_once("://") {
+        Some(("http", rest)) => {
+            let rest = rest.trim_end_matches('/');
+            if rest.is_empty() || rest.starts_with('/') {
+                return Err(invalid("has no host: write http://HOST:PORT".into()));
+            }
+            let base = format!("http://{rest}");
+            match base.parse::<http::Uri>() {
+                Ok(_) => Ok(base),
+                Err(e) => Err(invalid(format!("not a URL ({e})"))),
+            }
+        }
+        Some(("https", rest)) => Err(invalid(format!(
+            "the control API speaks plain HTTP, not HTTPS: write http://{}",
+            rest.trim_end_matches('/')
+        ))),
+        Some((scheme, _)) => Err(invalid(format!(
+            "unknown scheme {scheme:?}: write http://HOST:PORT"
+        ))),
+        None => Err(invalid(format!(
+            "has no scheme: write http://{}",
+            url.trim_end_matches('/')
+        ))),
+    }
 }
 
 pub struct ControlClient {
@@ -27,12 +81,22 @@ pub struct ControlClient {
 }
 
 impl ControlClient {
-    pub fn new(base: &str, token: Option<String>) -> ControlClient {
-        ControlClient {
-            base: base.trim_end_matches('/').to_owned(),
+    /// A client of the control API at `base` (`http://host:port`).
+    ///
+    /// # Errors
+    /// [`ClientError::InvalidServer`] when `base` is not an `http://` URL
+    /// (see [`parse_server_url`]).
+    pub fn new(base: &str, token: Option<String>) -> Result<ControlClient, ClientError> {
+        Ok(ControlClient {
+            base: parse_server_url(base)?,
             token,
             http: Client::builder(TokioExecutor::new()).build_http(),
-        }
+        })
+    }
+
+    /// The server's address, as requests use it.
+    pub fn base(&self) -> &str {
+        &self.base
     }
 
     /// One request; the status and the whole (small) answer.
@@ -86,7 +150,11 @@ impl ControlClient {
             });
         }
         match serde_json::from_slice::<ErrorBody>(&bytes) {
-            Ok(e) => Err(ClientError::Server(e.error)),
+            Ok(e) if status == StatusCode::UNAUTHORIZED => Err(ClientError::Unauthorized(e.error)),
+            Ok(e) => Err(ClientError::Server {
+                status,
+                message: e.error,
+            }),
             Err(_) => Err(ClientError::Protocol {
                 status,
                 body: String::from_utf8_lossy(&bytes).into_owned(),
@@ -94,30 +162,62 @@ impl ControlClient {
         }
     }
 
+    /// `POST /v1/sessions`.
+    ///
+    /// # Errors
+    /// See [`ClientError`]; a refused start (sealed tag, unknown tag) is
+    /// [`ClientError::Server`] with the server's reason.
     pub async fn start(&self, req: &StartRequest) -> Result<StartResponse, ClientError> {
         self.call(Method::POST, "/v1/sessions", Some(to_json(req)))
             .await
     }
 
+    /// `GET /v1/sessions/{id}`: a running session's counters so far.
+    ///
+    /// # Errors
+    /// See [`ClientError`].
     pub async fn session(&self, id: &str) -> Result<Summary, ClientError> {
         self.call(Method::GET, &format!("/v1/sessions/{id}"), None)
             .await
     }
 
-    pub async fn stop(&self, id: &str) -> Result<Summary, ClientError> {
-        self.call(Method::POST, &format!("/v1/sessions/{id}/stop"), None)
-            .await
+    /// `POST /v1/sessions/{id}/stop`: ends a session; a record session's
+    /// tag is sealed when `req.seal` and it has entries (`Summary::sealed`).
+    ///
+    /// # Errors
+    /// See [`ClientError`]; an unknown session is [`ClientError::Server`]
+    /// with status 404.
+    pub async fn stop(&self, id: &str, req: &StopRequest) -> Result<Summary, ClientError> {
+        self.call(
+            Method::POST,
+            &format!("/v1/sessions/{id}/stop"),
+            Some(to_json(req)),
+        )
+        .await
     }
 
+    /// `GET /v1/tags`.
+    ///
+    /// # Errors
+    /// See [`ClientError`].
     pub async fn tags(&self) -> Result<TagList, ClientError> {
         self.call(Method::GET, "/v1/tags", None).await
     }
 
-    pub async fn tag(&self, tag: &str) -> Result<TagShow, ClientError> {
+    /// `GET /v1/tags/{tag}`: a tag and its entries.
+    ///
+    /// # Errors
+    /// See [`ClientError`]; an unknown tag is [`ClientError::Server`] with
+    /// status 404.
+    pub async fn tag(&self, tag: &Tag) -> Result<TagShow, ClientError> {
         self.call(Method::GET, &format!("/v1/tags/{tag}"), None)
             .await
     }
 
+    /// `GET /v1/ca`: the CA certificate, PEM.
+    ///
+    /// # Errors
+    /// See [`ClientError`].
     pub async fn ca_pem(&self) -> Result<String, ClientError> {
         let (status, bytes) = self.send(Method::GET, "/v1/ca", None).await?;
         let text = String::from_utf8_lossy(&bytes).into_owned();
@@ -142,4 +242,28 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         src = s.source();
     }
     msg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_addresses_need_plain_http() {
+        assert_eq!(
+            parse_server_url("http://127.0.0.1:3129/").expect("ok"),
+            "http://127.0.0.1:3129"
+        );
+        let msg = |u: &str| parse_server_url(u).expect_err(u).to_string();
+        assert_eq!(
+            msg("127.0.0.1:3129"),
+            "server address \"127.0.0.1:3129\": has no scheme: write http://127.0.0.1:3129"
+        );
+        assert_eq!(
+            msg("https://btrfly.example.test:3129"),
+            "server address \"https://btrfly.example.test:3129\": the control API speaks plain HTTP, not HTTPS: write http://btrfly.example.test:3129"
+        );
+        assert!(msg("ftp://x").contains("unknown scheme"));
+        assert!(msg("http://").contains("no host"));
+    }
 }

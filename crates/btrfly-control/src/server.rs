@@ -17,7 +17,7 @@ use tokio::net::TcpListener;
 use tower::ServiceBuilder;
 use tower_http::validate_request::ValidateRequestHeaderLayer;
 
-use crate::api::{ErrorBody, StartRequest, StartResponse, TagList, TagShow};
+use crate::api::{ErrorBody, StartRequest, StartResponse, StopRequest, TagList, TagShow};
 
 pub struct ControlState {
     pub sessions: Arc<SessionRegistry>,
@@ -58,7 +58,9 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response<Body> {
 
 fn session_error(e: SessionError) -> Response<Body> {
     let status = match &e {
-        SessionError::Sealed(_) | SessionError::Busy { .. } => StatusCode::CONFLICT,
+        SessionError::Sealed(_) | SessionError::Busy { .. } | SessionError::EmptyTag(_) => {
+            StatusCode::CONFLICT
+        }
         SessionError::UnknownTag(_) | SessionError::NotFound(_) => StatusCode::NOT_FOUND,
         SessionError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
     };
@@ -146,6 +148,47 @@ async fn read_json<T: serde::de::DeserializeOwned>(
         .map_err(|e| error(StatusCode::BAD_REQUEST, format!("malformed request: {e}")))
 }
 
+/// Like [`read_json`], but an empty body is `T::default()`.
+async fn read_json_or_default<T: serde::de::DeserializeOwned + Default>(
+    req: Request<Incoming>,
+) -> Result<T, Response<Body>> {
+    let bytes = Limited::new(req.into_body(), MAX_BODY)
+        .collect()
+        .await
+        .map_err(|e| {
+            error(
+                StatusCode::BAD_REQUEST,
+                format!("reading the request body: {e}"),
+            )
+        })?
+        .to_bytes();
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(&bytes)
+        .map_err(|e| error(StatusCode::BAD_REQUEST, format!("malformed request: {e}")))
+}
+
+/// What a client starting a session should be told: playback of a tag
+/// whose recording was never sealed (a failed `btrfly run --record`, or a
+/// recording still running).
+async fn start_warnings(
+    state: &ControlState,
+    tag: &Tag,
+    mode: btrfly_core::Mode,
+) -> Result<Vec<String>, Response<Body>> {
+    if mode != btrfly_core::Mode::Playback {
+        return Ok(Vec::new());
+    }
+    match state.sessions.store().tag_meta(tag).await {
+        Ok(Some(meta)) if !meta.sealed => Ok(vec![format!(
+            "tag {tag} is not sealed: its recording did not finish (a failed `btrfly run --record`, or a record session still running); playback answers from what was recorded so far"
+        )]),
+        Ok(_) => Ok(Vec::new()),
+        Err(e) => Err(error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())),
+    }
+}
+
 async fn route(state: &ControlState, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().to_owned();
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
@@ -168,6 +211,10 @@ async fn route(state: &ControlState, req: Request<Incoming>) -> Response<Body> {
                 Ok(t) => t,
                 Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
             };
+            let warnings = match start_warnings(state, &tag, start.mode).await {
+                Ok(w) => w,
+                Err(resp) => return resp,
+            };
             match state.sessions.create(tag, start.mode, start.force).await {
                 Ok(new) => json(
                     StatusCode::CREATED,
@@ -178,6 +225,7 @@ async fn route(state: &ControlState, req: Request<Incoming>) -> Response<Body> {
                         mode: new.session.mode(),
                         proxy: state.proxy_advertise.clone(),
                         ca_pem: state.ca_pem.clone(),
+                        warnings,
                     },
                 ),
                 Err(e) => session_error(e),
@@ -190,10 +238,17 @@ async fn route(state: &ControlState, req: Request<Incoming>) -> Response<Body> {
                 format!("no running session {id} on this server"),
             ),
         },
-        (Method::POST, ["v1", "sessions", id, "stop"]) => match state.sessions.stop(id).await {
-            Ok(summary) => json(StatusCode::OK, &summary),
-            Err(e) => session_error(e),
-        },
+        (Method::POST, ["v1", "sessions", id, "stop"]) => {
+            let id = (*id).to_owned();
+            let stop: StopRequest = match read_json_or_default(req).await {
+                Ok(s) => s,
+                Err(resp) => return resp,
+            };
+            match state.sessions.stop_with(&id, stop.seal).await {
+                Ok(summary) => json(StatusCode::OK, &summary),
+                Err(e) => session_error(e),
+            }
+        }
         (Method::GET, ["v1", "tags"]) => match state.sessions.store().list_tags().await {
             Ok(tags) => json(StatusCode::OK, &TagList { tags }),
             Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),

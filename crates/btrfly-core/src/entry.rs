@@ -45,6 +45,17 @@ impl Entry {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct FieldValue(Vec<u8>);
 
+/// Text as it is; a value that is not UTF-8 with its bytes escaped
+/// (`\xe9`), for people to read. Never fed back into a message.
+impl std::fmt::Display for FieldValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.to_str() {
+            Some(text) => f.write_str(text),
+            None => write!(f, "{}", self.0.escape_ascii()),
+        }
+    }
+}
+
 impl FieldValue {
     pub fn new(bytes: impl Into<Vec<u8>>) -> FieldValue {
         FieldValue(bytes.into())

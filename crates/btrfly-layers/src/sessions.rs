@@ -27,6 +27,8 @@ pub enum SessionError {
     Sealed(Tag),
     #[error("tag {0} has no recording to play back (`btrfly tags` lists the recorded tags)")]
     UnknownTag(Tag),
+    #[error("tag {0} has no recorded entries: nothing to play back. Its recording saw no request (did the build use the session's exports?); record it again")]
+    EmptyTag(Tag),
     #[error("tag {tag} is being recorded by session {session}; stop that session first")]
     Busy { tag: Tag, session: String },
     #[error("no session {0} on this server (it was stopped, or never started)")]
@@ -120,6 +122,10 @@ pub struct Summary {
     pub unrecorded: u64,
     pub missed: Vec<String>,
     pub errors: Vec<String>,
+    /// Record sessions: whether stopping sealed the tag (it is not sealed
+    /// when it has no entries, or when the stop asked not to seal).
+    #[serde(default)]
+    pub sealed: bool,
 }
 
 #[derive(Debug)]
@@ -302,6 +308,7 @@ impl LiveSession {
             unrecorded: s.unrecorded.load(Ordering::Relaxed),
             missed: list(&s.missed),
             errors: list(&s.errors),
+            sealed: false,
         }
     }
 }
@@ -384,6 +391,9 @@ impl SessionRegistry {
                 if meta.is_none() {
                     return Err(SessionError::UnknownTag(tag));
                 }
+                if !self.store.has_entries(&tag).await? {
+                    return Err(SessionError::EmptyTag(tag));
+                }
             }
         }
         let id = random_hex(8);
@@ -437,8 +447,20 @@ impl SessionRegistry {
             .cloned()
     }
 
-    /// Ends a session. Stopping a record session seals its tag.
+    /// Ends a session. Stopping a record session seals its tag, unless
+    /// the tag has no entries (an empty recording is not sealed).
     pub async fn stop(&self, id: &str) -> Result<Summary, SessionError> {
+        self.stop_with(id, true).await
+    }
+
+    /// Ends a session; a record session's tag is sealed only when `seal`
+    /// is true and the tag has at least one entry. `summary.sealed` says
+    /// which happened.
+    ///
+    /// # Errors
+    /// [`SessionError::NotFound`] for an unknown session; a store error
+    /// (the session is then kept, so that the stop can be retried).
+    pub async fn stop_with(&self, id: &str, seal: bool) -> Result<Summary, SessionError> {
         let session = match self.get(id) {
             Some(s) => s,
             None => {
@@ -457,7 +479,7 @@ impl SessionRegistry {
         self.store.delete_session(id).await?;
         let mut summary = session.summary();
         self.gather(id, &mut summary).await;
-        if session.mode() == Mode::Record {
+        if session.mode() == Mode::Record && seal && self.store.has_entries(session.tag()).await? {
             let tag = session.tag();
             let meta = self.store.tag_meta(tag).await?.unwrap_or(TagMeta {
                 tag: tag.clone(),
@@ -470,6 +492,7 @@ impl SessionRegistry {
                 let _ = self.store.put_session(&session.info).await;
                 return Err(e.into());
             }
+            summary.sealed = true;
         }
         self.forget_stats(id).await;
         self.write_live().remove(id);
@@ -584,7 +607,45 @@ mod tests {
             .err()
             .expect("busy");
         assert!(busy.to_string().contains("being recorded"), "{busy}");
-        reg.stop(&s.session.info.id).await.expect("stop");
+        // Nothing recorded: the tag is not sealed, and not played back.
+        let summary = reg.stop(&s.session.info.id).await.expect("stop");
+        assert!(!summary.sealed, "an empty recording is not sealed");
+        let empty = reg
+            .create(tag.clone(), Mode::Playback, false)
+            .await
+            .err()
+            .expect("empty");
+        assert!(matches!(empty, SessionError::EmptyTag(_)), "{empty}");
+        // One entry: stopping without sealing leaves it open, stopping
+        // seals it.
+        let s = reg
+            .create(tag.clone(), Mode::Record, false)
+            .await
+            .expect("record again, no --force");
+        let key = btrfly_core::RecordingKey::new("files", "GET https://a.example.test:443/x");
+        let entry = btrfly_core::Entry {
+            key,
+            method: "GET".into(),
+            url: "https://a.example.test/x".into(),
+            status: 200,
+            headers: Vec::new(),
+            sha256: btrfly_core::sha256_hex(b""),
+            size: 0,
+            mutability: btrfly_core::Mutability::Mutable,
+            recorded_at: OffsetDateTime::now_utc(),
+        };
+        reg.store().put_entry(&tag, &entry).await.expect("entry");
+        let summary = reg
+            .stop_with(&s.session.info.id, false)
+            .await
+            .expect("stop");
+        assert!(!summary.sealed);
+        let s = reg
+            .create(tag.clone(), Mode::Record, false)
+            .await
+            .expect("still open");
+        let summary = reg.stop(&s.session.info.id).await.expect("stop");
+        assert!(summary.sealed);
         let sealed = reg
             .create(tag.clone(), Mode::Record, false)
             .await

@@ -61,7 +61,8 @@ macro_rules! suite {
             sealed_tags_load_from_one_snapshot,
             sessions_and_replica_stats_round_trip,
             concurrent_identical_commits_lose_nothing,
-            vary_records_round_trip_and_seal
+            vary_records_round_trip_and_seal,
+            the_first_identity_claims_the_store
         )
     };
     (@run $backend:expr, $make:expr, $($behaviour:ident),*) => {
@@ -222,6 +223,10 @@ async fn tag_entries_round_trip(store: &Store) {
     assert!(store.list_entries(&tag).await.expect("list").is_empty());
     assert!(store.list_tags().await.expect("tags").is_empty());
     store.put_tag_meta(&meta(&tag)).await.expect("put meta");
+    assert!(
+        !store.has_entries(&tag).await.expect("has"),
+        "a tag with a meta but no entry is empty"
+    );
     let key = RecordingKey::new("files", "GET https://a.example.test:443/x");
     let entry = entry_for(
         &key,
@@ -239,6 +244,7 @@ async fn tag_entries_round_trip(store: &Store) {
     let other = RecordingKey::new("files", "GET https://a.example.test:443/y");
     assert!(store.get_entry(&tag, &other).await.expect("get").is_none());
     assert_eq!(store.list_entries(&tag).await.expect("list").len(), 1);
+    assert!(store.has_entries(&tag).await.expect("has"));
     let tags = store.list_tags().await.expect("tags");
     assert_eq!(tags.len(), 1);
     assert_eq!(tags[0].tag, tag);
@@ -434,6 +440,17 @@ async fn sessions_and_replica_stats_round_trip(store: &Store) {
         .expect("stats")
         .is_empty());
     assert!(store.list_sessions().await.expect("list").is_empty());
+    // Nothing of the session is left, not even an empty folder (fs).
+    let left: Vec<String> = match store.operator().list("sessions/").await {
+        Ok(l) => l
+            .iter()
+            .map(|e| e.path().to_owned())
+            .filter(|p| p != "sessions/")
+            .collect(),
+        Err(e) if e.kind() == ErrorKind::NotFound => Vec::new(),
+        Err(e) => panic!("list sessions/: {e}"),
+    };
+    assert!(left.is_empty(), "left behind: {left:?}");
 }
 
 /// Eight writers (as if eight replicas, each with its own operator) store
@@ -615,4 +632,43 @@ async fn playback_index_cache_benchmark_s3() {
         per_uncached / per_cached.max(1e-9),
         per_uncached / amortised
     );
+}
+
+/// The first replica's CA and token become the store's; a replica with
+/// another CA or token is told apart from one with the same.
+async fn the_first_identity_claims_the_store(store: &Store) {
+    let mine = Identity {
+        ca_pem: "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n".into(),
+        token_sha256: btrfly_core::sha256_hex(b"token-a"),
+        created_at: OffsetDateTime::now_utc(),
+    };
+    assert!(store.identity().await.expect("read").is_none());
+    assert_eq!(
+        store.claim_identity(&mine).await.expect("claim"),
+        IdentityCheck::Claimed
+    );
+    assert_eq!(
+        store.claim_identity(&mine).await.expect("again"),
+        IdentityCheck::Matches
+    );
+    let other_ca = Identity {
+        ca_pem: "-----BEGIN CERTIFICATE-----\nBBBB\n-----END CERTIFICATE-----\n".into(),
+        ..mine.clone()
+    };
+    assert!(matches!(
+        store.claim_identity(&other_ca).await.expect("other ca"),
+        IdentityCheck::OtherCa { stored } if stored.ca_pem == mine.ca_pem
+    ));
+    let other_token = Identity {
+        token_sha256: btrfly_core::sha256_hex(b"token-b"),
+        ..mine.clone()
+    };
+    assert!(matches!(
+        store
+            .claim_identity(&other_token)
+            .await
+            .expect("other token"),
+        IdentityCheck::OtherToken { .. }
+    ));
+    assert_eq!(store.identity().await.expect("read"), Some(mine));
 }
