@@ -1,0 +1,635 @@
+#!/usr/bin/env python3
+"""btrfly's benchmark against nginx and mitmproxy: the orchestration.
+
+Run it through `bash bench/run` (which installs what it needs and builds
+the release binaries first); docs/BENCHMARKS.md says what is measured and
+how. Standard library only: it starts the servers (nginx, `btrfly serve`,
+mitmdump) pinned to one core, runs the load client (bench/loadgen) pinned
+to the other, reads each server's CPU time and peak RSS from /proc, and
+writes `results.json` (every run's raw figures) and `results.md` (the
+table of medians and ratios) to the results directory.
+
+Every server listens on 127.0.0.1 only; every host name is under
+example.test and is mapped to 127.0.0.1 explicitly (btrfly's
+[upstream.resolve], the load client's --resolve, mitmproxy's addon).
+"""
+
+import json
+import os
+import platform
+import random
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+
+# ---------------------------------------------------------------- settings
+
+KIB, MIB, GIB = 1 << 10, 1 << 20, 1 << 30
+
+# The issue's sizes (BENCH_SIZE=full, the default) and a quick smoke run.
+SIZES = {
+    "full": dict(large=1 * GIB, small=10 * KIB, distinct=2000, requests=10000,
+                 connections=32, cold_hosts=10, reps=3),
+    "smoke": dict(large=64 * MIB, small=10 * KIB, distinct=200, requests=1000,
+                  connections=8, cold_hosts=3, reps=1),
+}
+
+SERVER_CORE = os.environ.get("BENCH_SERVER_CORE", "0")
+CLIENT_CORE = os.environ.get("BENCH_CLIENT_CORE", "1")
+# A run whose load client used more of its core than this is marked: the
+# client, not the server, may have set the pace.
+CLIENT_BOUND_SHARE = 0.9
+LOADGEN_TIMEOUT_S = 900
+PROXY_USER, PROXY_PASSWORD = "bench", "bench-secret"
+USER_HZ = 100  # /proc/PID/stat time unit (the kernel's fixed user ABI)
+
+
+def log(msg):
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def die(msg):
+    log(f"FAILED: {msg}")
+    sys.exit(1)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, proc, what, timeout=120):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            die(f"{what} exited with {proc.returncode} before listening on {port}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    die(f"{what} is not listening on {port} after {timeout} s")
+
+
+def run(cmd, **kw):
+    """Runs a command to completion; dies with its output when it fails."""
+    p = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    if p.returncode != 0:
+        die(f"{' '.join(map(str, cmd))} exited {p.returncode}\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
+    return p.stdout
+
+
+def clean_env():
+    """This machine's environment without proxy and CA-bundle presets."""
+    env = dict(os.environ)
+    for k in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY",
+              "all_proxy", "NO_PROXY", "no_proxy", "SSL_CERT_FILE", "SSL_CERT_DIR",
+              "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "PIP_CERT"):
+        env.pop(k, None)
+    return env
+
+
+# ------------------------------------------------------------ servers
+
+class Server:
+    """A server process pinned to SERVER_CORE, with /proc readings."""
+
+    def __init__(self, name, cmd, logfile, env=None, cwd=None, core=SERVER_CORE, stdout=None):
+        self.name = name
+        self.logfile = logfile
+        log(f"starting {name}: {' '.join(map(str, cmd))}")
+        self.proc = subprocess.Popen(
+            ["taskset", "-c", core, *map(str, cmd)],
+            stdin=subprocess.DEVNULL,
+            stdout=stdout if stdout is not None else open(logfile, "ab"),
+            stderr=open(logfile, "ab"),
+            env=env or clean_env(), cwd=cwd,
+            start_new_session=True,
+        )
+        # taskset execs the server: the PID is the server's own.
+        self.pid = self.proc.pid
+
+    def cpu_s(self):
+        """utime + stime of the whole process (all threads, dead ones too)."""
+        with open(f"/proc/{self.pid}/stat") as f:
+            rest = f.read().rsplit(")", 1)[1].split()
+        return (int(rest[11]) + int(rest[12])) / USER_HZ
+
+    def run_delay_s(self):
+        """Time the live threads waited for a CPU (schedstat field 2)."""
+        total = 0
+        for task in Path(f"/proc/{self.pid}/task").iterdir():
+            try:
+                total += int((task / "schedstat").read_text().split()[1])
+            except (OSError, IndexError, ValueError):
+                pass  # a thread that ended meanwhile
+        return total / 1e9
+
+    def status_kb(self, key):
+        with open(f"/proc/{self.pid}/status") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])
+        return 0
+
+    def pin(self, core):
+        run(["taskset", "-a", "-p", "-c", core, str(self.pid)])
+
+    def stop(self, sig=signal.SIGTERM, grace=30):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(grace)
+            except subprocess.TimeoutExpired:
+                log(f"{self.name} did not stop within {grace} s; killing it")
+                self.proc.kill()
+                self.proc.wait()
+
+
+class Bench:
+    def __init__(self):
+        size = os.environ.get("BENCH_SIZE", "full")
+        if size not in SIZES:
+            die(f"BENCH_SIZE={size!r}: expected one of {', '.join(SIZES)}")
+        self.size_name = size
+        self.s = dict(SIZES[size])
+        if os.environ.get("BENCH_REPS"):
+            self.s["reps"] = int(os.environ["BENCH_REPS"])
+        self.target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
+        self.btrfly = self.target / "release" / "btrfly"
+        self.loadgen = self.target / "release" / "btrfly-loadgen"
+        self.mitmdump = Path(os.environ.get("BENCH_MITMDUMP", self.target / "bench-venv" / "bin" / "mitmdump"))
+        self.only = set(filter(None, os.environ.get("BENCH_ONLY", "nginx,btrfly,mitmproxy").split(",")))
+        self.work = self.target / "bench" / "work"
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        self.results_dir = Path(os.environ.get("BENCH_RESULTS", self.target / "bench" / "results" / stamp))
+        self.runs = []  # every measured run, raw
+        self.started = time.time()
+        self.phase_times = {}
+
+    # ---------------------------------------------------------- fixtures
+
+    def prepare(self):
+        for p in (self.btrfly, self.loadgen):
+            if not p.exists():
+                die(f"{p} is missing: build it with `cargo build --release -p btrfly -p btrfly-loadgen` (bench/run does)")
+        if "mitmproxy" in self.only and not self.mitmdump.exists():
+            die(f"{self.mitmdump} is missing (bench/run installs mitmproxy into a venv)")
+        if self.work.exists():
+            # Keep the large fixture (slow to write); everything else is per run.
+            for child in self.work.iterdir():
+                if child.name != "www":
+                    shutil.rmtree(child) if child.is_dir() else child.unlink()
+        (self.work / "www" / "files").mkdir(parents=True, exist_ok=True)
+        self.results_dir.mkdir(parents=True, exist_ok=True)
+        self.logs = self.results_dir / "logs"
+        self.logs.mkdir(exist_ok=True)
+        self.write_files()
+        self.write_certs()
+        self.nginx_port = free_port()
+        self.hosts_large = "big.example.test"
+        self.hosts_small = "files.example.test"
+        reps = self.s["reps"]
+        # Never-seen names for every repetition of the cold start.
+        self.cold_names = [[f"new-{r}-{i}.example.test" for i in range(self.s["cold_hosts"])]
+                           for r in range(1, reps + 1)]
+        self.all_names = [self.hosts_large, self.hosts_small] + [n for rep in self.cold_names for n in rep]
+        self.write_url_lists()
+
+    def write_files(self):
+        www = self.work / "www"
+        big = www / "big.bin"
+        if not big.exists() or big.stat().st_size != self.s["large"]:
+            log(f"writing the large file ({self.s['large']} bytes)")
+            chunk = os.urandom(16 * MIB)
+            with open(big, "wb") as f:
+                left = self.s["large"]
+                while left > 0:
+                    n = min(left, len(chunk))
+                    f.write(chunk[:n])
+                    left -= n
+                    # Distinct blocks without paying for urandom per block.
+                    chunk = chunk[1:] + chunk[:1]
+        files = www / "files"
+        for old in files.iterdir():
+            old.unlink()
+        rng = random.Random(16)
+        for i in range(self.s["distinct"]):
+            (files / f"f{i:05}.bin").write_bytes(rng.randbytes(self.s["small"]))
+        # Warm the page cache: every server reads the same cached bytes.
+        with open(big, "rb") as f:
+            while f.read(16 * MIB):
+                pass
+
+    def write_certs(self):
+        """A benchmark CA and one ECDSA P-256 leaf for *.example.test
+        (btrfly mints P-256 leaves too), made with openssl."""
+        d = self.work / "certs"
+        d.mkdir()
+        self.ca = d / "ca.pem"
+        run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+             "-nodes", "-keyout", d / "ca-key.pem", "-out", self.ca, "-days", "30",
+             "-subj", "/CN=btrfly benchmark CA", "-addext", "basicConstraints=critical,CA:TRUE",
+             "-addext", "keyUsage=critical,keyCertSign,cRLSign"])
+        run(["openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+             "-keyout", d / "leaf-key.pem", "-out", d / "leaf.csr", "-subj", "/CN=example.test"])
+        (d / "leaf.ext").write_text(
+            "subjectAltName=DNS:example.test,DNS:*.example.test\n"
+            "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n")
+        run(["openssl", "x509", "-req", "-in", d / "leaf.csr", "-CA", self.ca, "-CAkey", d / "ca-key.pem",
+             "-CAcreateserial", "-out", d / "leaf.pem", "-days", "30", "-extfile", d / "leaf.ext"])
+        self.leaf, self.leaf_key = d / "leaf.pem", d / "leaf-key.pem"
+
+    def url(self, host, path):
+        return f"https://{host}:{self.nginx_port}{path}"
+
+    def write_url_lists(self):
+        d = self.work / "urls"
+        d.mkdir()
+        files = [f"/files/f{i:05}.bin" for i in range(self.s["distinct"])]
+        rng = random.Random(10000)
+        many = [files[i % len(files)] for i in range(self.s["requests"])]
+        rng.shuffle(many)
+        lists = {
+            "large": [self.url(self.hosts_large, "/big.bin")],
+            "small": [self.url(self.hosts_small, p) for p in many],
+            "distinct": [self.url(self.hosts_small, p) for p in files],
+        }
+        for r, names in enumerate(self.cold_names, 1):
+            lists[f"cold-{r}"] = [self.url(n, files[i]) for i, n in enumerate(names)]
+        lists["cold-all"] = [u for r in range(1, len(self.cold_names) + 1) for u in lists[f"cold-{r}"]]
+        # The warm-up of a small-file server: its first requests, untimed.
+        lists["warmup"] = lists["small"][: min(500, len(many))]
+        self.urls = {}
+        for name, urls in lists.items():
+            p = d / f"{name}.txt"
+            p.write_text("\n".join(urls) + "\n")
+            self.urls[name] = p
+
+    # ---------------------------------------------------------- load client
+
+    def load(self, urls, *, cacert, proxy=None, http="1.1", connections=1, fresh=False,
+             label="", resolve=True):
+        cmd = ["taskset", "-c", CLIENT_CORE, self.loadgen, "--urls", urls, "--cacert", cacert,
+               "--http", http, "--connections", connections, "--label", label,
+               "--timeout-secs", LOADGEN_TIMEOUT_S]
+        if fresh:
+            cmd.append("--fresh-connections")
+        if proxy:
+            cmd += ["--proxy", proxy]
+        elif resolve:
+            for n in self.all_names:
+                cmd += ["--resolve", f"{n}:{self.nginx_port}:127.0.0.1"]
+        p = subprocess.run(list(map(str, cmd)), capture_output=True, text=True, env=clean_env())
+        if p.returncode not in (0, 1) or not p.stdout.strip():
+            die(f"load client ({label}) exited {p.returncode}: {p.stderr.strip()}")
+        report = json.loads(p.stdout)
+        if report["failed"]:
+            die(f"{label}: {report['failed']} of {report['requests']} requests failed: {report['errors']}")
+        return report
+
+    def measure(self, server, workload, target, rep, urls, **kw):
+        """One timed run of the load client against `server`."""
+        label = f"{target}/{workload}/{rep}"
+        load0 = os.getloadavg()[0]
+        cpu0, delay0 = server.cpu_s(), server.run_delay_s()
+        report = self.load(urls, label=label, **kw)
+        cpu = server.cpu_s() - cpu0
+        report.update(
+            target=target, workload=workload, rep=rep,
+            server_cpu_s=round(cpu, 3),
+            server_runqueue_wait_s=round(max(0.0, server.run_delay_s() - delay0), 3),
+            server_peak_rss_kb=server.status_kb("VmHWM"),
+            server_rss_kb=server.status_kb("VmRSS"),
+            loadavg_before=load0, loadavg_after=os.getloadavg()[0],
+        )
+        self.runs.append(report)
+        flag = "  (client-bound?)" if report["client_cpu_share"] > CLIENT_BOUND_SHARE else ""
+        log(f"{label}: {report['requests_per_s']:.0f} req/s, {report['throughput_mb_s']:.1f} MB/s, "
+            f"p50 {report['latency']['p50_us']} us, p99 {report['latency']['p99_us']} us, "
+            f"server CPU {cpu:.2f} s, peak RSS {report['server_peak_rss_kb'] // 1024} MiB, "
+            f"client CPU share {report['client_cpu_share']:.2f}{flag}")
+        return report
+
+    def reps(self):
+        return range(1, self.s["reps"] + 1)
+
+    def timed(self, name, fn):
+        t0 = time.time()
+        fn()
+        self.phase_times[name] = round(time.time() - t0, 1)
+        log(f"phase {name}: {self.phase_times[name]} s")
+
+    # ---------------------------------------------------------- nginx
+
+    def start_nginx(self):
+        d = self.work / "nginx"
+        for sub in ("logs", "tmp"):
+            (d / sub).mkdir(parents=True, exist_ok=True)
+        conf = d / "nginx.conf"
+        conf.write_text(f"""
+worker_processes 1;
+pid {d}/nginx.pid;
+error_log {d}/logs/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    default_type application/octet-stream;
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_requests 1000000;
+    client_body_temp_path {d}/tmp/body;
+    proxy_temp_path {d}/tmp/proxy;
+    fastcgi_temp_path {d}/tmp/fastcgi;
+    uwsgi_temp_path {d}/tmp/uwsgi;
+    scgi_temp_path {d}/tmp/scgi;
+    server {{
+        listen 127.0.0.1:{self.nginx_port} ssl http2;
+        server_name _;
+        ssl_certificate {self.leaf};
+        ssl_certificate_key {self.leaf_key};
+        root {self.work / 'www'};
+    }}
+}}
+""")
+        self.nginx = Server("nginx", ["nginx", "-p", f"{d}/", "-c", conf, "-e", d / "logs" / "error.log",
+                                      "-g", "daemon off; master_process off;"], self.logs / "nginx.log")
+        wait_port(self.nginx_port, self.nginx.proc, "nginx")
+
+    def nginx_phase(self):
+        """nginx serving the files directly over TLS: the practical limit."""
+        n, s = self.nginx, self.s
+        c = dict(cacert=self.ca)
+        self.load(self.urls["warmup"], connections=s["connections"], label="nginx/warmup", **c)
+        for r in self.reps():
+            self.measure(n, "large", "nginx", r, self.urls["large"], **c)
+        for http in ("1.1", "2"):
+            for r in self.reps():
+                self.measure(n, f"small-h{http}", "nginx", r, self.urls["small"], http=http,
+                             connections=s["connections"], **c)
+        for r in self.reps():
+            self.measure(n, "distinct", "nginx", r, self.urls["distinct"],
+                         connections=s["connections"], **c)
+        for r in self.reps():
+            self.measure(n, "cold", "nginx", r, self.urls[f"cold-{r}"], fresh=True, **c)
+
+    # ---------------------------------------------------------- btrfly
+
+    def btrfly_config(self):
+        d = self.work / "btrfly"
+        (d / "home").mkdir(parents=True, exist_ok=True)
+        self.btrfly_proxy_port, self.btrfly_control_port = free_port(), free_port()
+        resolve = "\n".join(f'"{n}" = "127.0.0.1"' for n in self.all_names)
+        cfg = d / "config.toml"
+        cfg.write_text(f"""data_dir = "{d / 'data'}"
+
+[storage]
+backend = "fs"
+root = "{d / 'store'}"
+
+[proxy]
+listen = "127.0.0.1:{self.btrfly_proxy_port}"
+
+[control]
+listen = "127.0.0.1:{self.btrfly_control_port}"
+
+[upstream]
+ca_file = "{self.ca}"
+
+[upstream.resolve]
+{resolve}
+""")
+        return cfg
+
+    def start_btrfly(self, what):
+        d = self.work / "btrfly"
+        srv = Server(f"btrfly ({what})", [self.btrfly, "serve", "--config", d / "config.toml"],
+                     self.logs / "btrfly.log")
+        wait_port(self.btrfly_proxy_port, srv.proc, "btrfly serve")
+        wait_port(self.btrfly_control_port, srv.proc, "btrfly serve")
+        return srv
+
+    def btrfly_cli_env(self):
+        d = self.work / "btrfly"
+        env = clean_env()
+        env.update(BTRFLY_HOME=str(d / "home"),
+                   BTRFLY_SERVER=f"http://127.0.0.1:{self.btrfly_control_port}",
+                   BTRFLY_TOKEN=(d / "data" / "token").read_text().strip())
+        return env
+
+    def btrfly_start(self, mode, tag):
+        """`eval "$(btrfly start MODE --tag=TAG)"` as a user does; returns
+        the exported proxy URL (with the session credential) and CA bundle."""
+        script = f'set -e; eval "$("$BTRFLY" start {mode} --tag={tag})"; printf "%s\\n%s\\n" "$HTTPS_PROXY" "$SSL_CERT_FILE"'
+        env = self.btrfly_cli_env()
+        env["BTRFLY"] = str(self.btrfly)
+        proxy, bundle = run(["bash", "-c", script], env=env).splitlines()[:2]
+        return dict(proxy=proxy, cacert=bundle)
+
+    def btrfly_stop(self):
+        """`btrfly stop`: exits non-zero for a playback with misses."""
+        return run([self.btrfly, "stop"], env=self.btrfly_cli_env())
+
+    def btrfly_record_phase(self):
+        """btrfly recording from nginx, against nginx served directly."""
+        s = self.s
+        srv = self.start_btrfly("record")
+        for r in self.reps():
+            sess = self.btrfly_start("record", f"large-{r}")
+            self.measure(srv, "record-large", "btrfly", r, self.urls["large"], **sess)
+            self.btrfly_stop()
+        for r in self.reps():
+            sess = self.btrfly_start("record", f"small-{r}")
+            self.measure(srv, "record-distinct", "btrfly", r, self.urls["distinct"],
+                         connections=s["connections"], **sess)
+            self.btrfly_stop()
+        for r in self.reps():
+            sess = self.btrfly_start("record", f"many-{r}")
+            self.measure(srv, "record-small", "btrfly", r, self.urls["small"],
+                         connections=s["connections"], **sess)
+            self.btrfly_stop()
+        # The cold-start names, recorded once, untimed.
+        sess = self.btrfly_start("record", "cold")
+        self.load(self.urls["cold-all"], fresh=True, label="btrfly/record-cold", **sess)
+        self.btrfly_stop()
+        srv.stop()
+
+    def btrfly_playback_phase(self):
+        """btrfly playback, the upstream gone: a fresh server per workload."""
+        s = self.s
+        srv = self.start_btrfly("playback large")
+        sess = self.btrfly_start("playback", "large-1")
+        for r in self.reps():
+            self.measure(srv, "large", "btrfly", r, self.urls["large"], **sess)
+        self.btrfly_stop()
+        srv.stop()
+        for http in ("1.1", "2"):
+            srv = self.start_btrfly(f"playback small h{http}")
+            sess = self.btrfly_start("playback", "small-1")
+            # Loads the tag's index and mints the host's certificate.
+            self.load(self.urls["warmup"], http=http, connections=s["connections"],
+                      label=f"btrfly/warmup-h{http}", **sess)
+            for r in self.reps():
+                self.measure(srv, f"small-h{http}", "btrfly", r, self.urls["small"], http=http,
+                             connections=s["connections"], **sess)
+            self.btrfly_stop()
+            srv.stop()
+        srv = self.start_btrfly("playback cold")
+        sess = self.btrfly_start("playback", "cold")
+        for r in self.reps():
+            self.measure(srv, "cold", "btrfly", r, self.urls[f"cold-{r}"], fresh=True, **sess)
+        # The same names again: certificates are in the cache now.
+        for r in self.reps():
+            self.measure(srv, "warm-conn", "btrfly", r, self.urls[f"cold-{r}"], fresh=True, **sess)
+        self.btrfly_stop()
+        srv.stop()
+
+    # ---------------------------------------------------------- mitmproxy
+
+    def start_mitm(self, what, args):
+        d = self.work / "mitm"
+        (d / "conf").mkdir(parents=True, exist_ok=True)
+        port = free_port()
+        cmd = [self.mitmdump, "--listen-host", "127.0.0.1", "--listen-port", port,
+               "--set", f"confdir={d / 'conf'}",
+               "--set", f"proxyauth={PROXY_USER}:{PROXY_PASSWORD}",
+               "--set", f"ssl_verify_upstream_trusted_ca={self.ca}",
+               "-s", BENCH / "mitm_resolve.py", "-q", *args]
+        srv = Server(f"mitmdump ({what})", cmd, self.logs / "mitmproxy.log")
+        wait_port(port, srv.proc, "mitmdump", timeout=600)
+        sess = dict(proxy=f"http://{PROXY_USER}:{PROXY_PASSWORD}@127.0.0.1:{port}",
+                    cacert=d / "conf" / "mitmproxy-ca-cert.pem")
+        return srv, sess
+
+    def flows(self, name):
+        return self.work / "mitm" / f"{name}.flows"
+
+    def mitm_record_phase(self):
+        s = self.s
+        for r in self.reps():
+            srv, sess = self.start_mitm("record", ["-w", self.flows(f"large-{r}")])
+            self.measure(srv, "record-large", "mitmproxy", r, self.urls["large"], **sess)
+            srv.stop(signal.SIGINT, grace=120)
+        for r in self.reps():
+            srv, sess = self.start_mitm("record", ["-w", self.flows(f"small-{r}")])
+            self.measure(srv, "record-distinct", "mitmproxy", r, self.urls["distinct"],
+                         connections=s["connections"], **sess)
+            srv.stop(signal.SIGINT, grace=120)
+        for r in self.reps():
+            srv, sess = self.start_mitm("record", ["-w", self.flows(f"many-{r}")])
+            self.measure(srv, "record-small", "mitmproxy", r, self.urls["small"],
+                         connections=s["connections"], **sess)
+            srv.stop(signal.SIGINT, grace=120)
+        srv, sess = self.start_mitm("record", ["-w", self.flows("cold")])
+        self.load(self.urls["cold-all"], fresh=True, label="mitmproxy/record-cold", **sess)
+        srv.stop(signal.SIGINT, grace=120)
+
+    def replay_args(self, flows):
+        # Replay only: every request answered from the flows (reused for
+        # repeated requests), anything else killed, no upstream connection.
+        return ["--server-replay", flows, "--set", "server_replay_reuse=true",
+                "--set", "server_replay_extra=kill", "--set", "connection_strategy=lazy"]
+
+    def mitm_replay_phase(self):
+        s = self.s
+        srv, sess = self.start_mitm("replay large", self.replay_args(self.flows("large-1")))
+        for r in self.reps():
+            self.measure(srv, "large", "mitmproxy", r, self.urls["large"], **sess)
+        srv.stop()
+        for http in ("1.1", "2"):
+            srv, sess = self.start_mitm(f"replay small h{http}", self.replay_args(self.flows("small-1")))
+            self.load(self.urls["warmup"], http=http, connections=s["connections"],
+                      label=f"mitmproxy/warmup-h{http}", **sess)
+            for r in self.reps():
+                self.measure(srv, f"small-h{http}", "mitmproxy", r, self.urls["small"], http=http,
+                             connections=s["connections"], **sess)
+            srv.stop()
+        srv, sess = self.start_mitm("replay cold", self.replay_args(self.flows("cold")))
+        for r in self.reps():
+            self.measure(srv, "cold", "mitmproxy", r, self.urls[f"cold-{r}"], fresh=True, **sess)
+        for r in self.reps():
+            self.measure(srv, "warm-conn", "mitmproxy", r, self.urls[f"cold-{r}"], fresh=True, **sess)
+        srv.stop()
+
+    # ---------------------------------------------------------- the run
+
+    def main(self):
+        self.prepare()
+        log(f"size {self.size_name}: {self.s}; results in {self.results_dir}")
+        self.start_nginx()
+        try:
+            if "nginx" in self.only:
+                self.timed("nginx direct", self.nginx_phase)
+            # Recording: the upstream (nginx) moves to the client's core, so
+            # the recorder has its core to itself, as with a remote upstream.
+            self.nginx.pin(CLIENT_CORE)
+            if "btrfly" in self.only:
+                self.btrfly_config()
+                self.timed("btrfly record", self.btrfly_record_phase)
+            if "mitmproxy" in self.only:
+                self.timed("mitmproxy record", self.mitm_record_phase)
+        finally:
+            self.nginx.stop()
+        # Replay with the upstream gone: nothing can reach it.
+        if "btrfly" in self.only:
+            self.timed("btrfly playback", self.btrfly_playback_phase)
+        if "mitmproxy" in self.only:
+            self.timed("mitmproxy replay", self.mitm_replay_phase)
+        self.report()
+
+    def machine(self):
+        cpu = "unknown"
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+        with open("/proc/meminfo") as f:
+            mem_kb = int(f.readline().split()[1])
+
+        def version(cmd):
+            try:
+                p = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+                return (p.stdout + p.stderr).strip().splitlines()[0]
+            except (OSError, IndexError, subprocess.TimeoutExpired):
+                return "unknown"
+
+        return {
+            "nproc": os.cpu_count(), "cpu": cpu, "memory_gib": round(mem_kb / MIB, 1),
+            "kernel": platform.release(), "date": time.strftime("%Y-%m-%d %H:%M %Z"),
+            "btrfly": version([str(self.btrfly), "--version"]),
+            "nginx": version(["nginx", "-v"]),
+            "mitmproxy": version([str(self.mitmdump), "--version"]) if self.mitmdump.exists() else "-",
+            "rustc": version(["rustc", "--version"]),
+            "git": version(["git", "-C", str(ROOT), "describe", "--always", "--dirty"]),
+        }
+
+    def report(self):
+        from report import render  # bench/report.py
+        doc = {
+            "size": self.size_name, "settings": self.s, "machine": self.machine(),
+            "server_core": SERVER_CORE, "client_core": CLIENT_CORE,
+            "phase_seconds": self.phase_times,
+            "total_seconds": round(time.time() - self.started, 1),
+            "runs": self.runs,
+        }
+        (self.results_dir / "results.json").write_text(json.dumps(doc, indent=1) + "\n")
+        table = render(doc)
+        (self.results_dir / "results.md").write_text(table)
+        print(table)
+        log(f"wrote {self.results_dir}/results.md and results.json in {doc['total_seconds']} s")
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(BENCH))
+    Bench().main()
