@@ -50,7 +50,6 @@ CLIENT_CORE = os.environ.get("BENCH_CLIENT_CORE", "1")
 CLIENT_BOUND_SHARE = 0.9
 LOADGEN_TIMEOUT_S = 900
 PROXY_USER, PROXY_PASSWORD = "bench", "bench-secret"
-USER_HZ = 100  # /proc/PID/stat time unit (the kernel's fixed user ABI)
 
 
 def log(msg):
@@ -118,22 +117,6 @@ class Server:
         )
         # taskset execs the server: the PID is the server's own.
         self.pid = self.proc.pid
-
-    def cpu_s(self):
-        """utime + stime of the whole process (all threads, dead ones too)."""
-        with open(f"/proc/{self.pid}/stat") as f:
-            rest = f.read().rsplit(")", 1)[1].split()
-        return (int(rest[11]) + int(rest[12])) / USER_HZ
-
-    def run_delay_s(self):
-        """Time the live threads waited for a CPU (schedstat field 2)."""
-        total = 0
-        for task in Path(f"/proc/{self.pid}/task").iterdir():
-            try:
-                total += int((task / "schedstat").read_text().split()[1])
-            except (OSError, IndexError, ValueError):
-                pass  # a thread that ended meanwhile
-        return total / 1e9
 
     def status_kb(self, key):
         with open(f"/proc/{self.pid}/status") as f:
@@ -279,10 +262,12 @@ class Bench:
     # ---------------------------------------------------------- load client
 
     def load(self, urls, *, cacert, proxy=None, http="1.1", connections=1, fresh=False,
-             label="", resolve=True):
+             label="", resolve=True, server_pid=None):
         cmd = ["taskset", "-c", CLIENT_CORE, self.loadgen, "--urls", urls, "--cacert", cacert,
                "--http", http, "--connections", connections, "--label", label,
                "--timeout-secs", LOADGEN_TIMEOUT_S]
+        if server_pid:
+            cmd += ["--server-pid", server_pid]
         if fresh:
             cmd.append("--fresh-connections")
         if proxy:
@@ -302,13 +287,12 @@ class Bench:
         """One timed run of the load client against `server`."""
         label = f"{target}/{workload}/{rep}"
         load0 = os.getloadavg()[0]
-        cpu0, delay0 = server.cpu_s(), server.run_delay_s()
-        report = self.load(urls, label=label, **kw)
-        cpu = server.cpu_s() - cpu0
+        # The load client reads the server's CPU time over exactly its own
+        # measured interval (keep-alive connections open before it starts).
+        report = self.load(urls, label=label, server_pid=server.pid, **kw)
+        cpu = report["server_cpu_s"]
         report.update(
             target=target, workload=workload, rep=rep,
-            server_cpu_s=round(cpu, 3),
-            server_runqueue_wait_s=round(max(0.0, server.run_delay_s() - delay0), 3),
             server_peak_rss_kb=server.status_kb("VmHWM"),
             server_rss_kb=server.status_kb("VmRSS"),
             loadavg_before=load0, loadavg_after=os.getloadavg()[0],
@@ -365,23 +349,6 @@ http {{
         self.nginx = Server("nginx", ["nginx", "-p", f"{d}/", "-c", conf, "-e", d / "logs" / "error.log",
                                       "-g", "daemon off; master_process off;"], self.logs / "nginx.log")
         wait_port(self.nginx_port, self.nginx.proc, "nginx")
-
-    def nginx_phase(self):
-        """nginx serving the files directly over TLS: the practical limit."""
-        n, s = self.nginx, self.s
-        c = dict(cacert=self.ca)
-        self.load(self.urls["warmup"], connections=s["connections"], label="nginx/warmup", **c)
-        for r in self.reps():
-            self.measure(n, "large", "nginx", r, self.urls["large"], **c)
-        for http in ("1.1", "2"):
-            for r in self.reps():
-                self.measure(n, f"small-h{http}", "nginx", r, self.urls["small"], http=http,
-                             connections=s["connections"], **c)
-        for r in self.reps():
-            self.measure(n, "distinct", "nginx", r, self.urls["distinct"],
-                         connections=s["connections"], **c)
-        for r in self.reps():
-            self.measure(n, "cold", "nginx", r, self.urls[f"cold-{r}"], fresh=True, **c)
 
     # ---------------------------------------------------------- btrfly
 
@@ -440,60 +407,6 @@ ca_file = "{self.ca}"
         """`btrfly stop`: exits non-zero for a playback with misses."""
         return run([self.btrfly, "stop"], env=self.btrfly_cli_env())
 
-    def btrfly_record_phase(self):
-        """btrfly recording from nginx, against nginx served directly."""
-        s = self.s
-        srv = self.start_btrfly("record")
-        for r in self.reps():
-            sess = self.btrfly_start("record", f"large-{r}")
-            self.measure(srv, "record-large", "btrfly", r, self.urls["large"], **sess)
-            self.btrfly_stop()
-        for r in self.reps():
-            sess = self.btrfly_start("record", f"small-{r}")
-            self.measure(srv, "record-distinct", "btrfly", r, self.urls["distinct"],
-                         connections=s["connections"], **sess)
-            self.btrfly_stop()
-        for r in self.reps():
-            sess = self.btrfly_start("record", f"many-{r}")
-            self.measure(srv, "record-small", "btrfly", r, self.urls["small"],
-                         connections=s["connections"], **sess)
-            self.btrfly_stop()
-        # The cold-start names, recorded once, untimed.
-        sess = self.btrfly_start("record", "cold")
-        self.load(self.urls["cold-all"], fresh=True, label="btrfly/record-cold", **sess)
-        self.btrfly_stop()
-        srv.stop()
-
-    def btrfly_playback_phase(self):
-        """btrfly playback, the upstream gone: a fresh server per workload."""
-        s = self.s
-        srv = self.start_btrfly("playback large")
-        sess = self.btrfly_start("playback", "large-1")
-        for r in self.reps():
-            self.measure(srv, "large", "btrfly", r, self.urls["large"], **sess)
-        self.btrfly_stop()
-        srv.stop()
-        for http in ("1.1", "2"):
-            srv = self.start_btrfly(f"playback small h{http}")
-            sess = self.btrfly_start("playback", "small-1")
-            # Loads the tag's index and mints the host's certificate.
-            self.load(self.urls["warmup"], http=http, connections=s["connections"],
-                      label=f"btrfly/warmup-h{http}", **sess)
-            for r in self.reps():
-                self.measure(srv, f"small-h{http}", "btrfly", r, self.urls["small"], http=http,
-                             connections=s["connections"], **sess)
-            self.btrfly_stop()
-            srv.stop()
-        srv = self.start_btrfly("playback cold")
-        sess = self.btrfly_start("playback", "cold")
-        for r in self.reps():
-            self.measure(srv, "cold", "btrfly", r, self.urls[f"cold-{r}"], fresh=True, **sess)
-        # The same names again: certificates are in the cache now.
-        for r in self.reps():
-            self.measure(srv, "warm-conn", "btrfly", r, self.urls[f"cold-{r}"], fresh=True, **sess)
-        self.btrfly_stop()
-        srv.stop()
-
     # ---------------------------------------------------------- mitmproxy
 
     def start_mitm(self, what, args):
@@ -514,78 +427,118 @@ ca_file = "{self.ca}"
     def flows(self, name):
         return self.work / "mitm" / f"{name}.flows"
 
-    def mitm_record_phase(self):
-        s = self.s
-        for r in self.reps():
-            srv, sess = self.start_mitm("record", ["-w", self.flows(f"large-{r}")])
-            self.measure(srv, "record-large", "mitmproxy", r, self.urls["large"], **sess)
-            srv.stop(signal.SIGINT, grace=120)
-        for r in self.reps():
-            srv, sess = self.start_mitm("record", ["-w", self.flows(f"small-{r}")])
-            self.measure(srv, "record-distinct", "mitmproxy", r, self.urls["distinct"],
-                         connections=s["connections"], **sess)
-            srv.stop(signal.SIGINT, grace=120)
-        for r in self.reps():
-            srv, sess = self.start_mitm("record", ["-w", self.flows(f"many-{r}")])
-            self.measure(srv, "record-small", "mitmproxy", r, self.urls["small"],
-                         connections=s["connections"], **sess)
-            srv.stop(signal.SIGINT, grace=120)
-        srv, sess = self.start_mitm("record", ["-w", self.flows("cold")])
-        self.load(self.urls["cold-all"], fresh=True, label="mitmproxy/record-cold", **sess)
-        srv.stop(signal.SIGINT, grace=120)
-
     def replay_args(self, flows):
         # Replay only: every request answered from the flows (reused for
         # repeated requests), anything else killed, no upstream connection.
         return ["--server-replay", flows, "--set", "server_replay_reuse=true",
                 "--set", "server_replay_extra=kill", "--set", "connection_strategy=lazy"]
 
-    def mitm_replay_phase(self):
-        s = self.s
-        srv, sess = self.start_mitm("replay large", self.replay_args(self.flows("large-1")))
-        for r in self.reps():
-            self.measure(srv, "large", "mitmproxy", r, self.urls["large"], **sess)
-        srv.stop()
-        for http in ("1.1", "2"):
-            srv, sess = self.start_mitm(f"replay small h{http}", self.replay_args(self.flows("small-1")))
-            self.load(self.urls["warmup"], http=http, connections=s["connections"],
-                      label=f"mitmproxy/warmup-h{http}", **sess)
-            for r in self.reps():
-                self.measure(srv, f"small-h{http}", "mitmproxy", r, self.urls["small"], http=http,
-                             connections=s["connections"], **sess)
-            srv.stop()
-        srv, sess = self.start_mitm("replay cold", self.replay_args(self.flows("cold")))
-        for r in self.reps():
-            self.measure(srv, "cold", "mitmproxy", r, self.urls[f"cold-{r}"], fresh=True, **sess)
-        for r in self.reps():
-            self.measure(srv, "warm-conn", "mitmproxy", r, self.urls[f"cold-{r}"], fresh=True, **sess)
-        srv.stop()
-
     # ---------------------------------------------------------- the run
+
+    def rotated(self, items, rep):
+        """`items` starting at a different one each repetition, so that no
+        target always runs first (or last) in a noisy stretch."""
+        k = (rep - 1) % len(items) if items else 0
+        return items[k:] + items[:k]
+
+    def record_phase(self):
+        """Per repetition: the direct download from nginx (on the server
+        core), then btrfly and mitmproxy recording the same URLs from it
+        (nginx moved to the client's core, so the recorder has its core to
+        itself, as with a remote upstream)."""
+        s, only = self.s, self.only
+        direct = dict(cacert=self.ca)
+        bt = self.start_btrfly("record") if "btrfly" in only else None
+        workloads = [("large", 1), ("small", s["connections"]), ("distinct", s["connections"])]
+        for wl, conns in workloads:
+            for r in self.reps():
+                for target in self.rotated(["nginx", "btrfly", "mitmproxy"], r):
+                    if target not in only:
+                        continue
+                    if target == "nginx":
+                        self.nginx.pin(SERVER_CORE)
+                        self.measure(self.nginx, f"direct-{wl}", "nginx", r, self.urls[wl],
+                                     connections=conns, **direct)
+                        continue
+                    self.nginx.pin(CLIENT_CORE)
+                    if target == "btrfly":
+                        sess = self.btrfly_start("record", f"{wl}-{r}")
+                        self.measure(bt, f"record-{wl}", "btrfly", r, self.urls[wl],
+                                     connections=conns, **sess)
+                        self.btrfly_stop()
+                    else:
+                        mitm, sess = self.start_mitm("record", ["-w", self.flows(f"{wl}-{r}")])
+                        self.measure(mitm, f"record-{wl}", "mitmproxy", r, self.urls[wl],
+                                     connections=conns, **sess)
+                        mitm.stop(signal.SIGINT, grace=120)
+        # The cold-start names, recorded once, untimed.
+        self.nginx.pin(CLIENT_CORE)
+        if bt:
+            sess = self.btrfly_start("record", "cold")
+            self.load(self.urls["cold-all"], fresh=True, label="btrfly/record-cold", **sess)
+            self.btrfly_stop()
+            bt.stop()
+        if "mitmproxy" in only:
+            mitm, sess = self.start_mitm("record", ["-w", self.flows("cold")])
+            self.load(self.urls["cold-all"], fresh=True, label="mitmproxy/record-cold", **sess)
+            mitm.stop(signal.SIGINT, grace=120)
+        self.nginx.pin(SERVER_CORE)
+
+    def replay_phase(self, workload, tag, http="1.1", connections=1, fresh=False, warmup=False):
+        """One playback workload: a fresh btrfly (playback of `tag`) and a
+        fresh mitmdump (server replay of the flows recorded as `tag`), and
+        nginx serving the files directly; per repetition each of the three
+        runs the same URL list."""
+        s, only = self.s, self.only
+        servers = {}
+        if "nginx" in only:
+            servers["nginx"] = (self.nginx, dict(cacert=self.ca))
+        if "btrfly" in only:
+            bt = self.start_btrfly(f"playback {workload}")
+            servers["btrfly"] = (bt, self.btrfly_start("playback", tag))
+        if "mitmproxy" in only:
+            servers["mitmproxy"] = self.start_mitm(f"replay {workload}", self.replay_args(self.flows(tag)))
+        kw = dict(http=http, connections=connections, fresh=fresh)
+        if warmup:
+            # Loads the tag's index, mints the host's certificate, warms caches.
+            for target, (srv, sess) in servers.items():
+                self.load(self.urls["warmup"], label=f"{target}/warmup-{workload}",
+                          **dict(kw, connections=s["connections"]), **sess)
+        cold = workload == "cold"
+        for name in (["cold", "warm-conn"] if cold else [workload]):
+            for r in self.reps():
+                # Never-seen names per repetition; then the same names again.
+                urls = self.urls[f"cold-{r}"] if cold else self.urls[
+                    "large" if workload == "large" else "small"]
+                for target in self.rotated(list(servers), r):
+                    srv, sess = servers[target]
+                    self.measure(srv, name, target, r, urls, **kw, **sess)
+        if "btrfly" in servers:
+            self.btrfly_stop()  # exits non-zero (and the run fails) on any miss
+            servers["btrfly"][0].stop()
+        if "mitmproxy" in servers:
+            servers["mitmproxy"][0].stop()
 
     def main(self):
         self.prepare()
         log(f"size {self.size_name}: {self.s}; results in {self.results_dir}")
         self.start_nginx()
         try:
-            if "nginx" in self.only:
-                self.timed("nginx direct", self.nginx_phase)
-            # Recording: the upstream (nginx) moves to the client's core, so
-            # the recorder has its core to itself, as with a remote upstream.
-            self.nginx.pin(CLIENT_CORE)
             if "btrfly" in self.only:
                 self.btrfly_config()
-                self.timed("btrfly record", self.btrfly_record_phase)
-            if "mitmproxy" in self.only:
-                self.timed("mitmproxy record", self.mitm_record_phase)
+            c = self.s["connections"]
+            # nginx's own caches (open files, TLS) warm before anything counts.
+            self.load(self.urls["warmup"], cacert=self.ca, connections=c, label="nginx/warmup")
+            self.timed("recording", self.record_phase)
+            self.timed("replay 1 GiB", lambda: self.replay_phase("large", "large-1"))
+            for http in ("1.1", "2"):
+                self.timed(f"replay small h{http}", lambda: self.replay_phase(
+                    f"small-h{http}", "distinct-1", http=http, connections=c, warmup=True))
+            self.timed("replay cold", lambda: self.replay_phase("cold", "cold", fresh=True))
         finally:
             self.nginx.stop()
-        # Replay with the upstream gone: nothing can reach it.
-        if "btrfly" in self.only:
-            self.timed("btrfly playback", self.btrfly_playback_phase)
-        if "mitmproxy" in self.only:
-            self.timed("mitmproxy replay", self.mitm_replay_phase)
         self.report()
+
 
     def machine(self):
         cpu = "unknown"

@@ -66,6 +66,10 @@ struct Args {
     /// A name for the run, copied into the JSON.
     #[arg(long, default_value = "")]
     label: String,
+    /// Also report this process's CPU time and run-queue wait over exactly
+    /// the measured interval (the server under test, on this machine).
+    #[arg(long)]
+    server_pid: Option<u32>,
     /// Give up after this many seconds.
     #[arg(long, default_value_t = 900)]
     timeout_secs: u64,
@@ -131,7 +135,13 @@ fn run(args: Args) -> anyhow::Result<report::Report> {
     let outcome = runtime.block_on(async {
         tokio::time::timeout(
             deadline,
-            run::run(Arc::new(connector), Arc::new(targets), connections, mode),
+            run::run(
+                Arc::new(connector),
+                Arc::new(targets),
+                connections,
+                mode,
+                args.server_pid,
+            ),
         )
         .await
     });

@@ -1,6 +1,7 @@
 //! The figures the load client prints: one JSON object per run.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
@@ -16,37 +17,71 @@ const USER_HZ: u64 = 100;
 /// How many failure messages a report keeps.
 const ERRORS_KEPT: usize = 5;
 
-/// This process's CPU time (user + system, all threads) from
-/// `/proc/self/stat`, at 10 ms resolution; zero where that file cannot be
-/// read (not Linux).
-pub fn process_cpu() -> Duration {
-    std::fs::read_to_string("/proc/self/stat")
-        .ok()
-        .and_then(|s| stat_cpu_ticks(&s))
-        .map(|ticks| Duration::from_millis(ticks * 1000 / USER_HZ))
-        .unwrap_or_default()
+/// CPU readings of one process (`/proc/self` or `/proc/PID`) at one
+/// moment: utime + stime from `stat` (10 ms ticks; threads that ended are
+/// included), and per live thread the nanoseconds on a CPU and waiting for
+/// one (`task/*/schedstat`: `on-cpu-ns wait-ns slices`).
+#[derive(Debug, Clone, Default)]
+pub struct ProcTimes {
+    ticks: Option<u64>,
+    threads: BTreeMap<String, (u64, u64)>,
 }
 
-/// How long this process's threads have been runnable but waiting for a
-/// CPU (the run-queue delay, second field of
-/// `/proc/self/task/*/schedstat`, summed over live threads); zero where
-/// those files cannot be read. On a shared machine this is the time other
-/// processes took from the load client.
-pub fn process_run_delay() -> Duration {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return Duration::ZERO;
-    };
-    let nanos: u64 = tasks
-        .filter_map(Result::ok)
-        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
-        .filter_map(|s| schedstat_run_delay_ns(&s))
-        .sum();
-    Duration::from_nanos(nanos)
+impl ProcTimes {
+    /// Reads `proc_dir` (e.g. `/proc/self`); what cannot be read stays
+    /// empty (not Linux, or the process is gone).
+    pub fn read(proc_dir: &Path) -> ProcTimes {
+        let ticks = std::fs::read_to_string(proc_dir.join("stat"))
+            .ok()
+            .and_then(|s| stat_cpu_ticks(&s));
+        let threads = std::fs::read_dir(proc_dir.join("task"))
+            .map(|tasks| {
+                tasks
+                    .filter_map(Result::ok)
+                    .filter_map(|t| {
+                        let line = std::fs::read_to_string(t.path().join("schedstat")).ok()?;
+                        Some((
+                            t.file_name().to_string_lossy().into_owned(),
+                            parse_schedstat(&line)?,
+                        ))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        ProcTimes { ticks, threads }
+    }
+
+    /// CPU time and run-queue wait from `before` to `self`. The CPU time
+    /// is the nanosecond schedstat sum when no thread ended in between (a
+    /// new thread counts from zero), else the tick difference, which keeps
+    /// what ended threads used. The wait is over the threads alive now; a
+    /// process with several threads on one core counts its threads waiting
+    /// for each other too.
+    pub fn since(&self, before: &ProcTimes) -> (Duration, Duration) {
+        let (mut cpu, mut wait) = (0u64, 0u64);
+        for (tid, (c, w)) in &self.threads {
+            let (c0, w0) = before.threads.get(tid).copied().unwrap_or((0, 0));
+            cpu += c.saturating_sub(c0);
+            wait += w.saturating_sub(w0);
+        }
+        let ended = before
+            .threads
+            .keys()
+            .any(|tid| !self.threads.contains_key(tid));
+        let cpu = match (ended || self.threads.is_empty(), self.ticks, before.ticks) {
+            (true, Some(t1), Some(t0)) => {
+                Duration::from_millis(t1.saturating_sub(t0) * 1000 / USER_HZ)
+            }
+            _ => Duration::from_nanos(cpu),
+        };
+        (cpu, Duration::from_nanos(wait))
+    }
 }
 
-/// The run-queue delay (ns) of a `schedstat` line: `on-cpu-ns wait-ns slices`.
-fn schedstat_run_delay_ns(line: &str) -> Option<u64> {
-    line.split_whitespace().nth(1)?.parse().ok()
+/// On-CPU and run-queue nanoseconds of a `schedstat` line.
+fn parse_schedstat(line: &str) -> Option<(u64, u64)> {
+    let mut f = line.split_whitespace();
+    Some((f.next()?.parse().ok()?, f.next()?.parse().ok()?))
 }
 
 /// `utime + stime` (fields 14 and 15, proc(5)) of a `/proc/PID/stat` line.
@@ -133,6 +168,11 @@ pub struct Report {
     /// Seconds the load client was ready to run but waited for its core
     /// (taken by other processes), while measuring.
     pub client_runqueue_wait_s: f64,
+    /// With `--server-pid`: that process's CPU seconds in the same
+    /// interval as `wall_s` (see [`ProcTimes::since`]).
+    pub server_cpu_s: Option<f64>,
+    /// With `--server-pid`: its threads' run-queue wait in that interval.
+    pub server_runqueue_wait_s: Option<f64>,
 }
 
 impl Report {
@@ -169,7 +209,7 @@ impl Report {
         let per_s = |x: f64| if wall_s > 0.0 { x / wall_s } else { 0.0 };
         let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
         let phases: Vec<_> = samples.iter().filter_map(|s| s.phases).collect();
-        let client_cpu_s = outcome.cpu.as_secs_f64();
+        let client_cpu_s = outcome.client.0.as_secs_f64();
         Report {
             label,
             http,
@@ -190,7 +230,9 @@ impl Report {
             tls: fresh.then(|| Latency::of(phases.iter().map(|p| micros(p.tls)))),
             client_cpu_s,
             client_cpu_share: per_s(client_cpu_s),
-            client_runqueue_wait_s: outcome.run_delay.as_secs_f64(),
+            client_runqueue_wait_s: outcome.client.1.as_secs_f64(),
+            server_cpu_s: outcome.server.map(|(c, _)| c.as_secs_f64()),
+            server_runqueue_wait_s: outcome.server.map(|(_, w)| w.as_secs_f64()),
         }
     }
 }
@@ -209,10 +251,35 @@ mod tests {
         let line = "42 (a (weird) name) S 1 42 42 0 -1 4194304 100 0 0 0 250 50 0 0 20 0 1 0";
         assert_eq!(stat_cpu_ticks(line), Some(300));
         assert_eq!(stat_cpu_ticks("garbage"), None);
-        assert!(process_cpu() <= Duration::from_secs(3600));
-        assert_eq!(schedstat_run_delay_ns("1234 5678 9\n"), Some(5678));
-        assert_eq!(schedstat_run_delay_ns("1234"), None);
-        assert!(process_run_delay() <= Duration::from_secs(3600));
+        assert_eq!(parse_schedstat("1234 5678 9\n"), Some((1234, 5678)));
+        assert_eq!(parse_schedstat("1234"), None);
+        // Burn a little CPU: the reading must see it, at ns resolution.
+        let me = Path::new("/proc/self");
+        let before = ProcTimes::read(me);
+        let mut x = 0u64;
+        for i in 0..2_000_000u64 {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(i));
+        }
+        let (cpu, _) = ProcTimes::read(me).since(&before);
+        assert!(cpu > Duration::ZERO, "{cpu:?} ({x})");
+        assert!(cpu < Duration::from_secs(60), "{cpu:?}");
+        // A thread that ended: the ticks, which keep its time, are used.
+        let t = |ticks, threads: &[(&str, u64)]| ProcTimes {
+            ticks: Some(ticks),
+            threads: threads
+                .iter()
+                .map(|(k, c)| (k.to_string(), (*c, 7)))
+                .collect(),
+        };
+        let b = t(100, &[("1", 5_000_000), ("2", 9_000_000)]);
+        assert_eq!(
+            t(103, &[("1", 6_000_000), ("2", 9_500_000)]).since(&b).0,
+            Duration::from_micros(1500)
+        );
+        assert_eq!(
+            t(103, &[("1", 6_000_000), ("3", 1_000)]).since(&b).0,
+            Duration::from_millis(30)
+        );
     }
 
     #[test]
@@ -230,8 +297,8 @@ mod tests {
         let outcome = Outcome {
             samples,
             wall: Duration::from_secs(2),
-            cpu: Duration::from_millis(500),
-            run_delay: Duration::from_millis(20),
+            client: (Duration::from_millis(500), Duration::from_millis(20)),
+            server: Some((Duration::from_millis(300), Duration::ZERO)),
         };
         let r = Report::new("t".into(), HttpVersion::Http1, 4, false, true, &outcome);
         assert_eq!((r.requests, r.ok, r.failed), (102, 100, 2));
@@ -243,6 +310,7 @@ mod tests {
         assert!((r.requests_per_s - 51.0).abs() < 1e-9);
         assert!((r.client_cpu_share - 0.25).abs() < 1e-9);
         assert!((r.client_runqueue_wait_s - 0.02).abs() < 1e-9);
+        assert_eq!(r.server_cpu_s, Some(0.3));
         // 3 significant digits: within 0.1 %.
         assert!((4900..=5010).contains(&r.latency.p50_us), "{:?}", r.latency);
         assert!((9800..=9910).contains(&r.latency.p99_us), "{:?}", r.latency);

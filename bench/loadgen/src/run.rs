@@ -1,6 +1,7 @@
 //! The load itself: N workers, each with one connection, taking the next
 //! URL from a shared list until it is used up.
 
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -9,6 +10,7 @@ use http_body_util::BodyExt as _;
 use tokio::sync::Barrier;
 
 use crate::connect::{ConnectError, Connector, Phases, Sender};
+use crate::report::ProcTimes;
 use crate::target::Target;
 
 /// How connections are used.
@@ -46,13 +48,14 @@ pub struct Outcome {
     /// From the moment every worker was connected (keep-alive) or from the
     /// start (fresh) to the last response.
     pub wall: Duration,
-    /// Process CPU time used in the same interval (utime + stime).
-    pub cpu: Duration,
-    /// Time the process waited for a CPU in the same interval.
-    pub run_delay: Duration,
+    /// This process's CPU time and run-queue wait in the same interval.
+    pub client: (Duration, Duration),
+    /// The same for the watched server process, when there is one.
+    pub server: Option<(Duration, Duration)>,
 }
 
-/// Runs `targets` over `connections` workers.
+/// Runs `targets` over `connections` workers; with `server_pid`, also
+/// reads that process's CPU time over the measured interval.
 ///
 /// # Errors
 /// Opening a worker's first (keep-alive) connection failed: nothing was
@@ -62,6 +65,7 @@ pub async fn run(
     targets: Arc<Vec<Target>>,
     connections: usize,
     mode: ConnectionUse,
+    server_pid: Option<u32>,
 ) -> Result<Outcome, ConnectError> {
     let connections = connections.clamp(1, targets.len().max(1));
     let next = Arc::new(AtomicUsize::new(0));
@@ -80,11 +84,11 @@ pub async fn run(
         }));
     }
     barrier.wait().await;
-    let (t0, cpu0, delay0) = (
-        Instant::now(),
-        crate::report::process_cpu(),
-        crate::report::process_run_delay(),
-    );
+    let me = Path::new("/proc/self");
+    let server_dir = server_pid.map(|pid| PathBuf::from(format!("/proc/{pid}")));
+    let server0 = server_dir.as_deref().map(ProcTimes::read);
+    let client0 = ProcTimes::read(me);
+    let t0 = Instant::now();
     let mut samples = Vec::with_capacity(targets.len());
     let mut first_error = None;
     for w in workers {
@@ -103,15 +107,18 @@ pub async fn run(
         }
     }
     let wall = t0.elapsed();
-    let cpu = crate::report::process_cpu().saturating_sub(cpu0);
-    let run_delay = crate::report::process_run_delay().saturating_sub(delay0);
+    let client = ProcTimes::read(me).since(&client0);
+    let server = server_dir
+        .as_deref()
+        .zip(server0)
+        .map(|(dir, before)| ProcTimes::read(dir).since(&before));
     match first_error {
         Some(e) => Err(e),
         None => Ok(Outcome {
             samples,
             wall,
-            cpu,
-            run_delay,
+            client,
+            server,
         }),
     }
 }

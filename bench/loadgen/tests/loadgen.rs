@@ -176,6 +176,7 @@ fn keep_alive_runs_read_every_byte_over_http1_and_http2() {
     let urls: Vec<String> = (0..3 * FILES).map(|i| f.url(i % FILES)).collect();
     let list = f.write_urls("urls.txt", &urls);
     let expected: u64 = 3 * f.sizes.iter().sum::<u64>();
+    let nginx_pid = f.nginx.id().to_string();
     for http in ["1.1", "2"] {
         let (code, r, err) = loadgen(&[
             "--urls",
@@ -190,6 +191,8 @@ fn keep_alive_runs_read_every_byte_over_http1_and_http2() {
             http,
             "--label",
             "t",
+            "--server-pid",
+            &nginx_pid,
         ]);
         assert_eq!(code, 0, "HTTP/{http}: {err}\n{r}");
         assert_eq!(r["http"], http);
@@ -204,6 +207,9 @@ fn keep_alive_runs_read_every_byte_over_http1_and_http2() {
         assert!(r["requests_per_s"].as_f64().unwrap() > 0.0);
         assert!(r["client_cpu_s"].as_f64().unwrap() >= 0.0);
         assert!(r["connect"].is_null(), "keep-alive runs time no connects");
+        // nginx encrypted every body: its CPU time over the run is seen.
+        assert!(r["server_cpu_s"].as_f64().unwrap() > 0.0, "{r}");
+        assert!(r["server_runqueue_wait_s"].as_f64().is_some(), "{r}");
     }
 }
 
