@@ -356,13 +356,20 @@ http {{
         d = self.work / "btrfly"
         (d / "home").mkdir(parents=True, exist_ok=True)
         self.btrfly_proxy_port, self.btrfly_control_port = free_port(), free_port()
+
+    def start_btrfly(self, what, store):
+        """`btrfly serve` on fs storage `stores/STORE`: every recording goes
+        into a store of its own, so each repetition records into the same
+        (empty) state, and a playback reads the store its tag was recorded
+        in. The data dir (CA, token) is shared."""
+        d = self.work / "btrfly"
         resolve = "\n".join(f'"{n}" = "127.0.0.1"' for n in self.all_names)
-        cfg = d / "config.toml"
+        cfg = d / f"config-{store}.toml"
         cfg.write_text(f"""data_dir = "{d / 'data'}"
 
 [storage]
 backend = "fs"
-root = "{d / 'store'}"
+root = "{d / 'stores' / store}"
 
 [proxy]
 listen = "127.0.0.1:{self.btrfly_proxy_port}"
@@ -376,11 +383,7 @@ ca_file = "{self.ca}"
 [upstream.resolve]
 {resolve}
 """)
-        return cfg
-
-    def start_btrfly(self, what):
-        d = self.work / "btrfly"
-        srv = Server(f"btrfly ({what})", [self.btrfly, "serve", "--config", d / "config.toml"],
+        srv = Server(f"btrfly ({what})", [self.btrfly, "serve", "--config", cfg],
                      self.logs / "btrfly.log")
         wait_port(self.btrfly_proxy_port, srv.proc, "btrfly serve")
         wait_port(self.btrfly_control_port, srv.proc, "btrfly serve")
@@ -443,12 +446,13 @@ ca_file = "{self.ca}"
 
     def record_phase(self):
         """Per repetition: the direct download from nginx (on the server
-        core), then btrfly and mitmproxy recording the same URLs from it
+        core), and btrfly and mitmproxy recording the same URLs from it
         (nginx moved to the client's core, so the recorder has its core to
-        itself, as with a remote upstream)."""
+        itself, as with a remote upstream). Every recording is a first
+        one: a fresh recorder process with an empty store (btrfly) or flow
+        file (mitmproxy)."""
         s, only = self.s, self.only
         direct = dict(cacert=self.ca)
-        bt = self.start_btrfly("record") if "btrfly" in only else None
         workloads = [("large", 1), ("small", s["connections"]), ("distinct", s["connections"])]
         for wl, conns in workloads:
             for r in self.reps():
@@ -462,10 +466,12 @@ ca_file = "{self.ca}"
                         continue
                     self.nginx.pin(CLIENT_CORE)
                     if target == "btrfly":
+                        bt = self.start_btrfly("record", f"{wl}-{r}")
                         sess = self.btrfly_start("record", f"{wl}-{r}")
                         self.measure(bt, f"record-{wl}", "btrfly", r, self.urls[wl],
                                      connections=conns, **sess)
                         self.btrfly_stop()
+                        bt.stop()
                     else:
                         mitm, sess = self.start_mitm("record", ["-w", self.flows(f"{wl}-{r}")])
                         self.measure(mitm, f"record-{wl}", "mitmproxy", r, self.urls[wl],
@@ -473,7 +479,8 @@ ca_file = "{self.ca}"
                         mitm.stop(signal.SIGINT, grace=120)
         # The cold-start names, recorded once, untimed.
         self.nginx.pin(CLIENT_CORE)
-        if bt:
+        if "btrfly" in only:
+            bt = self.start_btrfly("record", "cold")
             sess = self.btrfly_start("record", "cold")
             self.load(self.urls["cold-all"], fresh=True, label="btrfly/record-cold", **sess)
             self.btrfly_stop()
@@ -494,7 +501,7 @@ ca_file = "{self.ca}"
         if "nginx" in only:
             servers["nginx"] = (self.nginx, dict(cacert=self.ca))
         if "btrfly" in only:
-            bt = self.start_btrfly(f"playback {workload}")
+            bt = self.start_btrfly(f"playback {workload}", tag)
             servers["btrfly"] = (bt, self.btrfly_start("playback", tag))
         if "mitmproxy" in only:
             servers["mitmproxy"] = self.start_mitm(f"replay {workload}", self.replay_args(self.flows(tag)))
