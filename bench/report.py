@@ -115,6 +115,18 @@ def row(doc, label, figure, cols, fn=None, rss=False):
             f"{paired_ratio(doc, bt, base, fn, rss)} | {paired_ratio(doc, bt, mitm, fn, rss)} |")
 
 
+def rows_record_small(doc, label, rec):
+    """The opt-in recording of the whole small-file list (BENCH_RECORD_REPEATS=1)."""
+    cols = rec("direct-small", "record-small")
+    return [
+        row(doc, label, "requests/s", cols, rps),
+        row(doc, label, "p50 latency ms", cols, p50_ms),
+        row(doc, label, "p99 latency ms", cols, p99_ms),
+        row(doc, label, "server CPU s per 1,000 requests", cols, cpu_per_1000),
+        row(doc, label, "server peak RSS MiB (per run)", cols, rss=True),
+    ]
+
+
 def render(doc):
     s = doc["settings"]
     m = doc["machine"]
@@ -165,11 +177,8 @@ def render(doc):
     out.append(row(doc, f"{large} file", "server CPU s per GiB", rec("direct-large", "record-large"), cpu_per_gib))
     out.append(row(doc, f"{large} file", "server peak RSS MiB", rec("direct-large", "record-large"), rss=True))
     many = f"{small}, HTTP/1.1"
-    out.append(row(doc, many, "requests/s", rec("direct-small", "record-small"), rps))
-    out.append(row(doc, many, "p50 latency ms", rec("direct-small", "record-small"), p50_ms))
-    out.append(row(doc, many, "p99 latency ms", rec("direct-small", "record-small"), p99_ms))
-    out.append(row(doc, many, "server CPU s per 1,000 requests", rec("direct-small", "record-small"), cpu_per_1000))
-    out.append(row(doc, many, "server peak RSS MiB (per run)", rec("direct-small", "record-small"), rss=True))
+    if runs_of(doc, "btrfly", "record-small") or runs_of(doc, "mitmproxy", "record-small"):
+        out += rows_record_small(doc, many, rec)
     distinct = f"{s['distinct']:,} × {s['small'] >> 10} KiB, once each, {s['connections']} conns, HTTP/1.1"
     out.append(row(doc, distinct, "requests/s", rec("direct-distinct", "record-distinct"), rps))
     out.append(row(doc, distinct, "p50 latency ms", rec("direct-distinct", "record-distinct"), p50_ms))
