@@ -5,15 +5,18 @@ Run it through `bash bench/run` (which installs what it needs and builds
 the release binaries first); docs/BENCHMARKS.md says what is measured and
 how. Standard library only: it starts the servers (nginx, `btrfly serve`,
 mitmdump) pinned to one core, runs the load client (bench/loadgen) pinned
-to the other, reads each server's CPU time and peak RSS from /proc, and
-writes `results.json` (every run's raw figures) and `results.md` (the
-table of medians and ratios) to the results directory.
+to the other (it also reads the server's CPU time over its measured
+interval), reads each server's peak RSS from /proc, and writes
+`results.json` (every run's raw figures) and `results.md` (the table of
+medians and ratios) to the results directory. Servers it started are
+stopped when it exits, also on failure.
 
 Every server listens on 127.0.0.1 only; every host name is under
 example.test and is mapped to 127.0.0.1 explicitly (btrfly's
 [upstream.resolve], the load client's --resolve, mitmproxy's addon).
 """
 
+import atexit
 import json
 import os
 import platform
@@ -21,10 +24,8 @@ import random
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -100,8 +101,24 @@ def clean_env():
 
 # ------------------------------------------------------------ servers
 
+# Servers still running, stopped at exit whatever ends the harness.
+RUNNING = []
+
+
+def stop_all():
+    for srv in list(RUNNING):
+        srv.stop(grace=10)
+
+
+atexit.register(stop_all)
+# SIGTERM ends the harness through sys.exit, so the atexit hook runs.
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
+
 class Server:
-    """A server process pinned to SERVER_CORE, with /proc readings."""
+    """A server process pinned to SERVER_CORE, with /proc readings. It runs
+    in a session of its own (a Ctrl-C of the harness does not reach it
+    directly); the harness stops it."""
 
     def __init__(self, name, cmd, logfile, env=None, cwd=None, core=SERVER_CORE, stdout=None):
         self.name = name
@@ -117,6 +134,7 @@ class Server:
         )
         # taskset execs the server: the PID is the server's own.
         self.pid = self.proc.pid
+        RUNNING.append(self)
 
     def status_kb(self, key):
         with open(f"/proc/{self.pid}/status") as f:
@@ -129,6 +147,8 @@ class Server:
         run(["taskset", "-a", "-p", "-c", core, str(self.pid)])
 
     def stop(self, sig=signal.SIGTERM, grace=30):
+        if self in RUNNING:
+            RUNNING.remove(self)
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
             try:
