@@ -74,9 +74,12 @@ pub fn parse(path: &str) -> Option<Endpoint<'_>> {
     })
 }
 
-/// The hex of a sha256 digest: what the recorder can verify a body against.
-pub fn sha256_hex(digest: &Digest) -> Option<&str> {
-    (digest.algorithm() == &DigestAlgorithm::Sha256).then(|| digest.digest())
+/// A sha256 digest's value: what the recorder can verify a body against.
+pub fn sha256_hex(digest: &Digest) -> Option<btrfly_core::Sha256> {
+    if digest.algorithm() != &DigestAlgorithm::Sha256 {
+        return None;
+    }
+    btrfly_core::Sha256::new(digest.digest()).ok()
 }
 
 /// A repository name: `/`-separated components of `[a-z0-9]` runs joined by

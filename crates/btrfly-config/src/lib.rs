@@ -362,36 +362,18 @@ impl Config {
                 )));
             }
         }
+        // One host parser for every list that names hosts.
         let pip = &self.adapters.pip;
-        for (key, host) in pip
-            .index_hosts
-            .iter()
-            .map(|h| ("index_hosts", h))
-            .chain(pip.file_hosts.iter().map(|h| ("file_hosts", h)))
-        {
-            if host.is_empty() || host.contains(['/', ' ', '@', '#', '?']) {
-                return Err(invalid(format!(
-                    "adapters.pip.{key}: {host:?} is not a host (write `name` or `name:port`, without scheme or path)"
-                )));
-            }
-        }
         let oci = &self.adapters.oci;
-        for (key, host) in oci
-            .registries
-            .iter()
-            .map(|h| ("registries", h))
-            .chain(oci.auth_hosts.iter().map(|h| ("auth_hosts", h)))
-        {
-            let port_ok = match host.rsplit_once(':') {
-                Some((name, port)) if !name.ends_with(':') && !port.ends_with(']') => {
-                    port.parse::<u16>().is_ok_and(|p| p > 0)
-                }
-                _ => true,
-            };
-            if host.is_empty() || host.contains(['/', ' ', '@', '#', '?']) || !port_ok {
-                return Err(invalid(format!(
-                    "adapters.oci.{key}: {host:?} is not a host (write `name` or `name:port`, without scheme or path)"
-                )));
+        let lists = [
+            ("adapters.pip.index_hosts", &pip.index_hosts),
+            ("adapters.pip.file_hosts", &pip.file_hosts),
+            ("adapters.oci.registries", &oci.registries),
+            ("adapters.oci.auth_hosts", &oci.auth_hosts),
+        ];
+        for (key, list) in lists {
+            if let Err(e) = btrfly_core::HostPattern::parse_all(list) {
+                return Err(invalid(format!("{key}: {e}")));
             }
         }
         self.storage.validate().map_err(invalid)

@@ -36,74 +36,167 @@ use std::ops::Range;
 use std::path::Path;
 use std::sync::Arc;
 
-use btrfly_config::{Backend, Config, GcsConfig, S3Config};
-use btrfly_core::{is_sha256_hex, Entry, RecordingKey, SessionInfo, Tag, TagMeta, VaryRecord};
+use btrfly_core::{Entry, RecordingKey, SessionId, SessionInfo, Sha256, Tag, TagMeta, VaryRecord};
 use bytes::Bytes;
 use futures::{Stream, StreamExt, TryStreamExt};
 use opendal::{ErrorKind, Operator};
-use sha2::{Digest, Sha256};
+use sha2::Digest;
 use time::OffsetDateTime;
 
-mod counting;
 mod identity;
-#[cfg(any(test, feature = "test-servers"))]
-pub mod test_servers;
+mod options;
 mod writer;
-pub use counting::{CountingLayer, OpCounts, OpSnapshot};
 pub use identity::{Identity, IdentityCheck};
+pub use options::{GcsOptions, S3Options, StoreOptions};
 pub use writer::{BlobWriter, StoredBlob};
 
 /// How many objects are read at once when a whole tag is loaded.
 const LOAD_CONCURRENCY: usize = 32;
 
+/// What went wrong in the store; every variant names where.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// The backend could not be set up.
     #[error("storage backend {backend}: {source}")]
     Backend {
+        /// `fs`, `memory`, `s3` or `gcs`.
         backend: &'static str,
+        /// What OpenDAL said.
         source: opendal::Error,
     },
+    /// An operation on an object failed.
     #[error("storage {op} {path}: {source}")]
     Io {
+        /// `read`, `write`, `list`, …
         op: &'static str,
+        /// The object.
         path: String,
+        /// What OpenDAL said.
         source: opendal::Error,
     },
-    #[error("storage: {path} holds malformed data: {message}")]
-    Corrupt { path: String, message: String },
-    #[error("storage: blob {0} is missing")]
-    MissingBlob(String),
-    #[error("storage: body digest mismatch: expected sha256 {expected}, got {actual}")]
-    DigestMismatch { expected: String, actual: String },
-    /// The configuration cannot work (found before any request is made).
-    #[error("storage backend {backend}: {message}")]
-    Config {
-        backend: &'static str,
-        message: String,
+    /// An object does not hold the JSON it should.
+    #[error("storage: {path} holds malformed data: {source}")]
+    Malformed {
+        /// The object.
+        path: String,
+        /// What the parser said.
+        source: serde_json::Error,
     },
-    /// The start-up probe failed; `message` says what to fix.
-    #[error("storage backend {backend} ({location}): {message}")]
-    Unusable {
+    /// Reading an object's bytes failed midway.
+    #[error("storage: reading {path}: {source}")]
+    Read {
+        /// The object.
+        path: String,
+        /// What failed.
+        source: std::io::Error,
+    },
+    /// The start-up probe read back other bytes than it wrote.
+    #[error("storage: the probe object {path} read back different bytes")]
+    ProbeMismatch {
+        /// The probe object.
+        path: String,
+    },
+    /// A blob an entry points at is not there.
+    #[error("storage: blob {0} is missing")]
+    MissingBlob(Sha256),
+    /// A body did not have the digest it was written with.
+    #[error("storage: body digest mismatch: expected sha256 {expected}, got {actual}")]
+    DigestMismatch {
+        /// The digest expected.
+        expected: Sha256,
+        /// The digest of what was written.
+        actual: Sha256,
+    },
+    /// A body's writer went away before the body ended.
+    #[error("storage: recording aborted before the body ended")]
+    Aborted,
+    /// The configuration cannot work (found before any request is made).
+    #[error("storage backend {backend}: {problem}")]
+    Config {
+        /// `s3` or `gcs`.
         backend: &'static str,
+        /// What to fix.
+        problem: ConfigProblem,
+    },
+    /// The start-up probe failed; `advice` says what to fix.
+    #[error("storage backend {backend} ({location}): {doing}: {advice}")]
+    Unusable {
+        /// `fs`, `s3`, `gcs`.
+        backend: &'static str,
+        /// The directory, or the bucket and endpoint.
         location: String,
-        message: String,
+        /// What the probe was doing.
+        doing: &'static str,
+        /// What to fix.
+        advice: Advice,
+        /// What OpenDAL said.
         source: opendal::Error,
     },
 }
 
-impl StoreError {
-    /// Whether the backend reported it is out of space or quota.
-    pub fn is_full(&self) -> bool {
-        let msg = self.to_string().to_ascii_lowercase();
-        msg.contains("no space") || msg.contains("quota")
+/// A store configuration that cannot work.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigProblem {
+    /// S3 without a region.
+    #[error("no region: set storage.s3.region, or AWS_REGION in the environment")]
+    NoRegion,
+    /// A credential file that cannot be read.
+    #[error("{key} {}: cannot read it: {source}", path.display())]
+    CredentialFile {
+        /// Where the path came from.
+        key: &'static str,
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why it cannot be read.
+        source: std::io::Error,
+    },
+    /// A file that is not a Google credential.
+    #[error("{key} {}: not a Google credential file (JSON with a \"type\", e.g. a service-account key)", path.display())]
+    NotCredentialFile {
+        /// Where the path came from.
+        key: &'static str,
+        /// The file.
+        path: std::path::PathBuf,
+    },
+}
+
+/// What to fix when the start-up probe fails, by backend and error kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Advice {
+    /// The bucket does not exist.
+    NoBucket(&'static str),
+    /// S3 refused the credentials.
+    S3Credentials,
+    /// GCS refused the credentials.
+    GcsCredentials,
+    /// The bucket's settings do not work.
+    Settings(&'static str),
+    /// The directory is not writable.
+    FsPermission,
+    /// Nothing more specific is known.
+    Failed,
+}
+
+impl std::fmt::Display for Advice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Advice::NoBucket(b) => write!(f, "the bucket does not exist (create it, or fix storage.{b}.bucket)"),
+            Advice::S3Credentials => f.write_str("the credentials were refused (check storage.s3.access_key_id and secret_access_key, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"),
+            Advice::GcsCredentials => f.write_str("the credentials were refused (check storage.gcs.credential_path or GOOGLE_APPLICATION_CREDENTIALS)"),
+            Advice::Settings(b) => write!(f, "the [storage.{b}] settings do not work"),
+            Advice::FsPermission => f.write_str("permission denied (fix storage.root or its permissions)"),
+            Advice::Failed => f.write_str("failed"),
+        }
     }
 }
 
+/// A store result.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// A stream of body chunks read from a blob.
 pub type BlobStream = std::pin::Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>;
 
+/// A handle on the store (cheap to clone): one backend, one layout.
 #[derive(Clone, Debug)]
 pub struct Store {
     op: Operator,
@@ -123,6 +216,7 @@ pub struct TagIndex {
 }
 
 impl TagIndex {
+    /// The tag.
     pub fn tag(&self) -> &Tag {
         &self.tag
     }
@@ -132,10 +226,12 @@ impl TagIndex {
         self.sealed_at
     }
 
+    /// Number of entries.
     pub fn len(&self) -> usize {
         self.entries.len()
     }
 
+    /// Whether it has no entry.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
@@ -221,18 +317,18 @@ fn io<'a>(op: &'static str, path: &'a str) -> impl FnOnce(opendal::Error) -> Sto
 }
 
 impl Store {
-    /// Opens the backend the config names. Nothing is checked yet: call
+    /// Opens the backend `options` name. Nothing is checked yet: call
     /// [`Store::check`] before serving.
-    pub fn open(config: &Config) -> Result<Store> {
-        let missing = |backend: Backend| StoreError::Config {
-            backend: backend.as_str(),
-            message: format!("no [storage.{}] table", backend.as_str()),
-        };
-        match config.storage.backend {
-            Backend::Fs => Store::fs(&config.storage_root()),
-            Backend::Memory => Store::memory(),
-            Backend::S3 => Store::s3(config.storage.s3.as_ref().ok_or(missing(Backend::S3))?),
-            Backend::Gcs => Store::gcs(config.storage.gcs.as_ref().ok_or(missing(Backend::Gcs))?),
+    ///
+    /// # Errors
+    /// A configuration that cannot work (see [`ConfigProblem`]), or a
+    /// backend OpenDAL cannot set up.
+    pub fn open(options: &StoreOptions) -> Result<Store> {
+        match options {
+            StoreOptions::Fs { root } => Store::fs(root),
+            StoreOptions::Memory => Store::memory(),
+            StoreOptions::S3(o) => Store::s3(o),
+            StoreOptions::Gcs(o) => Store::gcs(o),
         }
     }
 
@@ -259,11 +355,19 @@ impl Store {
         })
     }
 
+    /// A directory.
+    ///
+    /// # Errors
+    /// OpenDAL cannot set up the backend.
     pub fn fs(root: &Path) -> Result<Store> {
         let builder = opendal::services::Fs::default().root(&root.to_string_lossy());
         Store::with_operator("fs", root.display().to_string(), builder)
     }
 
+    /// Process memory (tests, throwaway servers).
+    ///
+    /// # Errors
+    /// OpenDAL cannot set up the backend.
     pub fn memory() -> Result<Store> {
         Store::with_operator(
             "memory",
@@ -273,20 +377,18 @@ impl Store {
     }
 
     /// An S3 bucket. Settings left out of `c` come from the AWS environment.
-    pub fn s3(c: &S3Config) -> Result<Store> {
-        let config_err = |message: String| StoreError::Config {
-            backend: "s3",
-            message,
-        };
+    ///
+    /// # Errors
+    /// No region anywhere, or a backend OpenDAL cannot set up.
+    pub fn s3(c: &S3Options) -> Result<Store> {
         let region = c
             .region
             .clone()
             .or_else(|| env_var("AWS_REGION"))
             .or_else(|| env_var("AWS_DEFAULT_REGION"))
-            .ok_or_else(|| {
-                config_err(
-                    "no region: set storage.s3.region, or AWS_REGION in the environment".into(),
-                )
+            .ok_or(StoreError::Config {
+                backend: "s3",
+                problem: ConfigProblem::NoRegion,
             })?;
         let endpoint = c.endpoint.clone().or_else(|| env_var("AWS_ENDPOINT_URL"));
         install_http_transport();
@@ -320,10 +422,14 @@ impl Store {
 
     /// A GCS bucket. Credentials left out of `c` come from the Google
     /// environment.
-    pub fn gcs(c: &GcsConfig) -> Result<Store> {
-        let config_err = |message: String| StoreError::Config {
+    ///
+    /// # Errors
+    /// A credential file that cannot be read or is not one, or a backend
+    /// OpenDAL cannot set up.
+    pub fn gcs(c: &GcsOptions) -> Result<Store> {
+        let config_err = |problem: ConfigProblem| StoreError::Config {
             backend: "gcs",
-            message,
+            problem,
         };
         install_http_transport();
         let mut b = opendal::services::Gcs::default()
@@ -348,17 +454,21 @@ impl Store {
             if let Some(path) = path {
                 // Read it here: a bad key file is a clear error at start,
                 // not a failed request later.
-                let text = std::fs::read_to_string(&path).map_err(|e| {
-                    config_err(format!("{key} {}: cannot read it: {e}", path.display()))
+                let text = std::fs::read_to_string(&path).map_err(|source| {
+                    config_err(ConfigProblem::CredentialFile {
+                        key,
+                        path: path.clone(),
+                        source,
+                    })
                 })?;
                 let kind = serde_json::from_str::<serde_json::Value>(&text)
                     .ok()
                     .and_then(|v| v.get("type")?.as_str().map(str::to_owned));
                 if kind.is_none() {
-                    return Err(config_err(format!(
-                        "{key} {}: not a Google credential file (JSON with a \"type\", e.g. a service-account key)",
-                        path.display()
-                    )));
+                    return Err(config_err(ConfigProblem::NotCredentialFile {
+                        key,
+                        path: path.clone(),
+                    }));
                 }
                 b = b.credential_path(&path.to_string_lossy());
             }
@@ -375,14 +485,17 @@ impl Store {
         Store::with_operator("gcs", location, b)
     }
 
-    /// Counts every operation this store (and its clones made afterwards)
-    /// sends to the backend.
-    pub fn counted(self) -> (Store, Arc<OpCounts>) {
-        let counts = Arc::new(OpCounts::default());
-        let op = self.op.layer(CountingLayer::new(counts.clone()));
-        (Store { op, ..self }, counts)
+    /// This store (and its clones made afterwards) with every backend
+    /// operation going through an OpenDAL `layer`: metrics, tracing, or
+    /// the operation counting of tests.
+    pub fn layer<L: opendal::raw::Layer>(self, layer: L) -> Store {
+        Store {
+            op: self.op.layer(layer),
+            ..self
+        }
     }
 
+    /// `fs`, `memory`, `s3` or `gcs`.
     pub fn backend(&self) -> &'static str {
         self.backend
     }
@@ -392,44 +505,35 @@ impl Store {
         &self.location
     }
 
-    /// Turns a failed probe into advice naming what to fix.
-    fn unusable(&self, doing: &str, source: opendal::Error) -> StoreError {
+    /// Turns a failed probe into advice naming what to fix, by the
+    /// backend and OpenDAL's error kind. (OpenDAL files S3's
+    /// `NoSuchBucket` under `ConfigInvalid`: the probe's request is valid,
+    /// so for S3 that kind means the bucket.)
+    fn unusable(&self, doing: &'static str, source: opendal::Error) -> StoreError {
         let b = self.backend;
-        // S3 answers a missing bucket 404 NoSuchBucket, which OpenDAL
-        // files under ConfigInvalid.
-        let kind = if source.to_string().contains("NoSuchBucket") {
-            ErrorKind::NotFound
-        } else {
-            source.kind()
-        };
-        let message = match (b, kind) {
-            ("s3" | "gcs", ErrorKind::NotFound) => format!(
-                "{doing}: the bucket does not exist (create it, or fix storage.{b}.bucket)"
-            ),
-            ("s3", ErrorKind::PermissionDenied) => format!(
-                "{doing}: the credentials were refused (check storage.s3.access_key_id and secret_access_key, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"
-            ),
-            ("gcs", ErrorKind::PermissionDenied) => format!(
-                "{doing}: the credentials were refused (check storage.gcs.credential_path or GOOGLE_APPLICATION_CREDENTIALS)"
-            ),
-            ("s3" | "gcs", ErrorKind::ConfigInvalid) => {
-                format!("{doing}: the [storage.{b}] settings do not work")
-            }
-            ("fs", ErrorKind::PermissionDenied) => {
-                format!("{doing}: permission denied (fix storage.root or its permissions)")
-            }
-            _ => format!("{doing} failed"),
+        let advice = match (b, source.kind()) {
+            ("s3" | "gcs", ErrorKind::NotFound) => Advice::NoBucket(b),
+            ("s3", ErrorKind::ConfigInvalid) => Advice::NoBucket(b),
+            ("s3", ErrorKind::PermissionDenied) => Advice::S3Credentials,
+            ("gcs", ErrorKind::PermissionDenied) => Advice::GcsCredentials,
+            ("gcs", ErrorKind::ConfigInvalid) => Advice::Settings(b),
+            ("fs", ErrorKind::PermissionDenied) => Advice::FsPermission,
+            _ => Advice::Failed,
         };
         StoreError::Unusable {
             backend: b,
             location: self.location.to_string(),
-            message,
+            doing,
+            advice,
             source,
         }
     }
 
     /// Proves the backend is usable: writes, reads back and deletes a probe.
-    /// Errors say what to fix (a missing bucket, refused credentials).
+    ///
+    /// # Errors
+    /// [`StoreError::Unusable`], saying what to fix (a missing bucket,
+    /// refused credentials).
     pub async fn check(&self) -> Result<()> {
         let path = format!("tmp/probe-{}", random_id());
         self.op
@@ -447,25 +551,23 @@ impl Store {
             .await
             .map_err(|e| self.unusable("deleting the probe object", e))?;
         if back.to_bytes().as_ref() != b"btrfly" {
-            return Err(StoreError::Corrupt {
-                path,
-                message: "probe read back different bytes".into(),
-            });
+            return Err(StoreError::ProbeMismatch { path });
         }
         Ok(())
     }
 
     // === blobs ===
 
-    pub fn blob_path(sha256: &str) -> String {
+    /// `blobs/sha256/<2 hex>/<64 hex>`: a blob's object.
+    pub fn blob_path(sha256: &Sha256) -> String {
         format!("blobs/sha256/{}/{}", &sha256[..2], sha256)
     }
 
     /// Size of a stored blob, or `None` when it is not stored.
-    pub async fn blob_size(&self, sha256: &str) -> Result<Option<u64>> {
-        if !is_sha256_hex(sha256) {
-            return Ok(None);
-        }
+    ///
+    /// # Errors
+    /// The backend failed.
+    pub async fn blob_size(&self, sha256: &Sha256) -> Result<Option<u64>> {
         let path = Self::blob_path(sha256);
         match self.op.stat(&path).await {
             Ok(meta) => Ok(Some(meta.content_length())),
@@ -475,12 +577,15 @@ impl Store {
     }
 
     /// Streams a blob (or a byte range of it) without loading it whole.
-    pub async fn read_blob(&self, sha256: &str, range: Option<Range<u64>>) -> Result<BlobStream> {
+    ///
+    /// # Errors
+    /// [`StoreError::MissingBlob`], or the backend failed.
+    pub async fn read_blob(&self, sha256: &Sha256, range: Option<Range<u64>>) -> Result<BlobStream> {
         let path = Self::blob_path(sha256);
         let size = self
             .blob_size(sha256)
             .await?
-            .ok_or_else(|| StoreError::MissingBlob(sha256.to_owned()))?;
+            .ok_or_else(|| StoreError::MissingBlob(sha256.clone()))?;
         let range = range.unwrap_or(0..size);
         let reader = self
             .op
@@ -496,27 +601,34 @@ impl Store {
     }
 
     /// Starts writing a new blob; see [`BlobWriter`].
-    pub async fn blob_writer(&self, expected_sha256: Option<String>) -> Result<BlobWriter> {
+    ///
+    /// # Errors
+    /// The backend cannot open a temp object.
+    pub async fn blob_writer(&self, expected_sha256: Option<Sha256>) -> Result<BlobWriter> {
         BlobWriter::start(self.clone(), expected_sha256).await
     }
 
     /// Reads a whole blob and checks it against its address (for `verify`).
-    pub async fn verify_blob(&self, sha256: &str) -> Result<u64> {
+    ///
+    /// # Errors
+    /// [`StoreError::DigestMismatch`] for a blob whose bytes changed; a
+    /// missing blob; the backend failed.
+    pub async fn verify_blob(&self, sha256: &Sha256) -> Result<u64> {
         let mut stream = self.read_blob(sha256, None).await?;
-        let mut hasher = Sha256::new();
+        let mut hasher = sha2::Sha256::new();
         let mut size = 0u64;
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| StoreError::Corrupt {
+            let chunk = chunk.map_err(|source| StoreError::Read {
                 path: Self::blob_path(sha256),
-                message: e.to_string(),
+                source,
             })?;
             size += chunk.len() as u64;
             hasher.update(&chunk);
         }
-        let actual = hex::encode(hasher.finalize());
-        if actual != sha256 {
+        let actual = Sha256::from_bytes(hasher.finalize().into());
+        if &actual != sha256 {
             return Err(StoreError::DigestMismatch {
-                expected: sha256.to_owned(),
+                expected: sha256.clone(),
                 actual,
             });
         }
@@ -533,14 +645,26 @@ impl Store {
         format!("tags/{tag}/entries/{key_id}.json")
     }
 
+    /// See the module docs for the layout.
+    ///
+    /// # Errors
+    /// The backend failed, or an object it read is malformed.
     pub async fn tag_meta(&self, tag: &Tag) -> Result<Option<TagMeta>> {
         self.get_json(&Self::tag_meta_path(tag)).await
     }
 
+    /// See the module docs for the layout.
+    ///
+    /// # Errors
+    /// The backend failed, or an object it read is malformed.
     pub async fn put_tag_meta(&self, meta: &TagMeta) -> Result<()> {
         self.put_json(&Self::tag_meta_path(&meta.tag), meta).await
     }
 
+    /// See the module docs for the layout.
+    ///
+    /// # Errors
+    /// The backend failed, or an object it read is malformed.
     pub async fn list_tags(&self) -> Result<Vec<TagMeta>> {
         let entries = match self.op.list("tags/").await {
             Ok(e) => e,
@@ -559,11 +683,19 @@ impl Store {
         Ok(tags)
     }
 
+    /// See the module docs for the layout.
+    ///
+    /// # Errors
+    /// The backend failed, or an object it read is malformed.
     pub async fn put_entry(&self, tag: &Tag, entry: &Entry) -> Result<()> {
         self.put_json(&Self::entry_path(tag, &entry.key.id()), entry)
             .await
     }
 
+    /// See the module docs for the layout.
+    ///
+    /// # Errors
+    /// The backend failed, or an object it read is malformed.
     pub async fn get_entry(&self, tag: &Tag, key: &RecordingKey) -> Result<Option<Entry>> {
         let entry: Option<Entry> = self.get_json(&Self::entry_path(tag, &key.id())).await?;
         // The id is a hash; make sure the entry really is for this key.
@@ -591,6 +723,9 @@ impl Store {
     }
 
     /// Every entry of a tag, sorted by URL then method.
+    ///
+    /// # Errors
+    /// The backend failed, or an object it read is malformed.
     pub async fn list_entries(&self, tag: &Tag) -> Result<Vec<Entry>> {
         let dir = format!("tags/{tag}/entries/");
         let listed = match self.op.list(&dir).await {
@@ -622,6 +757,9 @@ impl Store {
     /// written whole and never read-modified-written: replicas recording
     /// the same key write the same object. Written before the entry it
     /// describes, so an entry is never unreachable.
+    ///
+    /// # Errors
+    /// The backend failed, or an object it read is malformed.
     pub async fn put_vary(&self, tag: &Tag, record: &VaryRecord) -> Result<()> {
         let path = format!(
             "{}{}.json",
@@ -633,6 +771,9 @@ impl Store {
 
     /// The sets of `Vary` names answers for `key` were recorded with (one
     /// listing; empty for a key whose answers named none).
+    ///
+    /// # Errors
+    /// The backend failed, or an object it read is malformed.
     pub async fn vary_sets(&self, tag: &Tag, key: &RecordingKey) -> Result<Vec<Vec<String>>> {
         let dir = Self::vary_dir(tag, key);
         let listed = match self.op.list(&dir).await {
@@ -652,6 +793,9 @@ impl Store {
     }
 
     /// Every vary record of a tag.
+    ///
+    /// # Errors
+    /// The backend failed, or an object it read is malformed.
     pub async fn list_vary(&self, tag: &Tag) -> Result<Vec<VaryRecord>> {
         let dir = format!("tags/{tag}/vary/");
         let listed = match self.op.list_with(&dir).recursive(true).await {
@@ -679,6 +823,9 @@ impl Store {
     /// Loads every entry of a tag into memory. A sealed tag is one read (its
     /// snapshot), when the snapshot belongs to this seal; otherwise every
     /// entry object is read.
+    ///
+    /// # Errors
+    /// The backend failed, or an object it read is malformed.
     pub async fn load_index(&self, meta: &TagMeta) -> Result<TagIndex> {
         let tag = &meta.tag;
         if let (true, Some(sealed_at)) = (meta.sealed, meta.sealed_at) {
@@ -707,6 +854,9 @@ impl Store {
 
     /// Seals a tag: writes the snapshot of its entries, then the meta that
     /// marks it sealed (see the commit protocol above).
+    ///
+    /// # Errors
+    /// The backend failed, or an object it read is malformed.
     pub async fn seal_tag(&self, mut meta: TagMeta) -> Result<TagMeta> {
         let sealed_at = OffsetDateTime::now_utc();
         let entries = self.list_entries(&meta.tag).await?;
@@ -729,36 +879,50 @@ impl Store {
 
     // === sessions ===
 
-    fn session_path(id: &str) -> String {
+    fn session_path(id: &SessionId) -> String {
         format!("sessions/{id}.json")
     }
 
+    /// Writes a session object.
+    ///
+    /// # Errors
+    /// The backend failed.
     pub async fn put_session(&self, s: &SessionInfo) -> Result<()> {
         self.put_json(&Self::session_path(&s.id), s).await
     }
 
-    pub async fn get_session(&self, id: &str) -> Result<Option<SessionInfo>> {
-        if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
-            return Ok(None);
-        }
+    /// A session object, if it is there.
+    ///
+    /// # Errors
+    /// The backend failed, or the object is malformed.
+    pub async fn get_session(&self, id: &SessionId) -> Result<Option<SessionInfo>> {
         self.get_json(&Self::session_path(id)).await
     }
 
-    pub async fn delete_session(&self, id: &str) -> Result<()> {
+    /// Removes a session object (its counters stay: see
+    /// [`Store::delete_session_stats`]).
+    ///
+    /// # Errors
+    /// The backend failed.
+    pub async fn delete_session(&self, id: &SessionId) -> Result<()> {
         let path = Self::session_path(id);
         self.op.delete(&path).await.map_err(io("delete", &path))
     }
 
     /// Every stored session.
+    ///
+    /// # Errors
+    /// The backend failed, or an object it read is malformed.
     pub async fn list_sessions(&self) -> Result<Vec<SessionInfo>> {
         let listed = match self.op.list("sessions/").await {
             Ok(l) => l,
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(io("list", "sessions/")(e)),
         };
-        let ids: Vec<String> = listed
+        let ids: Vec<SessionId> = listed
             .iter()
-            .filter_map(|e| e.name().strip_suffix(".json").map(str::to_owned))
+            .filter_map(|e| e.name().strip_suffix(".json"))
+            .filter_map(|name| SessionId::new(name).ok())
             .collect();
         let mut out = Vec::new();
         for id in ids {
@@ -769,14 +933,17 @@ impl Store {
         Ok(out)
     }
 
-    fn session_stats_dir(id: &str) -> String {
+    fn session_stats_dir(id: &SessionId) -> String {
         format!("sessions/{id}/stats/")
     }
 
     /// One replica's counters for a session (any serialisable value).
+    ///
+    /// # Errors
+    /// The backend failed.
     pub async fn put_session_stats<T: serde::Serialize>(
         &self,
-        id: &str,
+        id: &SessionId,
         replica: &str,
         stats: &T,
     ) -> Result<()> {
@@ -788,9 +955,12 @@ impl Store {
     }
 
     /// Every replica's counters for a session: (replica, counters).
+    ///
+    /// # Errors
+    /// The backend failed, or an object is malformed.
     pub async fn list_session_stats<T: serde::de::DeserializeOwned>(
         &self,
-        id: &str,
+        id: &SessionId,
     ) -> Result<Vec<(String, T)>> {
         let dir = Self::session_stats_dir(id);
         let listed = match self.op.list(&dir).await {
@@ -811,7 +981,10 @@ impl Store {
     }
 
     /// Removes every replica's counters of a session.
-    pub async fn delete_session_stats(&self, id: &str) -> Result<()> {
+    ///
+    /// # Errors
+    /// The backend failed.
+    pub async fn delete_session_stats(&self, id: &SessionId) -> Result<()> {
         let dir = Self::session_stats_dir(id);
         let listed = match self.op.list(&dir).await {
             Ok(l) => l,
@@ -862,9 +1035,9 @@ impl Store {
         };
         serde_json::from_slice(&buf.to_bytes())
             .map(Some)
-            .map_err(|e| StoreError::Corrupt {
+            .map_err(|source| StoreError::Malformed {
                 path: path.to_owned(),
-                message: e.to_string(),
+                source,
             })
     }
 
@@ -873,9 +1046,9 @@ impl Store {
     /// object store's PUT is atomic; on a filesystem the object is written
     /// under `tmp/` and renamed into place.
     async fn put_json<T: serde::Serialize>(&self, path: &str, value: &T) -> Result<()> {
-        let body = serde_json::to_vec_pretty(value).map_err(|e| StoreError::Corrupt {
+        let body = serde_json::to_vec_pretty(value).map_err(|source| StoreError::Malformed {
             path: path.to_owned(),
-            message: e.to_string(),
+            source,
         })?;
         if self.backend == "fs" {
             let tmp = format!("tmp/{}", random_id());

@@ -1,8 +1,9 @@
 //! Streaming a body into a content-addressed blob.
 
+use btrfly_core::Sha256;
 use bytes::Bytes;
 use opendal::Writer;
-use sha2::{Digest, Sha256};
+use sha2::Digest;
 
 use crate::{io, random_id, Result, Store, StoreError};
 
@@ -13,22 +14,24 @@ pub struct BlobWriter {
     store: Store,
     tmp: String,
     writer: Writer,
-    hasher: Sha256,
+    hasher: sha2::Sha256,
     size: u64,
-    expected: Option<String>,
+    expected: Option<Sha256>,
 }
 
 /// A blob that is safely at its address.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredBlob {
-    pub sha256: String,
+    /// Its digest (and address).
+    pub sha256: Sha256,
+    /// Its length in bytes.
     pub size: u64,
     /// False when identical bytes were already stored (deduplicated).
     pub new: bool,
 }
 
 impl BlobWriter {
-    pub(crate) async fn start(store: Store, expected: Option<String>) -> Result<BlobWriter> {
+    pub(crate) async fn start(store: Store, expected: Option<Sha256>) -> Result<BlobWriter> {
         let tmp = format!("tmp/{}", random_id());
         // GCS: the temp name is fresh, so "if not exists" costs nothing, and
         // it makes OpenDAL use the JSON API's resumable upload instead of
@@ -46,12 +49,16 @@ impl BlobWriter {
             store,
             tmp,
             writer,
-            hasher: Sha256::new(),
+            hasher: sha2::Sha256::new(),
             size: 0,
             expected,
         })
     }
 
+    /// Appends a chunk.
+    ///
+    /// # Errors
+    /// The backend refused the write.
     pub async fn write(&mut self, chunk: Bytes) -> Result<()> {
         self.hasher.update(&chunk);
         self.size += chunk.len() as u64;
@@ -61,18 +68,22 @@ impl BlobWriter {
             .map_err(io("write", &self.tmp))
     }
 
+    /// Bytes written so far.
     pub fn bytes_written(&self) -> u64 {
         self.size
     }
 
     /// Closes the temp object and moves it to `blobs/sha256/..`. Fails (and
     /// removes the temp object) when the digest is not the expected one.
+    ///
+    /// # Errors
+    /// [`StoreError::DigestMismatch`], or the backend failed.
     pub async fn finish(mut self) -> Result<StoredBlob> {
         if let Err(e) = self.writer.close().await {
             let _ = self.store.operator().delete(&self.tmp).await;
             return Err(io("write", &self.tmp)(e));
         }
-        let sha256 = hex::encode(self.hasher.finalize());
+        let sha256 = Sha256::from_bytes(self.hasher.finalize().into());
         let op = self.store.operator();
         if let Some(expected) = self.expected.take() {
             if expected != sha256 {
@@ -138,9 +149,9 @@ async fn stream_copy(op: &opendal::Operator, from: &str, to: &str) -> Result<()>
         .await
         .map_err(io("write", to))?;
     while let Some(chunk) = chunks.next().await {
-        let chunk = chunk.map_err(|e| StoreError::Corrupt {
+        let chunk = chunk.map_err(|source| StoreError::Read {
             path: from.to_owned(),
-            message: e.to_string(),
+            source,
         })?;
         writer.write(chunk).await.map_err(io("write", to))?;
     }
