@@ -37,9 +37,7 @@ impl Pip {
             Pip::Newest => {
                 let venv = std::env::var_os("BTRFLY_TEST_PIP_VENV")
                     .map(PathBuf::from)
-                    .unwrap_or_else(|| {
-                        repo_root().join("target/pip-venv")
-                    });
+                    .unwrap_or_else(|| repo_root().join("target/pip-venv"));
                 let python = venv.join("bin/python");
                 assert!(
                     python.exists(),

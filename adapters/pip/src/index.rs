@@ -25,7 +25,9 @@ const MAX_DECODED: u64 = 256 * 1024 * 1024;
 pub struct Listed {
     /// The link as written (may be relative, may carry a fragment).
     pub href: String,
+    /// The file's sha256, from the link's fragment or the JSON `hashes`.
     pub sha256: Option<String>,
+    /// The sha256 of its metadata file (PEP 658/714).
     pub metadata_sha256: Option<String>,
 }
 
@@ -368,7 +370,7 @@ mod tests {
         #[rustfmt::skip]
         let rows: Vec<(String, Vec<&str>)> = vec![
             // upper-case tag and attribute names
-            (format!(r#"<A HREF="up.whl">x</A>"#), vec!["up.whl"]),
+            (r#"<A HREF="up.whl">x</A>"#.to_string(), vec!["up.whl"]),
             // unquoted values end at whitespace or `>`
             (format!("<a href=unq.whl#sha256={d} data-x=1>x</a>"), vec!["unq.whl#sha256=ab"]),
             // character references are expanded, also legacy ones
@@ -387,15 +389,15 @@ mod tests {
         ];
         for (html, want) in rows {
             let (_, listed) = listed_in_html(&html);
-            let hrefs: Vec<String> = listed
-                .iter()
-                .map(|l| l.href.replace(&d[2..], ""))
-                .collect();
+            let hrefs: Vec<String> = listed.iter().map(|l| l.href.replace(&d[2..], "")).collect();
             assert_eq!(hrefs, want, "{html}");
         }
         // `<base>`: the first one with a value, its first `href`
         for (html, want) in [
-            (r#"<base href="/one/" href="/two/"><base href="/three/">"#, Some("/one/")),
+            (
+                r#"<base href="/one/" href="/two/"><base href="/three/">"#,
+                Some("/one/"),
+            ),
             (r#"<BASE target=_top><base HREF=/b&amp;c/>"#, Some("/b&c/")),
             (r#"<base href><base href="/late/">"#, Some("/late/")),
             ("<p>no base</p>", None),
@@ -411,7 +413,10 @@ mod tests {
             None,
             page.as_bytes(),
         );
-        assert_eq!(hints[0].url, "https://pypi.example.test:443/p/f.whl?a=1&b=2");
+        assert_eq!(
+            hints[0].url,
+            "https://pypi.example.test:443/p/f.whl?a=1&b=2"
+        );
         assert_eq!(hints[0].sha256, d);
     }
 

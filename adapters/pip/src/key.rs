@@ -31,13 +31,18 @@ pub enum Resource {
     /// (`project` is `None`) or one project's file list. `prefix` is the
     /// cleaned path up to and including the `simple` segment.
     SimplePage {
+        /// The path up to the simple API's root.
         prefix: String,
+        /// The normalised project, for a project page.
         project: Option<String>,
     },
     /// The per-project JSON API: `…/pypi/<project>[/<version>]/json`.
     JsonApi {
+        /// The path up to the JSON API's root.
         prefix: String,
+        /// The normalised project.
         project: String,
+        /// The version, for a release page.
         version: Option<String>,
     },
     /// Any other page of a configured index host.
@@ -49,7 +54,9 @@ pub enum Resource {
 /// Kinds of file names the index protocol serves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DistKind {
+    /// A wheel (`.whl`).
     Wheel,
+    /// A source distribution.
     Sdist,
     /// `<wheel or sdist>.metadata` (PEP 658).
     Metadata,

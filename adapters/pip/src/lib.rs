@@ -36,11 +36,13 @@ pub use config::PipConfig;
 pub const NAME: &str = "pip";
 
 #[derive(Clone, Debug, Default)]
+/// The pip adapter (see the crate docs).
 pub struct PipAdapter {
     config: PipConfig,
 }
 
 impl PipAdapter {
+    /// The adapter with `config`'s hosts.
     pub fn new(config: PipConfig) -> PipAdapter {
         PipAdapter { config }
     }

@@ -8,8 +8,6 @@
 //! [`roots`] holds the rest of btrfly's trust: the OS store and PEM
 //! bundles of it.
 
-#![warn(missing_docs)]
-
 pub mod roots;
 
 use std::collections::HashMap;

@@ -64,7 +64,13 @@ fn create_private_dir(dir: &Path) -> Result<()> {
 /// `[storage]` as the store's options.
 fn store_options(config: &Config) -> Result<StoreOptions> {
     let storage = &config.storage;
-    let missing = |b: Backend| anyhow::anyhow!("storage backend {}: no [storage.{}] table", b.as_str(), b.as_str());
+    let missing = |b: Backend| {
+        anyhow::anyhow!(
+            "storage backend {}: no [storage.{}] table",
+            b.as_str(),
+            b.as_str()
+        )
+    };
     Ok(match storage.backend {
         Backend::Fs => StoreOptions::Fs {
             root: config.storage_root(),

@@ -8,13 +8,19 @@ use std::process::Command;
 #[test]
 fn version_and_help_name_the_commands() {
     let bin = env!("CARGO_BIN_EXE_btrfly");
-    let out = Command::new(bin).arg("--version").output().expect("run btrfly");
+    let out = Command::new(bin)
+        .arg("--version")
+        .output()
+        .expect("run btrfly");
     assert!(out.status.success());
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
         format!("btrfly {}\n", env!("CARGO_PKG_VERSION"))
     );
-    let out = Command::new(bin).arg("--help").output().expect("run btrfly");
+    let out = Command::new(bin)
+        .arg("--help")
+        .output()
+        .expect("run btrfly");
     assert!(out.status.success());
     let help = String::from_utf8_lossy(&out.stdout);
     for command in ["serve", "start", "stop", "run", "tags", "tag", "ca"] {

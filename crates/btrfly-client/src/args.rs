@@ -60,4 +60,3 @@ impl From<ModeArg> for btrfly_core::Mode {
         }
     }
 }
-

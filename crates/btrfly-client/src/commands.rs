@@ -317,7 +317,7 @@ fn describe_status(status: &std::process::ExitStatus) -> (String, u8) {
 
 /// `btrfly run`: one command in a fresh session, sealed (when recording)
 /// only if the command succeeded. The exit status is the command's, else
-/// the session's [`outcome`].
+/// the session's outcome (as for `stop`).
 ///
 /// # Errors
 /// An invalid tag, the server unreachable or refusing.

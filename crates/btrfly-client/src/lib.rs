@@ -5,8 +5,6 @@
 //! session, CA bundles) and what a session exports to each client
 //! ([`exports`]).
 
-#![warn(missing_docs)]
-
 pub mod args;
 pub mod commands;
 pub mod control;

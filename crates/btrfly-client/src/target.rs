@@ -5,10 +5,10 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 
-use anyhow::{anyhow, Context, Result};
-use btrfly_config::Config;
 use crate::args::ServerArgs;
 use crate::control::{ClientError, ControlClient};
+use anyhow::{anyhow, Context, Result};
+use btrfly_config::Config;
 
 /// The default control address, when nothing names another.
 pub const DEFAULT_SERVER: &str = "http://127.0.0.1:3129";

@@ -15,8 +15,6 @@
 //! bodies are `btrfly_core::api`'s types; the client is `btrfly-client`.
 //! New endpoints (the web UI, metrics) are routes of [`server::router`].
 
-#![warn(missing_docs)]
-
 pub mod server;
 
 pub use server::{router, ControlServer, ControlState};

@@ -48,7 +48,10 @@ fn json<T: Serialize>(status: StatusCode, value: &T) -> Response {
     });
     (
         status,
-        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
         body,
     )
         .into_response()
@@ -156,7 +159,11 @@ fn parse_json<T: serde::de::DeserializeOwned>(
 /// What a client starting a session should be told: playback of a tag
 /// whose recording was never sealed (a failed `btrfly run --record`, or a
 /// recording still running).
-async fn start_warnings(state: &ControlState, tag: &Tag, mode: Mode) -> Result<Vec<String>, Response> {
+async fn start_warnings(
+    state: &ControlState,
+    tag: &Tag,
+    mode: Mode,
+) -> Result<Vec<String>, Response> {
     if mode != Mode::Playback {
         return Ok(Vec::new());
     }

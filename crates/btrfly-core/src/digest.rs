@@ -157,7 +157,13 @@ mod tests {
             "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
         );
         assert_eq!(Sha256::new(ok.as_str()), Ok(ok.clone()));
-        for bad in ["", "00", &"A".repeat(64), &"0".repeat(63), "../../etc/passwd"] {
+        for bad in [
+            "",
+            "00",
+            &"A".repeat(64),
+            &"0".repeat(63),
+            "../../etc/passwd",
+        ] {
             assert!(Sha256::new(bad).is_err(), "{bad:?}");
         }
         assert_eq!(

@@ -64,7 +64,9 @@ impl HostPattern {
     /// # Errors
     /// The first entry that is not a host pattern.
     pub fn parse_all<S: AsRef<str>>(list: &[S]) -> Result<Vec<HostPattern>, HostPatternError> {
-        list.iter().map(|h| HostPattern::parse(h.as_ref())).collect()
+        list.iter()
+            .map(|h| HostPattern::parse(h.as_ref()))
+            .collect()
     }
 
     /// Whether a request's host (as `Uri::host` gives it: IPv6 may come
@@ -183,7 +185,10 @@ mod tests {
     #[test]
     fn origins_write_hosts_and_ports_as_http_does() {
         let o = Origin::new(true, "[::1]", 443);
-        assert_eq!((o.authority().as_str(), o.host_header().as_str()), ("[::1]:443", "[::1]"));
+        assert_eq!(
+            (o.authority().as_str(), o.host_header().as_str()),
+            ("[::1]:443", "[::1]")
+        );
         let o = Origin::new(false, "A.Example.Test", 8080);
         assert_eq!(o.to_string(), "http://a.example.test:8080");
         assert_eq!(o.host_header(), "a.example.test:8080");

@@ -8,8 +8,6 @@
 //! make sure what reaches a storage path or a key was checked once. The
 //! control API's wire types are in [`api`].
 
-#![warn(missing_docs)]
-
 pub mod adapter;
 pub mod api;
 pub mod digest;

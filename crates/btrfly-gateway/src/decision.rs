@@ -92,7 +92,8 @@ impl Reply {
     /// it: `x-btrfly-error: digest-mismatch`, and a reason phrase that
     /// says so (pip prints "409 Client Error: … for url: …").
     pub fn digest_mismatch(status: StatusCode, message: impl Into<String>) -> Reply {
-        let mut reply = Reply::text(status, message).with_header("x-btrfly-error", "digest-mismatch");
+        let mut reply =
+            Reply::text(status, message).with_header("x-btrfly-error", "digest-mismatch");
         reply.reason = Some("Body Does Not Match Its Announced Digest");
         reply
     }

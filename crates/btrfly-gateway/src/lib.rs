@@ -17,8 +17,6 @@
 //! Every stage rejects by returning a [`Decision::Respond`], never an
 //! error, so the service's error type is [`std::convert::Infallible`].
 
-#![warn(missing_docs)]
-
 pub mod adapters;
 pub mod body;
 pub mod coding;

@@ -3,10 +3,10 @@
 use super::*;
 use crate::Adapters;
 use crate::{ReplyBody, MISS_HEADER};
-use btrfly_record::{RecordPlan, Recorder};
-use btrfly_session::{LiveSession, SessionRegistry};
 use base64::Engine;
 use btrfly_core::{Adapter, Mode, Tag};
+use btrfly_record::{RecordPlan, Recorder};
+use btrfly_session::{LiveSession, SessionRegistry};
 use btrfly_store::Store;
 use bytes::Bytes;
 use http::Request;

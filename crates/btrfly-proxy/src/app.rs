@@ -549,18 +549,23 @@ impl ProxyHttp for GatewayApp {
         let Some(exchange) = ctx.exchange.as_mut() else {
             return Ok(None);
         };
-        exchange.response_chunk(body, end_of_stream).map_err(|mismatch| {
-            Error::explain(
-                ErrorType::Custom("BodyDigestMismatch"),
-                format!("btrfly: {mismatch}"),
-            )
-        })
+        exchange
+            .response_chunk(body, end_of_stream)
+            .map_err(|mismatch| {
+                Error::explain(
+                    ErrorType::Custom("BodyDigestMismatch"),
+                    format!("btrfly: {mismatch}"),
+                )
+            })
     }
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
         let ended_by_close = session.response_written().is_some()
             && failure::is_unnotified_close(e)
-            && ctx.exchange.as_ref().is_some_and(Exchange::can_end_by_close);
+            && ctx
+                .exchange
+                .as_ref()
+                .is_some_and(Exchange::can_end_by_close);
         if ended_by_close {
             // A close-delimited body ends when the connection closes; a TLS
             // peer that closes without `close_notify` (Python's ssl servers)

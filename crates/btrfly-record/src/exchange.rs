@@ -111,9 +111,14 @@ pub trait RequestBodySource {
 impl Exchange {
     /// A forwarded request to `url`; `recording` when its answer is to be
     /// recorded, `request_has_body` when the client sends a body.
-    pub fn new(url: String, recording: Option<Box<RecordPlan>>, request_has_body: bool) -> Exchange {
+    pub fn new(
+        url: String,
+        recording: Option<Box<RecordPlan>>,
+        request_has_body: bool,
+    ) -> Exchange {
         let session = recording.as_ref().map(|p| p.session.clone());
-        let request_body = (recording.is_some() && request_has_body).then(|| (sha2::Sha256::new(), 0));
+        let request_body =
+            (recording.is_some() && request_has_body).then(|| (sha2::Sha256::new(), 0));
         Exchange {
             url,
             plan: recording,
@@ -277,10 +282,7 @@ impl Exchange {
                 .note_unrecorded(format!("not recorded: {}: {error}", self.url));
         }
         Failure {
-            message: format!(
-                "btrfly: upstream {target} failed for {}: {error}",
-                self.url
-            ),
+            message: format!("btrfly: upstream {target} failed for {}: {error}", self.url),
             kind: "upstream",
         }
     }
@@ -351,10 +353,7 @@ impl Exchange {
             }
         } else {
             let why = error.unwrap_or_else(|| {
-                format!(
-                    "the body ended after {seen} of {:?} bytes",
-                    f.expected_len
-                )
+                format!("the body ended after {seen} of {:?} bytes", f.expected_len)
             });
             note(format!("not recorded: {}: {why}", self.url));
             recorder.abort();

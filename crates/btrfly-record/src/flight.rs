@@ -92,4 +92,3 @@ impl Flights {
         self.lock().len()
     }
 }
-

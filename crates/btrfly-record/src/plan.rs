@@ -71,4 +71,3 @@ pub fn resolve_location(base: &http::Uri, location: &str) -> Option<String> {
     let uri: http::Uri = target.as_str().parse().ok()?;
     (uri.scheme().is_some() && uri.authority().is_some()).then(|| btrfly_core::canonical_url(&uri))
 }
-

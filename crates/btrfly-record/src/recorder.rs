@@ -190,7 +190,8 @@ impl Recorder {
                 }
                 let complete = end_of_stream || self.content_length == Some(self.seen);
                 if complete {
-                    let actual = Sha256::from_bytes(std::mem::take(&mut v.hasher).finalize().into());
+                    let actual =
+                        Sha256::from_bytes(std::mem::take(&mut v.hasher).finalize().into());
                     if actual != v.expected {
                         let mismatch = Mismatch {
                             what: format!("{} {}", self.plan.method, self.plan.url),
@@ -388,7 +389,7 @@ impl Recorder {
     }
 
     /// Whether the adapter accepts this answer's head without its body
-    /// ([`Adapter::head_suffices`]).
+    /// ([`btrfly_core::Adapter::head_suffices`]).
     pub fn head_suffices(&self) -> bool {
         self.plan
             .adapter
@@ -406,15 +407,15 @@ impl Recorder {
         self.pending.clear();
         self.verify = None;
         let _ = (&mut self.task).await;
-        let writer = self
-            .plan
-            .store
-            .blob_writer(None)
-            .await
-            .map_err(|source| RecordError::Store {
-                what: format!("{} {}", self.plan.method, self.plan.url),
-                source,
-            })?;
+        let writer =
+            self.plan
+                .store
+                .blob_writer(None)
+                .await
+                .map_err(|source| RecordError::Store {
+                    what: format!("{} {}", self.plan.method, self.plan.url),
+                    source,
+                })?;
         self.task = tokio::spawn(writer.finish());
         self.commit(None).await
     }

@@ -9,8 +9,6 @@
 //! replica sums them (see [`replicas`]). A [`LiveSession`] also keeps what
 //! its recordings taught it about later requests ([`live`]).
 
-#![warn(missing_docs)]
-
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
@@ -268,11 +266,12 @@ impl SessionRegistry {
             .collect()
     }
 
-    pub(crate) fn write_live(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<LiveSession>>> {
+    pub(crate) fn write_live(
+        &self,
+    ) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<LiveSession>>> {
         self.live.write().unwrap_or_else(|p| p.into_inner())
     }
 }
-
 
 #[cfg(test)]
 mod tests {

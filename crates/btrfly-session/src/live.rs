@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use btrfly_core::{Mode, Sha256, SessionInfo, Summary, Tag};
+use btrfly_core::{Mode, SessionInfo, Sha256, Summary, Tag};
 
 use crate::stats::{Stats, LIST_LIMIT};
 
@@ -226,4 +226,3 @@ impl LiveSession {
         }
     }
 }
-

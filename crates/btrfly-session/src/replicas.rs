@@ -277,19 +277,19 @@ impl SessionRegistry {
     pub(crate) async fn gather(&self, id: &SessionId, summary: &mut Summary) {
         let deadline = Instant::now() + GATHER_TIMEOUT;
         loop {
-            let others: Vec<(String, ReplicaStats)> = match self.store().list_session_stats(id).await
-            {
-                Ok(all) => all
-                    .into_iter()
-                    .filter(|(r, _)| r != self.replica())
-                    .collect(),
-                Err(e) => {
-                    summary
-                        .errors
-                        .push(format!("reading the other replicas' counters: {e}"));
-                    return;
-                }
-            };
+            let others: Vec<(String, ReplicaStats)> =
+                match self.store().list_session_stats(id).await {
+                    Ok(all) => all
+                        .into_iter()
+                        .filter(|(r, _)| r != self.replica())
+                        .collect(),
+                    Err(e) => {
+                        summary
+                            .errors
+                            .push(format!("reading the other replicas' counters: {e}"));
+                        return;
+                    }
+                };
             let waiting = others.iter().any(|(_, s)| !s.last);
             if !waiting || Instant::now() >= deadline {
                 for (replica, stats) in &others {

@@ -15,7 +15,9 @@ use std::time::Instant;
 use btrfly_core::{Entry, Mutability, RecordingKey, Sha256, Tag, TagMeta};
 use btrfly_store::{S3Options, Store};
 use btrfly_test_support::counting::{CountingLayer, OpCounts};
-use btrfly_test_support::storage::{random_name, Moto, TEST_ACCESS_KEY, TEST_REGION, TEST_SECRET_KEY};
+use btrfly_test_support::storage::{
+    random_name, Moto, TEST_ACCESS_KEY, TEST_REGION, TEST_SECRET_KEY,
+};
 use futures::{StreamExt, TryStreamExt};
 use time::OffsetDateTime;
 

@@ -580,7 +580,11 @@ impl Store {
     ///
     /// # Errors
     /// [`StoreError::MissingBlob`], or the backend failed.
-    pub async fn read_blob(&self, sha256: &Sha256, range: Option<Range<u64>>) -> Result<BlobStream> {
+    pub async fn read_blob(
+        &self,
+        sha256: &Sha256,
+        range: Option<Range<u64>>,
+    ) -> Result<BlobStream> {
         let path = Self::blob_path(sha256);
         let size = self
             .blob_size(sha256)

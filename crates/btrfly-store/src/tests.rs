@@ -463,8 +463,7 @@ async fn sessions_and_replica_stats_round_trip(store: &Store) {
     let sessions = store.list_sessions().await.expect("list");
     assert_eq!(sessions.len(), 1, "stats objects are not sessions");
     assert_eq!(sessions[0].id, "abc123");
-    let mut stats: Vec<(String, Counters)> =
-        store.list_session_stats(&id).await.expect("stats");
+    let mut stats: Vec<(String, Counters)> = store.list_session_stats(&id).await.expect("stats");
     stats.sort_by(|a, b| a.0.cmp(&b.0));
     assert_eq!(stats.len(), 2);
     assert_eq!(stats[0].0, "replica1");

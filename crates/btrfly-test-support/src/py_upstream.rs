@@ -32,8 +32,7 @@ impl PyUpstream {
         let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
         std::fs::write(&cert_path, cert).expect("cert");
         std::fs::write(&key_path, key).expect("key");
-        let script =
-            crate::py_script("fidelity_upstream.py");
+        let script = crate::py_script("fidelity_upstream.py");
         let mut cmd = Command::new("python3");
         client_env(&mut cmd);
         cmd.arg(script)

@@ -17,7 +17,6 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-
 /// The variable `tests/run` exports: the venv holding the servers.
 pub const VENV_VAR: &str = "BTRFLY_TEST_VENV";
 

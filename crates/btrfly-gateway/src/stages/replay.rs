@@ -57,7 +57,8 @@ async fn replay(cache: &IndexCache, input: Classified) -> Decision {
     let mut key = class.key.clone();
     match body.sha256().await {
         Ok(Some(digest)) => {
-            key.variance.insert(BODY_VARIANCE.into(), digest.to_string());
+            key.variance
+                .insert(BODY_VARIANCE.into(), digest.to_string());
         }
         Ok(None) => {}
         Err(e) => {
@@ -143,4 +144,3 @@ async fn answer(
     };
     Ok(Some(ranged_reply(&entry, range, &head.method)))
 }
-

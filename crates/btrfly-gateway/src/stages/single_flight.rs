@@ -37,8 +37,8 @@ impl Stage for SingleFlight {
     type Out = Classified;
 
     fn run(&self, input: Classified, next: Next<Classified>) -> BoxFuture<'static, Decision> {
-        let joins = !input.body.is_present()
-            && matches!(input.head.method, Method::GET | Method::HEAD);
+        let joins =
+            !input.body.is_present() && matches!(input.head.method, Method::GET | Method::HEAD);
         if !joins {
             return Box::pin(pass(next, input));
         }
@@ -50,7 +50,9 @@ impl Stage for SingleFlight {
                 Role::Leader(guard) => lead(pass(next, input).await, guard),
                 Role::Follower(mut done) => {
                     // Woken when the leader's guard drops (the sender goes).
-                    let _ = tokio::time::timeout(btrfly_record::flight::FOLLOW_TIMEOUT, done.changed()).await;
+                    let _ =
+                        tokio::time::timeout(btrfly_record::flight::FOLLOW_TIMEOUT, done.changed())
+                            .await;
                     match follow(&store, &input).await {
                         Some(decision) => decision,
                         None => pass(next, input).await,
@@ -84,7 +86,10 @@ async fn follow(store: &Store, input: &Classified) -> Option<Decision> {
     // follower gets the representation its own headers select, or goes
     // upstream itself.
     let entries = Entries::uncached(store.clone());
-    let entry = match entries.find(&input.tag, &input.class.key, &head.headers).await {
+    let entry = match entries
+        .find(&input.tag, &input.class.key, &head.headers)
+        .await
+    {
         Ok(Some(entry)) => entry,
         Ok(None) => return None,
         Err(e) => {
