@@ -43,12 +43,10 @@ pub mod route;
 
 use btrfly_core::{canonical_url, Adapter, Classification, Mutability, RequestHead};
 use http::{HeaderMap, Method, Uri};
+pub use key::NAME;
 
 pub use config::{HostPattern, OciConfig, OciConfigError};
 use route::Endpoint;
-
-/// The adapter's name and key namespace.
-pub const NAME: &str = "oci";
 
 /// The OCI distribution adapter (see the crate docs).
 #[derive(Clone, Debug)]

@@ -22,7 +22,9 @@ use http::Method;
 use percent_encoding::{percent_decode_str, percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 use crate::config::PipConfig;
-use crate::NAME;
+
+/// The adapter's name and key namespace.
+pub const NAME: &str = "pip";
 
 /// What a request asks for, by the shape of its URL and the host's role.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -29,11 +29,9 @@ pub mod key;
 
 use btrfly_core::{Adapter, Classification, DigestHint, Entry, Mutability, RequestHead};
 use http::HeaderMap;
+pub use key::NAME;
 
 pub use config::PipConfig;
-
-/// The adapter's name and key namespace.
-pub const NAME: &str = "pip";
 
 #[derive(Clone, Debug, Default)]
 /// The pip adapter (see the crate docs).

@@ -6,9 +6,11 @@
 //! and which digest must its body have.
 
 use http::{HeaderMap, Method, Uri};
-use serde::{Deserialize, Serialize};
 
-use crate::Sha256;
+use crate::digest::Sha256;
+use crate::entry::{Entry, Mutability};
+use crate::host::Origin;
+use crate::key::RecordingKey;
 
 /// The head of a request as the gateway saw it, in absolute form.
 #[derive(Clone, Debug)]
@@ -115,8 +117,8 @@ impl RequestHead {
     }
 
     /// Scheme, host and port of the request.
-    pub fn origin(&self) -> crate::Origin {
-        crate::Origin::new(self.scheme() == "https", self.host(), self.port())
+    pub fn origin(&self) -> Origin {
+        Origin::new(self.scheme() == "https", self.host(), self.port())
     }
 }
 
@@ -148,22 +150,11 @@ pub struct DigestHint {
     pub sha256: Sha256,
 }
 
-/// Whether a resource may change upstream.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Mutability {
-    /// Content-addressed or otherwise never changing (a wheel, a blob by
-    /// digest): one recording can serve every tag.
-    Immutable,
-    /// May change upstream (an index page, a tag's manifest): frozen per tag.
-    Mutable,
-}
-
 /// An adapter's verdict on a request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Classification {
     /// The recording key the answer is stored and found under.
-    pub key: crate::RecordingKey,
+    pub key: RecordingKey,
     /// Shared across tags, or frozen per tag.
     pub mutability: Mutability,
     /// When known from the protocol, the sha256 the response body must have;
@@ -194,12 +185,7 @@ pub trait Adapter: Send + Sync + 'static {
     /// session that recorded it, a later request for such a URL gets the
     /// digest as its `expected_sha256`, so a tampered download is not
     /// recorded.
-    fn digest_hints(
-        &self,
-        _req: &RequestHead,
-        _entry: &crate::Entry,
-        _body: &[u8],
-    ) -> Vec<DigestHint> {
+    fn digest_hints(&self, _req: &RequestHead, _entry: &Entry, _body: &[u8]) -> Vec<DigestHint> {
         Vec::new()
     }
 
@@ -267,7 +253,7 @@ pub trait Adapter: Send + Sync + 'static {
 
     /// Keys tried in order during playback when the request's own key was
     /// not recorded (a `HEAD` answered from a recorded `GET`).
-    fn replay_fallbacks(&self, _class: &Classification) -> Vec<crate::RecordingKey> {
+    fn replay_fallbacks(&self, _class: &Classification) -> Vec<RecordingKey> {
         Vec::new()
     }
 }

@@ -4,8 +4,9 @@
 
 use serde::{Deserialize, Serialize};
 
-pub use crate::Summary;
-use crate::{Entry, Mode, TagMeta};
+use crate::entry::{Entry, TagMeta};
+use crate::session::Mode;
+pub use crate::session::Summary;
 
 /// Body of `POST /v1/sessions`.
 #[derive(Clone, Debug, Serialize, Deserialize)]

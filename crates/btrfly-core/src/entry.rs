@@ -3,7 +3,20 @@
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::{Mutability, RecordingKey, Sha256, Tag};
+use crate::digest::Sha256;
+use crate::key::RecordingKey;
+use crate::session::Tag;
+
+/// Whether a resource may change upstream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mutability {
+    /// Content-addressed or otherwise never changing (a wheel, a blob by
+    /// digest): one recording can serve every tag.
+    Immutable,
+    /// May change upstream (an index page, a tag's manifest): frozen per tag.
+    Mutable,
+}
 
 /// One recorded exchange in a tag: the response head and where its body is.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -148,7 +161,7 @@ pub struct VaryRecord {
 impl VaryRecord {
     /// A stable identifier of the set of names (within one key).
     pub fn names_id(&self) -> String {
-        crate::sha256_hex(self.vary.join("\n").as_bytes())[..16].to_owned()
+        crate::digest::sha256_hex(self.vary.join("\n").as_bytes())[..16].to_owned()
     }
 }
 

@@ -139,7 +139,7 @@ impl RecordingKey {
             push_escaped(&mut canon, k);
             push_escaped(&mut canon, v);
         }
-        crate::sha256_hex(canon.as_bytes())
+        crate::digest::sha256_hex(canon.as_bytes())
     }
 }
 

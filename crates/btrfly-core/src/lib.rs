@@ -17,11 +17,10 @@ pub mod key;
 pub mod session;
 
 pub use adapter::{
-    canonical_url, Adapter, Classification, DigestHint, HeadError, Mutability, RequestHead,
-    MAX_INSPECTED_BODY,
+    canonical_url, Adapter, Classification, DigestHint, HeadError, RequestHead, MAX_INSPECTED_BODY,
 };
 pub use digest::{is_sha256_hex, sha256_hex, DigestError, Sha256};
-pub use entry::{Entry, FieldValue, TagMeta, VaryRecord};
+pub use entry::{Entry, FieldValue, Mutability, TagMeta, VaryRecord};
 pub use host::{HostPattern, HostPatternError, Origin};
 pub use key::{vary_names, vary_value, RecordingKey, BODY_VARIANCE, NEVER_VARY, VARY_PREFIX};
 pub use session::{

@@ -31,6 +31,7 @@ pub use adapters::Adapters;
 pub use body::{BodyFeeder, RequestBody};
 pub use decision::{Decision, Forward, Part, Reply, ReplyBody};
 pub use pipeline::{gateway, GatewayService};
+pub use reply::{MISS_HEADER, REPLAY_HEADER};
 
 #[cfg(test)]
 mod tests;
@@ -38,9 +39,3 @@ mod tests;
 mod tests_adapter_hooks;
 #[cfg(test)]
 mod tests_scale;
-
-/// Response header set on every answer btrfly makes itself during playback:
-/// `hit`, or `miss`.
-pub const REPLAY_HEADER: &str = "x-btrfly-replay";
-/// Response header that marks a playback miss; its value is the tag.
-pub const MISS_HEADER: &str = "x-btrfly-miss";

@@ -12,6 +12,7 @@ use tower::util::BoxCloneSyncService;
 use tower::ServiceBuilder;
 
 use crate::adapters::Adapters;
+use crate::body::RequestBody;
 use crate::decision::Decision;
 use crate::stage::{answer, stage};
 use crate::stages::auth::Auth;
@@ -21,7 +22,6 @@ use crate::stages::record::Record;
 use crate::stages::replay::Replay;
 use crate::stages::route::Routing;
 use crate::stages::single_flight::SingleFlight;
-use crate::RequestBody;
 
 /// The whole path as one service. Pingora requires its app to be `Sync`,
 /// hence the sync box.

@@ -6,7 +6,12 @@ use btrfly_core::Entry;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 
 use crate::decision::{Part, Reply, ReplyBody};
-use crate::REPLAY_HEADER;
+
+/// Response header set on every answer btrfly makes itself during playback:
+/// `hit`, or `miss`.
+pub const REPLAY_HEADER: &str = "x-btrfly-replay";
+/// Response header that marks a playback miss; its value is the tag.
+pub const MISS_HEADER: &str = "x-btrfly-miss";
 
 /// What a server answers to `Range: spec` with the recorded whole `entry`:
 /// one range is a `206` with `Content-Range`; several are one `206` of

@@ -23,8 +23,8 @@ use http::Request;
 use tower::util::BoxCloneSyncService;
 use tower::{Layer, Service};
 
+use crate::body::RequestBody;
 use crate::decision::Decision;
-use crate::RequestBody;
 
 /// A request whose proxy credential named a live session.
 pub struct Authenticated {

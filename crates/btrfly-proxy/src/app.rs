@@ -34,8 +34,8 @@ use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 use tower::ServiceExt;
 
 use crate::failure::{self, Cause};
-use crate::listener::Tunnel;
 use crate::resolve::UpstreamResolver;
+use crate::tunnel::Tunnel;
 
 /// The Pingora app of the proxy listener.
 pub struct GatewayApp {

@@ -20,7 +20,9 @@ pub mod app;
 pub mod failure;
 pub mod listener;
 pub mod resolve;
+pub mod tunnel;
 
 pub use app::GatewayApp;
-pub use listener::{ProxyListener, Tunnel};
+pub use listener::ProxyListener;
 pub use resolve::UpstreamResolver;
+pub use tunnel::Tunnel;

@@ -29,19 +29,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::app::GatewayApp;
-
-/// What a CONNECT established, carried to every request in the tunnel.
-#[derive(Clone, Debug)]
-pub struct Tunnel {
-    /// The CONNECT target's host (lower case, IPv6 without brackets).
-    pub host: String,
-    /// The CONNECT target's port.
-    pub port: u16,
-    /// Whether the tunnel carries TLS (https) or plain HTTP.
-    pub tls: bool,
-    /// The `Proxy-Authorization` value the CONNECT presented.
-    pub credential: Option<Vec<u8>>,
-}
+use crate::tunnel::Tunnel;
 
 /// Longest CONNECT head accepted.
 const MAX_HEAD: usize = 16 * 1024;

@@ -23,8 +23,8 @@ use bytes::Bytes;
 use http::{header, HeaderMap};
 use sha2::Digest;
 
+use crate::plan::RecordPlan;
 use crate::recorder::{Mismatch, Recorder};
-use crate::RecordPlan;
 
 /// How long the rest of a request body may take to arrive once the answer
 /// is complete (its digest is part of the key).

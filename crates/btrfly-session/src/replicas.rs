@@ -29,9 +29,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use btrfly_core::{SessionId, Summary};
+use btrfly_store::Store;
 use serde::{Deserialize, Serialize};
 
-use crate::{LiveSession, SessionRegistry};
+use crate::live::LiveSession;
 
 /// How often a replica writes the counters that changed.
 pub const FLUSH_EVERY: Duration = Duration::from_millis(500);
@@ -42,7 +43,7 @@ pub const SWEEP_EVERY: Duration = Duration::from_secs(2);
 pub const GATHER_TIMEOUT: Duration = Duration::from_secs(8);
 const GATHER_POLL: Duration = Duration::from_millis(200);
 /// How long a replica shutting down waits for recordings in progress.
-const SHUTDOWN_SETTLE: Duration = Duration::from_secs(4);
+pub(crate) const SHUTDOWN_SETTLE: Duration = Duration::from_secs(4);
 
 /// This replica's side of the protocol: its name and the counters it last
 /// wrote per session.
@@ -59,6 +60,90 @@ impl Replication {
         Replication {
             replica,
             flushed: tokio::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// This replica's name in `sessions/<id>/stats/<replica>.json`.
+    pub(crate) fn replica(&self) -> &str {
+        &self.replica
+    }
+
+    /// Writes the counters of every active session in `sessions` that
+    /// changed since they were last written; `last` marks them final
+    /// (shutdown).
+    pub(crate) async fn flush(&self, store: &Store, sessions: &[Arc<LiveSession>], last: bool) {
+        // Held while writing: `stop` takes it before deleting the counters,
+        // so none is written after (see `forget`).
+        let mut flushed = self.flushed.lock().await;
+        for s in sessions.iter().filter(|s| s.is_active()) {
+            let stats = ReplicaStats::of(s, last);
+            let id = s.info.id.clone();
+            let before = flushed.get(&id);
+            if before == Some(&stats) || (before.is_none() && stats.is_zero() && !last) {
+                continue;
+            }
+            match store.put_session_stats(&id, &self.replica, &stats).await {
+                Ok(()) => {
+                    flushed.insert(id, stats);
+                }
+                Err(e) => tracing::warn!("writing the counters of session {id}: {e}"),
+            }
+        }
+    }
+
+    /// At `stop`, once the session is inactive here: deletes every
+    /// replica's counters of it.
+    pub(crate) async fn forget(&self, store: &Store, id: &SessionId) {
+        let mut flushed = self.flushed.lock().await;
+        flushed.remove(id);
+        if let Err(e) = store.delete_session_stats(id).await {
+            tracing::warn!("deleting the counters of session {id}: {e}");
+        }
+    }
+
+    /// A session stopped elsewhere and settled here: its last counters.
+    pub(crate) async fn write_last(&self, store: &Store, s: &LiveSession) {
+        let id = &s.info.id;
+        let stats = ReplicaStats::of(s, true);
+        let mut flushed = self.flushed.lock().await;
+        let known = flushed.remove(id).is_some();
+        if known || !stats.is_zero() {
+            if let Err(e) = store.put_session_stats(id, &self.replica, &stats).await {
+                tracing::warn!("writing the last counters of session {id}: {e}");
+            }
+        }
+    }
+
+    /// At `stop`: adds the other replicas' counters to `summary`, waiting
+    /// (bounded) until each says it is final.
+    pub(crate) async fn gather(&self, store: &Store, id: &SessionId, summary: &mut Summary) {
+        let deadline = Instant::now() + GATHER_TIMEOUT;
+        loop {
+            let others: Vec<(String, ReplicaStats)> = match store.list_session_stats(id).await {
+                Ok(all) => all
+                    .into_iter()
+                    .filter(|(r, _)| r != &self.replica)
+                    .collect(),
+                Err(e) => {
+                    summary
+                        .errors
+                        .push(format!("reading the other replicas' counters: {e}"));
+                    return;
+                }
+            };
+            let waiting = others.iter().any(|(_, s)| !s.last);
+            if !waiting || Instant::now() >= deadline {
+                for (replica, stats) in &others {
+                    stats.add_to(summary);
+                    if !stats.last {
+                        summary.errors.push(format!(
+                            "replica {replica} did not confirm its final counts within {GATHER_TIMEOUT:?} (stopped or unreachable): they may be incomplete"
+                        ));
+                    }
+                }
+                return;
+            }
+            tokio::time::sleep(GATHER_POLL).await;
         }
     }
 }
@@ -135,174 +220,6 @@ impl ReplicaStats {
             if !summary.errors.contains(e) {
                 summary.errors.push(e.clone());
             }
-        }
-    }
-}
-
-impl SessionRegistry {
-    /// This replica's name in `sessions/<id>/stats/<replica>.json`.
-    pub fn replica(&self) -> &str {
-        &self.replication.replica
-    }
-
-    /// Writes this replica's counters of every active session that changed
-    /// since they were last written; `last` marks them final (shutdown).
-    pub async fn flush_stats(&self, last: bool) {
-        // Held while writing: `stop` takes it before deleting the counters,
-        // so none is written after (see `forget_stats`).
-        let mut flushed = self.replication.flushed.lock().await;
-        for s in self.live_sessions() {
-            if !s.is_active() {
-                continue;
-            }
-            let stats = ReplicaStats::of(&s, last);
-            let id = s.info.id.clone();
-            let before = flushed.get(&id);
-            if before == Some(&stats) || (before.is_none() && stats.is_zero() && !last) {
-                continue;
-            }
-            match self
-                .store
-                .put_session_stats(&id, self.replica(), &stats)
-                .await
-            {
-                Ok(()) => {
-                    flushed.insert(id, stats);
-                }
-                Err(e) => tracing::warn!("writing the counters of session {id}: {e}"),
-            }
-        }
-    }
-
-    /// At `stop`, once the session is inactive here: deletes every
-    /// replica's counters of it.
-    pub(crate) async fn forget_stats(&self, id: &SessionId) {
-        let mut flushed = self.replication.flushed.lock().await;
-        flushed.remove(id);
-        if let Err(e) = self.store().delete_session_stats(id).await {
-            tracing::warn!("deleting the counters of session {id}: {e}");
-        }
-    }
-
-    /// Ends here the live sessions that were stopped through another
-    /// replica (their session object is gone).
-    async fn sweep_stopped(&self) {
-        for s in self.live_sessions() {
-            if s.is_active() {
-                self.revalidate(&s, true).await;
-            }
-        }
-    }
-
-    /// Whether `s` may still be served: checks its session object (at most
-    /// once per [`SWEEP_EVERY`] unless `force`). A store error keeps the
-    /// session: a flaky backend must not fail a build's requests.
-    pub(crate) async fn revalidate(&self, s: &Arc<LiveSession>, force: bool) -> bool {
-        if !s.check_due(SWEEP_EVERY, force) {
-            return true;
-        }
-        match self.store().get_session(&s.info.id).await {
-            Ok(None) if s.is_active() => {
-                self.end_here(s).await;
-                false
-            }
-            Ok(None) => false,
-            Ok(Some(_)) | Err(_) => true,
-        }
-    }
-
-    /// The session was stopped elsewhere: stop serving it, let recordings
-    /// in progress commit, write the last counters, forget it.
-    async fn end_here(&self, s: &Arc<LiveSession>) {
-        if !s.deactivate() {
-            return;
-        }
-        s.settle().await;
-        let id = &s.info.id;
-        let stats = ReplicaStats::of(s, true);
-        let mut flushed = self.replication.flushed.lock().await;
-        let known = flushed.remove(id).is_some();
-        if known || !stats.is_zero() {
-            if let Err(e) = self
-                .store
-                .put_session_stats(id, self.replica(), &stats)
-                .await
-            {
-                tracing::warn!("writing the last counters of session {id}: {e}");
-            }
-        }
-        drop(flushed);
-        self.write_live().remove(id.as_str());
-        tracing::info!(session = %id, "session stopped through another replica");
-    }
-
-    /// Runs until `shutdown`: writes counters, notices sessions stopped
-    /// elsewhere; on shutdown writes every active session's last counters.
-    pub async fn run_replication(
-        self: Arc<Self>,
-        mut shutdown: tokio::sync::watch::Receiver<bool>,
-    ) {
-        let mut flush = tokio::time::interval(FLUSH_EVERY);
-        flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut last_sweep = Instant::now();
-        loop {
-            tokio::select! {
-                _ = flush.tick() => {}
-                _ = shutdown.changed() => break,
-            }
-            if *shutdown.borrow() {
-                break;
-            }
-            self.flush_stats(false).await;
-            if last_sweep.elapsed() >= SWEEP_EVERY {
-                last_sweep = Instant::now();
-                self.sweep_stopped().await;
-            }
-        }
-        // Shutting down: recordings still being committed are counted
-        // first (bounded: the server gives its tasks a few seconds).
-        let settle_all = async {
-            for s in self.live_sessions() {
-                if s.is_active() {
-                    s.settle().await;
-                }
-            }
-        };
-        let _ = tokio::time::timeout(SHUTDOWN_SETTLE, settle_all).await;
-        self.flush_stats(true).await;
-    }
-
-    /// At `stop`: adds the other replicas' counters to `summary`, waiting
-    /// (bounded) until each says it is final.
-    pub(crate) async fn gather(&self, id: &SessionId, summary: &mut Summary) {
-        let deadline = Instant::now() + GATHER_TIMEOUT;
-        loop {
-            let others: Vec<(String, ReplicaStats)> =
-                match self.store().list_session_stats(id).await {
-                    Ok(all) => all
-                        .into_iter()
-                        .filter(|(r, _)| r != self.replica())
-                        .collect(),
-                    Err(e) => {
-                        summary
-                            .errors
-                            .push(format!("reading the other replicas' counters: {e}"));
-                        return;
-                    }
-                };
-            let waiting = others.iter().any(|(_, s)| !s.last);
-            if !waiting || Instant::now() >= deadline {
-                for (replica, stats) in &others {
-                    stats.add_to(summary);
-                    if !stats.last {
-                        summary.errors.push(format!(
-                            "replica {replica} did not confirm its final counts within {GATHER_TIMEOUT:?} (stopped or unreachable): they may be incomplete"
-                        ));
-                    }
-                }
-                return;
-            }
-            tokio::time::sleep(GATHER_POLL).await;
         }
     }
 }

@@ -13,7 +13,8 @@ use time::OffsetDateTime;
 
 use btrfly_core::Sha256;
 
-use crate::{Result, Store};
+use crate::error::Result;
+use crate::store::Store;
 
 const IDENTITY_PATH: &str = "identity.json";
 

@@ -7,6 +7,7 @@
 use std::sync::Arc;
 
 use super::*;
+use crate::{Identity, IdentityCheck, StoredBlob};
 use btrfly_core::Mutability;
 use btrfly_test_support::counting::{CountingLayer, OpCounts};
 use btrfly_test_support::storage::{

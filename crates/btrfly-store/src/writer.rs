@@ -5,13 +5,14 @@ use bytes::Bytes;
 use opendal::Writer;
 use sha2::Digest;
 
-use crate::{io, random_id, Result, Store, StoreError};
+use crate::error::{io, Result, StoreError};
+use crate::layout::{blob_path, random_id};
 
 /// Writes a body to `tmp/`, hashing as it goes; [`BlobWriter::finish`]
 /// moves it to its content address. Dropping it without finishing leaves a
 /// temp object that [`BlobWriter::abort`] would have removed.
 pub struct BlobWriter {
-    store: Store,
+    op: opendal::Operator,
     tmp: String,
     writer: Writer,
     hasher: sha2::Sha256,
@@ -31,22 +32,25 @@ pub struct StoredBlob {
 }
 
 impl BlobWriter {
-    pub(crate) async fn start(store: Store, expected: Option<Sha256>) -> Result<BlobWriter> {
+    pub(crate) async fn start(
+        op: opendal::Operator,
+        backend: &'static str,
+        expected: Option<Sha256>,
+    ) -> Result<BlobWriter> {
         let tmp = format!("tmp/{}", random_id());
         // GCS: the temp name is fresh, so "if not exists" costs nothing, and
         // it makes OpenDAL use the JSON API's resumable upload instead of
         // the XML multipart API (which the GCS emulator lacks). The content
         // type is always set: GCS stores null otherwise.
-        let writer = store
-            .operator()
+        let writer = op
             .writer_with(&tmp)
             .content_type("application/octet-stream")
             .chunk(4 * 1024 * 1024)
-            .if_not_exists(store.backend() == "gcs")
+            .if_not_exists(backend == "gcs")
             .await
             .map_err(io("write", &tmp))?;
         Ok(BlobWriter {
-            store,
+            op,
             tmp,
             writer,
             hasher: sha2::Sha256::new(),
@@ -80,11 +84,11 @@ impl BlobWriter {
     /// [`StoreError::DigestMismatch`], or the backend failed.
     pub async fn finish(mut self) -> Result<StoredBlob> {
         if let Err(e) = self.writer.close().await {
-            let _ = self.store.operator().delete(&self.tmp).await;
+            let _ = self.op.delete(&self.tmp).await;
             return Err(io("write", &self.tmp)(e));
         }
         let sha256 = Sha256::from_bytes(self.hasher.finalize().into());
-        let op = self.store.operator();
+        let op = &self.op;
         if let Some(expected) = self.expected.take() {
             if expected != sha256 {
                 let _ = op.delete(&self.tmp).await;
@@ -94,7 +98,7 @@ impl BlobWriter {
                 });
             }
         }
-        let dest = Store::blob_path(&sha256);
+        let dest = blob_path(&sha256);
         let exists = op.exists(&dest).await.map_err(io("stat", &dest))?;
         if exists {
             op.delete(&self.tmp)
@@ -125,7 +129,7 @@ impl BlobWriter {
     /// Drops the partial body.
     pub async fn abort(mut self) {
         let _ = self.writer.abort().await;
-        let _ = self.store.operator().delete(&self.tmp).await;
+        let _ = self.op.delete(&self.tmp).await;
     }
 }
 

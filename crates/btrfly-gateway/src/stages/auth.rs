@@ -9,9 +9,9 @@ use btrfly_session::SessionRegistry;
 use futures::future::BoxFuture;
 use http::{header, Request, StatusCode};
 
+use crate::body::RequestBody;
 use crate::decision::{Decision, Reply};
 use crate::stage::{pass, Authenticated, Next, Stage};
-use crate::RequestBody;
 
 /// Credential → session; every other request is answered 407.
 #[derive(Clone)]

@@ -13,9 +13,8 @@ use http::StatusCode;
 
 use crate::decision::{Decision, Reply};
 use crate::lookup::{Entries, IndexCache};
-use crate::reply::{full_reply, ranged_reply};
+use crate::reply::{full_reply, ranged_reply, MISS_HEADER, REPLAY_HEADER};
 use crate::stage::{Answer, Classified};
-use crate::{MISS_HEADER, REPLAY_HEADER};
 
 /// Playback: answers from the tag (a hit, or a counted miss), never upstream.
 #[derive(Clone)]
