@@ -20,11 +20,10 @@
 
 use async_trait::async_trait;
 use btrfly_core::Origin;
-use btrfly_gateway::{Decision, GatewayService, Reply, ReplyBody, RequestBody};
+use btrfly_gateway::{Decision, GatewayService, Reply, RequestBody};
 use btrfly_record::{Ending, Exchange, Failure, RequestBodySource, ResponseHead};
 use btrfly_store::Store;
 use bytes::Bytes;
-use futures::StreamExt;
 use http::{header, HeaderValue, Method, StatusCode};
 use pingora_core::protocols::ALPN;
 use pingora_core::upstreams::peer::HttpPeer;
@@ -35,7 +34,8 @@ use tower::ServiceExt;
 
 use crate::failure::{self, Cause};
 use crate::resolve::UpstreamResolver;
-use crate::tunnel::Tunnel;
+use crate::respond::{continue_if_expected, replace_headers, write_reply};
+use crate::target::{absolute_uri, origin_of, tunnel_of};
 
 /// The Pingora app of the proxy listener.
 pub struct GatewayApp {
@@ -79,112 +79,6 @@ pub struct Ctx {
     exchange: Option<Exchange>,
 }
 
-fn tunnel_of(session: &Session) -> Option<Tunnel> {
-    session
-        .digest()?
-        .proxy_digest
-        .as_ref()?
-        .user_data
-        .as_ref()?
-        .downcast_ref::<Tunnel>()
-        .cloned()
-}
-
-/// The request target as an absolute URI when the client sent one
-/// (absolute-form, as clients do towards a plain-HTTP proxy, or HTTP/2's
-/// `:scheme`+`:authority`). Pingora keeps absolute-form in `raw_path`.
-fn absolute_uri(req: &RequestHeader) -> Option<http::Uri> {
-    if req.uri.scheme().is_some() && req.uri.authority().is_some() {
-        return Some(req.uri.clone());
-    }
-    std::str::from_utf8(req.raw_path())
-        .ok()
-        .and_then(|p| p.parse::<http::Uri>().ok())
-        .filter(|u| u.scheme().is_some() && u.authority().is_some())
-}
-
-/// Works out the upstream origin of a request, or the reply that refuses it.
-fn origin_of(session: &Session, tunnel: Option<&Tunnel>) -> std::result::Result<Origin, Reply> {
-    let req = session.req_header();
-    let absolute = absolute_uri(req);
-    let named_host = absolute
-        .as_ref()
-        .and_then(|u| u.host())
-        .map(str::to_owned)
-        .or_else(|| {
-            req.headers
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .and_then(|h| h.parse::<http::uri::Authority>().ok())
-                .map(|a| a.host().to_owned())
-        })
-        .map(|h| {
-            h.trim_start_matches('[')
-                .trim_end_matches(']')
-                .to_ascii_lowercase()
-        });
-    if let Some(t) = tunnel {
-        if let Some(named) = named_host {
-            if named != t.host {
-                return Err(Reply::text(
-                    StatusCode::MISDIRECTED_REQUEST,
-                    format!(
-                        "btrfly: this tunnel was opened to {} but the request names {named}",
-                        t.host
-                    ),
-                ));
-            }
-        }
-        return Ok(Origin::new(t.tls, &t.host, t.port));
-    }
-    let https = match absolute.as_ref().and_then(|u| u.scheme_str()) {
-        Some("http") => false,
-        Some("https") => true,
-        Some(other) => {
-            return Err(Reply::text(
-                StatusCode::BAD_REQUEST,
-                format!("btrfly: unsupported scheme {other:?}"),
-            ))
-        }
-        None => {
-            return Err(Reply::text(
-                StatusCode::BAD_REQUEST,
-                "btrfly is a proxy: send absolute-form requests (GET http://host/path) or CONNECT host:port; set HTTPS_PROXY/HTTP_PROXY as `btrfly start` prints them",
-            ))
-        }
-    };
-    let Some(host) = named_host else {
-        return Err(Reply::text(
-            StatusCode::BAD_REQUEST,
-            "btrfly: the request names no host",
-        ));
-    };
-    let port = absolute
-        .as_ref()
-        .and_then(|u| u.port_u16())
-        .unwrap_or(if https { 443 } else { 80 });
-    Ok(Origin::new(https, &host, port))
-}
-
-/// Makes `resp` carry exactly `wanted`, touching only the names that
-/// differ (pingora keeps header-name case beside the map).
-fn replace_headers(resp: &mut ResponseHeader, wanted: &http::HeaderMap) -> Result<()> {
-    let names: std::collections::HashSet<http::HeaderName> =
-        resp.headers.keys().chain(wanted.keys()).cloned().collect();
-    for name in names {
-        let old: Vec<_> = resp.headers.get_all(&name).iter().collect();
-        let new: Vec<_> = wanted.get_all(&name).iter().collect();
-        if old == new {
-            continue;
-        }
-        resp.remove_header(&name);
-        for v in new {
-            resp.append_header(name.clone(), v.clone())?;
-        }
-    }
-    Ok(())
-}
-
 fn internal(e: impl std::fmt::Display) -> Box<Error> {
     Error::explain(ErrorType::InternalError, e.to_string())
 }
@@ -205,113 +99,6 @@ impl RequestBodySource for ClientBody<'_> {
     }
 }
 
-impl GatewayApp {
-    async fn write_reply(&self, session: &mut Session, reply: Reply) -> Result<()> {
-        let is_head = session.req_header().method == Method::HEAD;
-        let mut resp = ResponseHeader::build(reply.status, Some(reply.headers.len() + 1))?;
-        for (name, value) in reply.headers.iter() {
-            resp.append_header(name.clone(), value.clone())?;
-        }
-        if let Some(reason) = reply.reason {
-            // HTTP/1 clients print the reason phrase with the status
-            // (pip: "409 Client Error: … for url: …"): make it say why.
-            resp.set_reason_phrase(Some(reason))?;
-        }
-        match reply.body {
-            ReplyBody::Bytes(bytes) => {
-                resp.insert_header(header::CONTENT_LENGTH, bytes.len())?;
-                let empty = bytes.is_empty() || is_head;
-                session.write_response_header(Box::new(resp), empty).await?;
-                if !empty {
-                    session.write_response_body(Some(bytes), true).await?;
-                }
-            }
-            ReplyBody::Blob {
-                sha256,
-                offset,
-                len,
-            } => {
-                if len == 0 {
-                    session.write_response_header(Box::new(resp), true).await?;
-                    return Ok(());
-                }
-                // Open before the head goes out, so a missing blob is still
-                // a clean error response rather than a truncated body.
-                let mut stream = self
-                    .store
-                    .read_blob(&sha256, Some(offset..offset + len))
-                    .await
-                    .map_err(internal)?;
-                session.write_response_header(Box::new(resp), false).await?;
-                let mut sent = 0u64;
-                while let Some(chunk) = stream.next().await {
-                    let chunk = chunk.map_err(|e| {
-                        Error::explain(ErrorType::ReadError, format!("reading blob {sha256}: {e}"))
-                    })?;
-                    sent += chunk.len() as u64;
-                    session.write_response_body(Some(chunk), false).await?;
-                }
-                if sent != len {
-                    return Err(Error::explain(
-                        ErrorType::ReadError,
-                        format!("blob {sha256} ended after {sent} of {len} bytes"),
-                    ));
-                }
-                session.write_response_body(None, true).await?;
-            }
-            ReplyBody::Parts {
-                sha256,
-                parts,
-                tail,
-            } => {
-                session.write_response_header(Box::new(resp), false).await?;
-                for part in parts {
-                    session.write_response_body(Some(part.head), false).await?;
-                    let mut stream = self
-                        .store
-                        .read_blob(&sha256, Some(part.offset..part.offset + part.len))
-                        .await
-                        .map_err(internal)?;
-                    while let Some(chunk) = stream.next().await {
-                        let chunk = chunk.map_err(|e| {
-                            Error::explain(
-                                ErrorType::ReadError,
-                                format!("reading blob {sha256}: {e}"),
-                            )
-                        })?;
-                        session.write_response_body(Some(chunk), false).await?;
-                    }
-                }
-                session.write_response_body(Some(tail), true).await?;
-            }
-        }
-        Ok(())
-    }
-
-    /// `100 Continue` for an HTTP/1.1 client that asked for it and whose
-    /// body btrfly is about to read (RFC 9110 §10.1.1): it would otherwise
-    /// wait (curl for a second) before sending it. HTTP/2 has no place for
-    /// it in Pingora; clients there send the body without waiting long.
-    async fn continue_if_expected(session: &mut Session) -> Result<()> {
-        let expects = session
-            .req_header()
-            .headers
-            .get(header::EXPECT)
-            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-        if !expects
-            || session.as_downstream().is_http2()
-            || session.req_header().version != http::Version::HTTP_11
-            || session.response_written().is_some()
-        {
-            return Ok(());
-        }
-        let interim = ResponseHeader::build(StatusCode::CONTINUE, Some(0))?;
-        session
-            .write_response_header(Box::new(interim), false)
-            .await
-    }
-}
-
 #[async_trait]
 impl ProxyHttp for GatewayApp {
     type CTX = Ctx;
@@ -326,7 +113,7 @@ impl ProxyHttp for GatewayApp {
             Ok(o) => o,
             Err(reply) => {
                 session.set_keepalive(None);
-                self.write_reply(session, reply).await?;
+                write_reply(&self.store, session, reply).await?;
                 return Ok(true);
             }
         };
@@ -355,7 +142,8 @@ impl ProxyHttp for GatewayApp {
             Ok(r) => r,
             Err(e) => {
                 session.set_keepalive(None);
-                self.write_reply(
+                write_reply(
+                    &self.store,
                     session,
                     Reply::text(
                         StatusCode::BAD_REQUEST,
@@ -372,7 +160,7 @@ impl ProxyHttp for GatewayApp {
             // hashes it); feed it from the client concurrently.
             let feed = async {
                 feeder.wanted().await;
-                if let Err(e) = Self::continue_if_expected(session).await {
+                if let Err(e) = continue_if_expected(session).await {
                     feeder.send(Err(std::io::Error::other(e.to_string()))).await;
                     drop(feeder);
                     return std::future::pending::<()>().await;
@@ -405,7 +193,7 @@ impl ProxyHttp for GatewayApp {
                     // the body was not read: the connection cannot be reused
                     session.set_keepalive(None);
                 }
-                self.write_reply(session, reply).await?;
+                write_reply(&self.store, session, reply).await?;
                 Ok(true)
             }
             Decision::Forward(forward) => {
@@ -414,7 +202,7 @@ impl ProxyHttp for GatewayApp {
                     // say first, and drops `Expect` upstream: the client
                     // never waits for a `100` that an HTTP/2 upstream
                     // connection would not pass on.
-                    Self::continue_if_expected(session).await?;
+                    continue_if_expected(session).await?;
                 }
                 if forward.recording.is_some() {
                     // A client that closes its side early (Go's registry
@@ -602,7 +390,7 @@ impl ProxyHttp for GatewayApp {
                 "digest-mismatch" => Reply::digest_mismatch(status, message),
                 _ => Reply::text(status, message).with_header("x-btrfly-error", kind),
             };
-            if let Err(we) = self.write_reply(session, reply).await {
+            if let Err(we) = write_reply(&self.store, session, reply).await {
                 tracing::debug!("writing the error response: {we}");
             }
         }

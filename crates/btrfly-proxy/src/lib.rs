@@ -20,6 +20,8 @@ pub mod app;
 pub mod failure;
 pub mod listener;
 pub mod resolve;
+mod respond;
+mod target;
 pub mod tunnel;
 
 pub use app::GatewayApp;

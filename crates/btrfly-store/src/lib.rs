@@ -31,10 +31,13 @@
 //! `sealed_at`; the snapshot is trusted only when the two agree, so a
 //! re-recorded (`--force`) or half-sealed tag falls back to its entries.
 
+mod backends;
+mod blobs;
 mod error;
 mod identity;
 mod layout;
 mod options;
+mod sessions;
 mod store;
 mod writer;
 

@@ -7,12 +7,14 @@
 use std::sync::Arc;
 
 use super::*;
-use crate::{Identity, IdentityCheck, StoredBlob};
+use crate::{GcsOptions, Identity, IdentityCheck, S3Options, StoredBlob};
 use btrfly_core::Mutability;
+use btrfly_core::{SessionId, SessionInfo, Sha256};
 use btrfly_test_support::counting::{CountingLayer, OpCounts};
 use btrfly_test_support::storage::{
     random_name, GcsEmulator, Moto, TEST_ACCESS_KEY, TEST_REGION, TEST_SECRET_KEY,
 };
+use std::ops::Range;
 use time::OffsetDateTime;
 
 /// `store` with every backend operation counted.
