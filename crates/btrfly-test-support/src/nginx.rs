@@ -332,7 +332,7 @@ fn config(
         (format!("listen 127.0.0.1:{port} ssl http2;"), "")
     };
     format!(
-        r#"# Written by tests/support/nginx.rs
+        r#"# Written by btrfly-test-support (nginx.rs)
 master_process off;
 worker_processes 1;
 pid {pid};

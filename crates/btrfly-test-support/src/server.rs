@@ -410,7 +410,7 @@ fn base_config(dir: &Path, top_level: &str, extra: &str) -> String {
         .collect();
     let p = |sub: &str| BtrflyServer::toml_str(dir.join(sub).to_string_lossy());
     let mut text = format!(
-        "# Written by tests/support/server.rs\ndata_dir = {}\n",
+        "# Written by btrfly-test-support (server.rs)\ndata_dir = {}\n",
         p("data")
     );
     if !top_level.trim().is_empty() {
