@@ -5,12 +5,10 @@
 //! commands, `eval "$(btrfly stop)"`, `tags` and `tag show`, and the
 //! server's own start-up errors.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use support::*;
+use btrfly_test_support::*;
 
 const NAME: &str = "files.example.test";
 

@@ -8,13 +8,11 @@
 //! UTF-8), stops the upstream, plays back, and compares status, the headers
 //! a client acts on, and the sha256 of bodies.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use support::*;
+use btrfly_test_support::*;
 
 const HOST: &str = "fid.example.test";
 

@@ -3,12 +3,10 @@
 //! real clients (curl, wget). Record, stop the upstream, play back, compare
 //! bytes.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use support::*;
+use btrfly_test_support::*;
 
 const NAME: &str = "files.example.test";
 

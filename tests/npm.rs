@@ -6,14 +6,12 @@
 //! stopped, and the same install replays into a fresh project with an
 //! empty cache: every installed file and the lockfile identical.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use base64::Engine;
-use support::*;
+use btrfly_test_support::*;
 
 const REGISTRY: &str = "npm.example.test";
 

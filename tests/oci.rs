@@ -10,13 +10,11 @@
 //! a multi-architecture index) and pushed with skopeo straight to a second
 //! registry process sharing the storage, never through btrfly.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use support::*;
+use btrfly_test_support::*;
 
 /// The architecture podman picks from an index on this machine.
 fn host_arch() -> &'static str {

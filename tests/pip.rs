@@ -10,13 +10,11 @@
 //! replays into a fresh venv with `--no-cache-dir`, and compares every
 //! installed file.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use support::*;
+use btrfly_test_support::*;
 
 const INDEX: &str = "pypi.example.test";
 const FILES: &str = "files.example.test";
@@ -39,9 +37,7 @@ impl Pip {
             Pip::Newest => {
                 let venv = std::env::var_os("BTRFLY_TEST_PIP_VENV")
                     .map(PathBuf::from)
-                    .unwrap_or_else(|| {
-                        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/pip-venv")
-                    });
+                    .unwrap_or_else(|| repo_root().join("target/pip-venv"));
                 let python = venv.join("bin/python");
                 assert!(
                     python.exists(),
@@ -118,7 +114,7 @@ impl World {
         let port = nginx.port();
         let mut gen = Command::new("python3");
         client_env(&mut gen);
-        gen.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/support/pip_index.py"))
+        gen.arg(py_script("pip_index.py"))
             .arg(root.path())
             .arg(format!("https://{FILES}:{port}"));
         if let Some(t) = tamper {

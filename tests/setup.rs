@@ -9,19 +9,14 @@
 //! of links to every program here except cmake and sudo, run in a user
 //! namespace where the user is not root (uid 1000), so it cannot install.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use support::*;
+use btrfly_test_support::*;
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .expect("repository root")
+    repo_root()
 }
 
 /// A directory of links to every program on this PATH but `without`.

@@ -2,9 +2,7 @@
 //! binary on S3 (moto) and GCS (gcp-storage-emulator), two replicas on one
 //! bucket, single flight, and the start-up checks. The object-store servers
 //! are real protocol servers started here on free loopback ports (installed
-//! by `tests/run`; see `btrfly_store::test_servers`).
-
-mod support;
+//! by `tests/run`; see `btrfly_test_support::storage`).
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
@@ -14,10 +12,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use btrfly_store::test_servers::{
+use btrfly_test_support::storage::{
     random_name, GcsEmulator, Moto, TEST_ACCESS_KEY, TEST_REGION, TEST_SECRET_KEY,
 };
-use support::*;
+use btrfly_test_support::*;
 
 const NAME: &str = "files.example.test";
 

@@ -9,9 +9,11 @@
 
 use btrfly_core::{Adapter, Classification, Mutability, RecordingKey, RequestHead};
 
+/// The adapter's name and key namespace.
 pub const NAME: &str = "files";
 
 #[derive(Clone, Copy, Debug, Default)]
+/// The plain-files adapter (see the crate docs).
 pub struct FilesAdapter;
 
 /// The exact identity of a request: `METHOD scheme://host:port/path?query`.

@@ -21,7 +21,8 @@ use http::header::{ACCEPT, RANGE};
 use http::HeaderMap;
 use oci_spec::image::Digest;
 
-use crate::NAME;
+/// The adapter's name and key namespace.
+pub const NAME: &str = "oci";
 
 /// `scheme://host:port` of the request, host in lower case.
 fn origin(req: &RequestHead) -> String {

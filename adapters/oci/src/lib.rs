@@ -43,12 +43,12 @@ pub mod route;
 
 use btrfly_core::{canonical_url, Adapter, Classification, Mutability, RequestHead};
 use http::{HeaderMap, Method, Uri};
+pub use key::NAME;
 
-pub use config::{HostPattern, OciConfig};
+pub use config::{HostPattern, OciConfig, OciConfigError};
 use route::Endpoint;
 
-pub const NAME: &str = "oci";
-
+/// The OCI distribution adapter (see the crate docs).
 #[derive(Clone, Debug)]
 pub struct OciAdapter {
     registries: Vec<HostPattern>,
@@ -57,13 +57,14 @@ pub struct OciAdapter {
 }
 
 impl OciAdapter {
-    /// Fails naming the first host that does not parse.
-    pub fn new(config: &OciConfig) -> Result<OciAdapter, String> {
+    /// The adapter for `config`.
+    ///
+    /// # Errors
+    /// [`OciConfigError`] naming the first host that does not parse.
+    pub fn new(config: &OciConfig) -> Result<OciAdapter, OciConfigError> {
         Ok(OciAdapter {
-            registries: config::parse_hosts(&config.registries)
-                .map_err(|e| format!("registries: {e}"))?,
-            auth_hosts: config::parse_hosts(&config.auth_hosts)
-                .map_err(|e| format!("auth_hosts: {e}"))?,
+            registries: config::parse_hosts("registries", &config.registries)?,
+            auth_hosts: config::parse_hosts("auth_hosts", &config.auth_hosts)?,
             detect: config.detect,
         })
     }
@@ -106,7 +107,7 @@ fn by_digest(req: &RequestHead, what: &str, digest: &oci_spec::image::Digest) ->
         Some(hex) => Classification {
             key: key::by_digest(req, what, digest),
             mutability: Mutability::Immutable,
-            expected_sha256: Some(hex.to_owned()),
+            expected_sha256: Some(hex),
         },
         None => mutable(key::exact(req)),
     }

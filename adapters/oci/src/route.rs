@@ -12,15 +12,38 @@ pub enum Endpoint<'a> {
     /// `/v2/_catalog`
     Catalog,
     /// `/v2/<name>/manifests/<tag>`: mutable upstream.
-    ManifestByTag { name: &'a str, tag: &'a str },
+    ManifestByTag {
+        /// The repository.
+        name: &'a str,
+        /// The tag.
+        tag: &'a str,
+    },
     /// `/v2/<name>/manifests/<digest>`
-    ManifestByDigest { name: &'a str, digest: Digest },
+    ManifestByDigest {
+        /// The repository.
+        name: &'a str,
+        /// The digest.
+        digest: Digest,
+    },
     /// `/v2/<name>/blobs/<digest>`
-    Blob { name: &'a str, digest: Digest },
+    Blob {
+        /// The repository.
+        name: &'a str,
+        /// The digest.
+        digest: Digest,
+    },
     /// `/v2/<name>/tags/list`
-    TagsList { name: &'a str },
+    TagsList {
+        /// The repository.
+        name: &'a str,
+    },
     /// `/v2/<name>/referrers/<digest>`
-    Referrers { name: &'a str, digest: Digest },
+    Referrers {
+        /// The repository.
+        name: &'a str,
+        /// The subject's digest.
+        digest: Digest,
+    },
     /// Anything else under `/v2/`: uploads, extensions, malformed names.
     Other,
 }
@@ -74,9 +97,12 @@ pub fn parse(path: &str) -> Option<Endpoint<'_>> {
     })
 }
 
-/// The hex of a sha256 digest: what the recorder can verify a body against.
-pub fn sha256_hex(digest: &Digest) -> Option<&str> {
-    (digest.algorithm() == &DigestAlgorithm::Sha256).then(|| digest.digest())
+/// A sha256 digest's value: what the recorder can verify a body against.
+pub fn sha256_hex(digest: &Digest) -> Option<btrfly_core::Sha256> {
+    if digest.algorithm() != &DigestAlgorithm::Sha256 {
+        return None;
+    }
+    btrfly_core::Sha256::new(digest.digest()).ok()
 }
 
 /// A repository name: `/`-separated components of `[a-z0-9]` runs joined by

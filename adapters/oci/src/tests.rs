@@ -473,6 +473,7 @@ fn host_patterns() {
         ..OciConfig::default()
     })
     .unwrap_err();
+    let err = err.to_string();
     assert!(
         err.contains("auth_hosts") && err.contains("https://auth.example.test"),
         "{err}"

@@ -25,7 +25,9 @@ const MAX_DECODED: u64 = 256 * 1024 * 1024;
 pub struct Listed {
     /// The link as written (may be relative, may carry a fragment).
     pub href: String,
+    /// The file's sha256, from the link's fragment or the JSON `hashes`.
     pub sha256: Option<String>,
+    /// The sha256 of its metadata file (PEP 658/714).
     pub metadata_sha256: Option<String>,
 }
 
@@ -141,6 +143,9 @@ fn canonical(url: &Url, path: &str) -> Option<String> {
 }
 
 fn push_hints(hints: &mut Vec<DigestHint>, url: &Url, sha256: &str) {
+    let Ok(sha256) = btrfly_core::Sha256::parse_lenient(sha256) else {
+        return;
+    };
     let path = url.path();
     let cleaned = clean_path(path);
     for p in [path, cleaned.as_str()] {
@@ -148,7 +153,7 @@ fn push_hints(hints: &mut Vec<DigestHint>, url: &Url, sha256: &str) {
             if !hints.iter().any(|h| h.url == u) {
                 hints.push(DigestHint {
                     url: u,
-                    sha256: sha256.to_owned(),
+                    sha256: sha256.clone(),
                 });
             }
         }
@@ -198,16 +203,43 @@ pub fn listed_in_json(v: &serde_json::Value) -> Vec<Listed> {
         .collect()
 }
 
-/// The first `<base href>` and the `<a href>` links of an HTML page.
+/// The first `<base href>` and the `<a href>` links of an HTML page, read
+/// as pip reads them (Python's `html.parser` under pip's `HTMLLinkParser`):
+///
+/// - tags and attributes are found by html5gum, a WHATWG tokenizer
+///   (names lower-cased, quoted and unquoted values, comments skipped,
+///   `<script>`/`<style>` contents not markup);
+/// - attribute values are decoded as `html.unescape` does: character
+///   references by the rules for text, so `&para=2` in a link's query is
+///   `¶=2` to pip as well (a browser would keep it as written in an
+///   attribute);
+/// - an anchor's attributes are a Python dict (a repeated attribute: the
+///   last one counts), an anchor without a non-empty `href` lists nothing;
+/// - the base is the first `<base>` whose (first) `href` has a value.
 pub fn listed_in_html(html: &str) -> (Option<String>, Vec<Listed>) {
     let mut base = None;
     let mut listed = Vec::new();
-    for (name, attrs) in tags(html) {
-        let get = |n: &str| attrs.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
-        match name.as_str() {
-            "base" if base.is_none() => base = get("href").map(str::to_owned),
+    for tag in start_tags(html) {
+        match tag.name.as_str() {
+            "base" if base.is_none() => {
+                base = tag
+                    .attrs
+                    .iter()
+                    .find(|(k, _)| k == "href")
+                    .and_then(|(_, v)| v.clone());
+            }
             "a" => {
-                let Some(href) = get("href") else { continue };
+                // `dict(attrs)`: the last of a repeated attribute wins
+                let get = |n: &str| {
+                    tag.attrs
+                        .iter()
+                        .rev()
+                        .find(|(k, _)| k == n)
+                        .and_then(|(_, v)| v.as_deref())
+                };
+                let Some(href) = get("href").filter(|h| !h.is_empty()) else {
+                    continue;
+                };
                 // PEP 714: the new name wins over the old one
                 let metadata = get("data-core-metadata").or_else(|| get("data-dist-info-metadata"));
                 listed.push(Listed {
@@ -222,132 +254,82 @@ pub fn listed_in_html(html: &str) -> (Option<String>, Vec<Listed>) {
     (base, listed)
 }
 
-/// A small, forgiving tag scanner: every start tag's lower-cased name and
-/// attributes (names lower-cased, values entity-decoded). Comments are
-/// skipped. Enough for index pages, which are lists of links.
-fn tags(html: &str) -> Vec<(String, Vec<(String, String)>)> {
-    let b = html.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    let skip_ws = |i: &mut usize| {
-        while *i < b.len() && b[*i].is_ascii_whitespace() {
-            *i += 1;
-        }
-    };
-    while i < b.len() {
-        if b[i] != b'<' {
-            i += 1;
-            continue;
-        }
-        i += 1;
-        if b[i..].starts_with(b"!--") {
-            i = html[i..].find("-->").map_or(b.len(), |e| i + e + 3);
-            continue;
-        }
-        let start = i;
-        while i < b.len() && b[i].is_ascii_alphanumeric() {
-            i += 1;
-        }
-        if i == start {
-            continue;
-        }
-        let name = html[start..i].to_ascii_lowercase();
-        let mut attrs = Vec::new();
-        loop {
-            while i < b.len() && (b[i].is_ascii_whitespace() || b[i] == b'/') {
-                i += 1;
-            }
-            if i >= b.len() {
-                break;
-            }
-            if b[i] == b'>' {
-                i += 1;
-                break;
-            }
-            let a = i;
-            i += 1;
-            while i < b.len() && !b[i].is_ascii_whitespace() && !matches!(b[i], b'=' | b'>' | b'/')
-            {
-                i += 1;
-            }
-            let attr = html[a..i].to_ascii_lowercase();
-            skip_ws(&mut i);
-            let mut value = String::new();
-            if i < b.len() && b[i] == b'=' {
-                i += 1;
-                skip_ws(&mut i);
-                if i < b.len() && (b[i] == b'"' || b[i] == b'\'') {
-                    let q = b[i];
-                    let v = i + 1;
-                    i = v;
-                    while i < b.len() && b[i] != q {
-                        i += 1;
-                    }
-                    value = unescape(&html[v..i]);
-                    i = (i + 1).min(b.len());
-                } else {
-                    let v = i;
-                    while i < b.len() && !b[i].is_ascii_whitespace() && b[i] != b'>' {
-                        i += 1;
-                    }
-                    value = unescape(&html[v..i]);
-                }
-            }
-            attrs.push((attr, value));
-        }
-        out.push((name, attrs));
-    }
-    out
+/// A start tag: its lower-case name and its attributes in order, each
+/// with its decoded value (`None` for an attribute written without `=`).
+struct StartTag {
+    name: String,
+    attrs: Vec<(String, Option<String>)>,
 }
 
-/// Character references in an attribute value: the five named ones (with
-/// or without `;`) and numeric ones; anything else stays as written.
+/// Every start tag of a page, by html5gum. Attribute values are taken
+/// from the page as written (html5gum reports where each one is) and
+/// decoded by [`unescape`].
+fn start_tags(html: &str) -> Vec<StartTag> {
+    use html5gum::emitters::callback::{CallbackEmitter, CallbackEvent};
+    use html5gum::{Span, Tokenizer};
+
+    let raw = |span: Span<usize>| html.get(span.start..span.end).unwrap_or("");
+    let mut tags = Vec::new();
+    let mut current: Option<StartTag> = None;
+    let mut emitter = CallbackEmitter::new(|event: CallbackEvent<'_>, span: Span<usize>| {
+        match event {
+            CallbackEvent::OpenStartTag { name } => {
+                current = Some(StartTag {
+                    name: String::from_utf8_lossy(name).into_owned(),
+                    attrs: Vec::new(),
+                });
+            }
+            CallbackEvent::AttributeName { name } => {
+                if let Some(tag) = current.as_mut() {
+                    // `name="…"` (even empty) has a value; `name` alone not
+                    let after = html.get(span.end..).unwrap_or("");
+                    let value = after.trim_start().starts_with('=').then(String::new);
+                    tag.attrs
+                        .push((String::from_utf8_lossy(name).into_owned(), value));
+                }
+            }
+            CallbackEvent::AttributeValue { .. } => {
+                if let Some((_, value)) = current.as_mut().and_then(|t| t.attrs.last_mut()) {
+                    *value = Some(unescape(raw(span)));
+                }
+            }
+            CallbackEvent::CloseStartTag { .. } => {
+                if let Some(tag) = current.take() {
+                    tags.push(tag);
+                }
+            }
+            // attributes of an end tag are no one's
+            CallbackEvent::EndTag { .. } => current = None,
+            _ => {}
+        }
+        None::<std::convert::Infallible>
+    });
+    // `<script>`, `<style>`, `<textarea>`, `<title>`… hold no tags, as for
+    // pip's parser and for browsers.
+    emitter.naively_switch_states(true);
+    for _ in Tokenizer::new_with_emitter(html, emitter) {}
+    tags
+}
+
+/// Character references in an attribute value as Python's `html.unescape`
+/// expands them: every named reference of HTML5 (the legacy ones also
+/// without `;`, and also before `=` or a letter), numeric ones; anything
+/// else stays as written. These are the WHATWG rules for references in
+/// text, applied here by html5gum tokenizing the value as text.
 fn unescape(s: &str) -> String {
+    use html5gum::{Token, Tokenizer};
     if !s.contains('&') {
         return s.to_owned();
     }
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(at) = rest.find('&') {
-        out.push_str(&rest[..at]);
-        rest = &rest[at..];
-        let named = [
-            ("&amp", '&'),
-            ("&lt", '<'),
-            ("&gt", '>'),
-            ("&quot", '"'),
-            ("&apos", '\''),
-        ];
-        if let Some((n, c)) = named.iter().find(|(n, _)| rest.starts_with(n)) {
-            out.push(*c);
-            rest = &rest[n.len()..];
-            rest = rest.strip_prefix(';').unwrap_or(rest);
-            continue;
+    // a `<` would start a tag in text; `&lt;` decodes back to it
+    let text = s.replace('<', "&lt;");
+    let mut out = Vec::with_capacity(text.len());
+    for token in Tokenizer::new(&text).flatten() {
+        if let Token::String(chars) = token {
+            out.extend_from_slice(&chars);
         }
-        if let Some(num) = rest.strip_prefix("&#") {
-            let (digits, radix) = match num.strip_prefix(['x', 'X']) {
-                Some(hex) => (hex, 16),
-                None => (num, 10),
-            };
-            let len = digits
-                .find(|c: char| !c.is_digit(radix))
-                .unwrap_or(digits.len());
-            if let Some(c) = u32::from_str_radix(&digits[..len], radix)
-                .ok()
-                .and_then(char::from_u32)
-                .filter(|_| len > 0)
-            {
-                out.push(c);
-                rest = &digits[len..];
-                rest = rest.strip_prefix(';').unwrap_or(rest);
-                continue;
-            }
-        }
-        out.push('&');
-        rest = &rest[1..];
     }
-    out.push_str(rest);
-    out
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
@@ -360,7 +342,8 @@ mod tests {
         assert_eq!(unescape("a&ampb"), "a&b");
         assert_eq!(unescape("&lt;&gt;&quot;&apos;"), "<>\"'");
         assert_eq!(unescape("&#62;&#x3E;&#X3e"), ">>>");
-        assert_eq!(unescape("&nbsp; & &#;"), "&nbsp; & &#;");
+        // every HTML5 entity, as Python's html.unescape expands them
+        assert_eq!(unescape("&nbsp; & &#;"), "\u{a0} & &#;");
     }
 
     #[test]
@@ -377,6 +360,64 @@ mod tests {
         assert_eq!(listed[0].sha256, None);
         assert_eq!(listed[1].metadata_sha256, None);
         assert_eq!(listed[2].metadata_sha256, None, "ff is not a sha256");
+    }
+
+    /// Tricky markup, read the way pip's `HTMLLinkParser` (Python's
+    /// `html.parser`) reads it: one row per rule.
+    #[test]
+    fn links_are_read_as_pip_reads_them() {
+        let d = "ab".repeat(32);
+        #[rustfmt::skip]
+        let rows: Vec<(String, Vec<&str>)> = vec![
+            // upper-case tag and attribute names
+            (r#"<A HREF="up.whl">x</A>"#.to_string(), vec!["up.whl"]),
+            // unquoted values end at whitespace or `>`
+            (format!("<a href=unq.whl#sha256={d} data-x=1>x</a>"), vec!["unq.whl#sha256=ab"]),
+            // character references are expanded, also legacy ones
+            // without `;` before `=` (html.unescape, not the attribute rule)
+            (r#"<a href="e.whl?a=1&amp;b=2&para=3&#x26;c=&lt;">x</a>"#.into(), vec!["e.whl?a=1&b=2\u{b6}=3&c=<"]),
+            // comments, scripts and styles hold no links
+            (r#"<!-- <a href="c.whl"> --><script>"<a href='s.whl'>"</script><style>a{}</style>"#.into(), vec![]),
+            // a repeated attribute: the last one (a Python dict)
+            (r#"<a href="first.whl" href="second.whl">x</a>"#.into(), vec!["second.whl"]),
+            // no href, an empty one, or one without a value: no link
+            (r#"<a>x</a><a href="">y</a><a href>z</a>"#.into(), vec![]),
+            // attributes of an end tag are ignored
+            (r#"</a href="end.whl">"#.into(), vec![]),
+            // `/` between name and attribute, spaces around `=`
+            (r#"<a/href="slash.whl"><a href = 'sp.whl'>"#.into(), vec!["slash.whl", "sp.whl"]),
+        ];
+        for (html, want) in rows {
+            let (_, listed) = listed_in_html(&html);
+            let hrefs: Vec<String> = listed.iter().map(|l| l.href.replace(&d[2..], "")).collect();
+            assert_eq!(hrefs, want, "{html}");
+        }
+        // `<base>`: the first one with a value, its first `href`
+        for (html, want) in [
+            (
+                r#"<base href="/one/" href="/two/"><base href="/three/">"#,
+                Some("/one/"),
+            ),
+            (r#"<BASE target=_top><base HREF=/b&amp;c/>"#, Some("/b&c/")),
+            (r#"<base href><base href="/late/">"#, Some("/late/")),
+            ("<p>no base</p>", None),
+        ] {
+            assert_eq!(listed_in_html(html).0.as_deref(), want, "{html}");
+        }
+        // the digest of a link whose URL holds references goes to the URL
+        // pip requests
+        let page = format!(r#"<a href="/p/f.whl?a=1&amp;b=2#sha256={d}">f</a>"#);
+        let hints = digest_hints(
+            "https://pypi.example.test/simple/f/",
+            Some("text/html"),
+            None,
+            page.as_bytes(),
+        );
+        assert_eq!(
+            hints[0].url,
+            "https://pypi.example.test:443/p/f.whl?a=1&b=2"
+        );
+        assert_eq!(hints[0].sha256, d);
     }
 
     #[test]

@@ -22,7 +22,9 @@ use http::Method;
 use percent_encoding::{percent_decode_str, percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 use crate::config::PipConfig;
-use crate::NAME;
+
+/// The adapter's name and key namespace.
+pub const NAME: &str = "pip";
 
 /// What a request asks for, by the shape of its URL and the host's role.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -31,13 +33,18 @@ pub enum Resource {
     /// (`project` is `None`) or one project's file list. `prefix` is the
     /// cleaned path up to and including the `simple` segment.
     SimplePage {
+        /// The path up to the simple API's root.
         prefix: String,
+        /// The normalised project, for a project page.
         project: Option<String>,
     },
     /// The per-project JSON API: `…/pypi/<project>[/<version>]/json`.
     JsonApi {
+        /// The path up to the JSON API's root.
         prefix: String,
+        /// The normalised project.
         project: String,
+        /// The version, for a release page.
         version: Option<String>,
     },
     /// Any other page of a configured index host.
@@ -49,7 +56,9 @@ pub enum Resource {
 /// Kinds of file names the index protocol serves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DistKind {
+    /// A wheel (`.whl`).
     Wheel,
+    /// A source distribution.
     Sdist,
     /// `<wheel or sdist>.metadata` (PEP 658).
     Metadata,

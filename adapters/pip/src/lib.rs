@@ -29,18 +29,18 @@ pub mod key;
 
 use btrfly_core::{Adapter, Classification, DigestHint, Entry, Mutability, RequestHead};
 use http::HeaderMap;
+pub use key::NAME;
 
 pub use config::PipConfig;
 
-/// The adapter's name and key namespace.
-pub const NAME: &str = "pip";
-
 #[derive(Clone, Debug, Default)]
+/// The pip adapter (see the crate docs).
 pub struct PipAdapter {
     config: PipConfig,
 }
 
 impl PipAdapter {
+    /// The adapter with `config`'s hosts.
     pub fn new(config: PipConfig) -> PipAdapter {
         PipAdapter { config }
     }

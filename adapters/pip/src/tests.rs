@@ -34,7 +34,7 @@ fn entry(content_type: &str) -> Entry {
         url: "x".into(),
         status: 200,
         headers: vec![("Content-Type".into(), content_type.into())],
-        sha256: sha('0'),
+        sha256: btrfly_core::Sha256::new(&sha('0')).expect("digest"),
         size: 0,
         mutability: Mutability::Mutable,
         recorded_at: time::OffsetDateTime::UNIX_EPOCH,
@@ -88,7 +88,7 @@ fn session_hints() -> HashMap<String, String> {
         assert!(a.inspects(&class, 200), "{url}");
         assert!(!a.inspects(&class, 404), "{url}");
         for h in a.digest_hints(&req, &entry(ct), &body) {
-            hints.insert(h.url, h.sha256);
+            hints.insert(h.url, h.sha256.to_string());
         }
     }
     hints

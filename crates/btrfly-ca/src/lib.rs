@@ -5,6 +5,10 @@
 //! trust it keep trusting it. For every intercepted host a leaf certificate
 //! is minted on demand with its own fresh P-256 key (never the CA's), with
 //! the host as a DNS or IP subject alternative name, and cached in memory.
+//! [`roots`] holds the rest of btrfly's trust: the OS store and PEM
+//! bundles of it.
+
+pub mod roots;
 
 use std::collections::HashMap;
 use std::fs;
@@ -24,22 +28,70 @@ use rustls::ServerConfig;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use time::{Duration, OffsetDateTime};
 
+/// What went wrong with the CA.
 #[derive(Debug, thiserror::Error)]
 pub enum CaError {
-    #[error("certificate authority file {path}: {source}")]
+    /// A CA file could not be read or written.
+    #[error("certificate authority file {}: {source}", path.display())]
     Io {
+        /// The file.
         path: PathBuf,
+        /// Why.
         source: std::io::Error,
     },
-    #[error("certificate authority in {path}: {message}")]
-    Load { path: PathBuf, message: String },
-    #[error("minting a certificate for {name}: {message}")]
-    Mint { name: String, message: String },
+    /// The CA in a directory does not load (or could not be generated).
+    #[error("certificate authority in {}: {source}", path.display())]
+    Load {
+        /// The data directory.
+        path: PathBuf,
+        /// What is wrong.
+        source: PemError,
+    },
+    /// A leaf could not be minted.
+    #[error("minting a certificate for {name}: {source}")]
+    Mint {
+        /// The name asked for.
+        name: String,
+        /// Why.
+        source: MintError,
+    },
+}
+
+/// A CA certificate or key that does not load.
+#[derive(Debug, thiserror::Error)]
+pub enum PemError {
+    /// The private key.
+    #[error("private key: {0}")]
+    Key(rcgen::Error),
+    /// The certificate (as rcgen reads it).
+    #[error("certificate: {0}")]
+    Certificate(rcgen::Error),
+    /// The certificate (as rustls reads it).
+    #[error("certificate: {0}")]
+    CertificatePem(rustls_pki_types::pem::Error),
+    /// Generating a new CA failed.
+    #[error("generating a new CA: {0}")]
+    Generate(rcgen::Error),
+}
+
+/// Why a leaf could not be minted.
+#[derive(Debug, thiserror::Error)]
+pub enum MintError {
+    /// The name is neither an IP address nor a DNS name.
+    #[error("not a valid DNS name: {0}")]
+    Name(rcgen::Error),
+    /// Key generation or signing failed.
+    #[error(transparent)]
+    Sign(rcgen::Error),
+    /// rustls refused the key or the configuration.
+    #[error(transparent)]
+    Tls(rustls::Error),
 }
 
 /// How many minted leaves are kept; past this the cache starts over.
 const LEAF_CACHE_LIMIT: usize = 10_000;
 
+/// btrfly's certificate authority (see the crate docs).
 pub struct CertificateAuthority {
     cert_pem: String,
     cert_der: CertificateDer<'static>,
@@ -63,6 +115,9 @@ pub fn crypto_provider() -> Arc<CryptoProvider> {
 
 impl CertificateAuthority {
     /// Loads `dir/ca.pem` + `dir/ca-key.pem`, or creates them.
+    ///
+    /// # Errors
+    /// [`CaError`]: unreadable or unwritable files, a CA that does not load.
     pub fn load_or_create(dir: &Path) -> Result<CertificateAuthority, CaError> {
         let cert_path = dir.join("ca.pem");
         let key_path = dir.join("ca-key.pem");
@@ -73,31 +128,34 @@ impl CertificateAuthority {
         if cert_path.exists() || key_path.exists() {
             let cert_pem = fs::read_to_string(&cert_path).map_err(ioerr(&cert_path))?;
             let key_pem = fs::read_to_string(&key_path).map_err(ioerr(&key_path))?;
-            return Self::from_pem(&cert_pem, &key_pem).map_err(|message| CaError::Load {
+            return Self::from_pem(&cert_pem, &key_pem).map_err(|source| CaError::Load {
                 path: dir.to_owned(),
-                message,
+                source,
             });
         }
         fs::create_dir_all(dir).map_err(ioerr(dir))?;
-        let (cert_pem, key_pem) = generate_ca().map_err(|message| CaError::Load {
+        let (cert_pem, key_pem) = generate_ca().map_err(|e| CaError::Load {
             path: dir.to_owned(),
-            message,
+            source: PemError::Generate(e),
         })?;
         write_private(&key_path, key_pem.as_bytes()).map_err(ioerr(&key_path))?;
         fs::write(&cert_path, &cert_pem).map_err(ioerr(&cert_path))?;
         tracing::info!(path = %cert_path.display(), "generated a new certificate authority");
-        Self::from_pem(&cert_pem, &key_pem).map_err(|message| CaError::Load {
+        Self::from_pem(&cert_pem, &key_pem).map_err(|source| CaError::Load {
             path: dir.to_owned(),
-            message,
+            source,
         })
     }
 
-    pub fn from_pem(cert_pem: &str, key_pem: &str) -> Result<CertificateAuthority, String> {
-        let key = KeyPair::from_pem(key_pem).map_err(|e| format!("private key: {e}"))?;
-        let issuer =
-            Issuer::from_ca_cert_pem(cert_pem, key).map_err(|e| format!("certificate: {e}"))?;
+    /// A CA from its certificate and key, PEM.
+    ///
+    /// # Errors
+    /// [`PemError`] naming the part that does not load.
+    pub fn from_pem(cert_pem: &str, key_pem: &str) -> Result<CertificateAuthority, PemError> {
+        let key = KeyPair::from_pem(key_pem).map_err(PemError::Key)?;
+        let issuer = Issuer::from_ca_cert_pem(cert_pem, key).map_err(PemError::Certificate)?;
         let cert_der = rustls_pki_types::pem::PemObject::from_pem_slice(cert_pem.as_bytes())
-            .map_err(|e| format!("certificate: {e}"))?;
+            .map_err(PemError::CertificatePem)?;
         Ok(CertificateAuthority {
             cert_pem: cert_pem.to_owned(),
             cert_der,
@@ -112,11 +170,16 @@ impl CertificateAuthority {
         &self.cert_pem
     }
 
+    /// The CA certificate, DER.
     pub fn cert_der(&self) -> &CertificateDer<'static> {
         &self.cert_der
     }
 
     /// The leaf for `name` (a DNS name or an IP address), minted on first use.
+    ///
+    /// # Errors
+    /// [`CaError::Mint`]: not a name a certificate can carry, or signing
+    /// failed.
     pub fn leaf(&self, name: &str) -> Result<Arc<CertifiedKey>, CaError> {
         let name = name.trim_end_matches('.').to_ascii_lowercase();
         if let Some(hit) = self.cache().get(&name) {
@@ -138,9 +201,9 @@ impl CertificateAuthority {
     }
 
     fn mint(&self, name: &str) -> Result<CertifiedKey, CaError> {
-        let fail = |message: String| CaError::Mint {
+        let fail = |source: MintError| CaError::Mint {
             name: name.to_owned(),
-            message,
+            source,
         };
         let mut params = CertificateParams::default();
         let san = match name.parse::<IpAddr>() {
@@ -148,7 +211,7 @@ impl CertificateAuthority {
             Err(_) => SanType::DnsName(
                 name.to_owned()
                     .try_into()
-                    .map_err(|e| fail(format!("not a valid DNS name: {e}")))?,
+                    .map_err(|e| fail(MintError::Name(e)))?,
             ),
         };
         params.subject_alt_names = vec![san];
@@ -166,22 +229,25 @@ impl CertificateAuthority {
         ];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         params.use_authority_key_identifier_extension = true;
-        let key = KeyPair::generate().map_err(|e| fail(e.to_string()))?;
+        let key = KeyPair::generate().map_err(|e| fail(MintError::Sign(e)))?;
         let cert = params
             .signed_by(&key, &self.issuer)
-            .map_err(|e| fail(e.to_string()))?;
+            .map_err(|e| fail(MintError::Sign(e)))?;
         let key_der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
         let signer = self
             .provider
             .key_provider
             .load_private_key(key_der)
-            .map_err(|e| fail(e.to_string()))?;
+            .map_err(|e| fail(MintError::Tls(e)))?;
         Ok(CertifiedKey::new(vec![cert.der().clone()], signer))
     }
 
     /// A TLS server config that picks the leaf by SNI, falling back to
     /// `fallback` (the CONNECT target) when the client sent no SNI, as
     /// clients do for IP addresses.
+    ///
+    /// # Errors
+    /// rustls refused the configuration.
     pub fn server_config(
         self: &Arc<Self>,
         fallback: Option<&str>,
@@ -195,7 +261,7 @@ impl CertificateAuthority {
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
             .map_err(|e| CaError::Mint {
                 name: fallback.unwrap_or("*").to_owned(),
-                message: e.to_string(),
+                source: MintError::Tls(e),
             })?
             .with_no_client_auth()
             .with_cert_resolver(resolver);
@@ -231,8 +297,8 @@ fn random_serial() -> SerialNumber {
     SerialNumber::from_slice(&bytes)
 }
 
-fn generate_ca() -> Result<(String, String), String> {
-    let key = KeyPair::generate().map_err(|e| e.to_string())?;
+fn generate_ca() -> Result<(String, String), rcgen::Error> {
+    let key = KeyPair::generate()?;
     let mut params = CertificateParams::default();
     let mut dn = DistinguishedName::new();
     let suffix: u32 = rand::random();
@@ -249,12 +315,15 @@ fn generate_ca() -> Result<(String, String), String> {
     params.not_before = now - Duration::days(1);
     params.not_after = now + Duration::days(3650);
     params.serial_number = Some(random_serial());
-    let cert = params.self_signed(&key).map_err(|e| e.to_string())?;
+    let cert = params.self_signed(&key)?;
     Ok((cert.pem(), key.serialize_pem()))
 }
 
 /// Writes a file readable by its owner only, created with mode 0600 so the
 /// secret is never briefly world-readable.
+///
+/// # Errors
+/// The file cannot be created or written.
 pub fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     let mut opts = fs::OpenOptions::new();
     opts.write(true).create(true).truncate(true);

@@ -9,15 +9,14 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use btrfly_ca::CertificateAuthority;
-use btrfly_config::Config;
+use btrfly_config::{Backend, Config};
 use btrfly_control::{ControlServer, ControlState};
-use btrfly_core::Adapter;
-use btrfly_layers::classify::Adapters;
-use btrfly_layers::SessionRegistry;
+use btrfly_core::{Adapter, Sha256};
+use btrfly_gateway::Adapters;
 use btrfly_proxy::{GatewayApp, ProxyListener, UpstreamResolver};
-use btrfly_store::{Identity, IdentityCheck, Store};
+use btrfly_session::SessionRegistry;
+use btrfly_store::{GcsOptions, Identity, IdentityCheck, S3Options, Store, StoreOptions};
 use pingora_core::server::configuration::ServerConf;
-use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
 fn init_logging() {
@@ -60,6 +59,47 @@ fn create_private_dir(dir: &Path) -> Result<()> {
             .with_context(|| format!("restricting {}", dir.display()))?;
     }
     Ok(())
+}
+
+/// `[storage]` as the store's options.
+fn store_options(config: &Config) -> Result<StoreOptions> {
+    let storage = &config.storage;
+    let missing = |b: Backend| {
+        anyhow::anyhow!(
+            "storage backend {}: no [storage.{}] table",
+            b.as_str(),
+            b.as_str()
+        )
+    };
+    Ok(match storage.backend {
+        Backend::Fs => StoreOptions::Fs {
+            root: config.storage_root(),
+        },
+        Backend::Memory => StoreOptions::Memory,
+        Backend::S3 => {
+            let c = storage.s3.as_ref().ok_or_else(|| missing(Backend::S3))?;
+            StoreOptions::S3(S3Options {
+                bucket: c.bucket.clone(),
+                endpoint: c.endpoint.clone(),
+                region: c.region.clone(),
+                prefix: c.prefix.clone(),
+                access_key_id: c.access_key_id.clone(),
+                secret_access_key: c.secret_access_key.clone(),
+                session_token: c.session_token.clone(),
+                virtual_host_style: c.virtual_host_style,
+            })
+        }
+        Backend::Gcs => {
+            let c = storage.gcs.as_ref().ok_or_else(|| missing(Backend::Gcs))?;
+            StoreOptions::Gcs(GcsOptions {
+                bucket: c.bucket.clone(),
+                endpoint: c.endpoint.clone(),
+                prefix: c.prefix.clone(),
+                credential_path: c.credential_path.clone(),
+                allow_anonymous: c.allow_anonymous,
+            })
+        }
+    })
 }
 
 fn adapters(config: &Config) -> Result<Adapters> {
@@ -111,8 +151,7 @@ fn short_fingerprint(pem: &str) -> String {
     let der = rustls_pki_types::CertificateDer::from_pem_slice(pem.as_bytes())
         .map(|d| d.as_ref().to_vec())
         .unwrap_or_else(|_| pem.as_bytes().to_vec());
-    let hex = hex::encode(Sha256::digest(der));
-    hex[..16].to_owned()
+    Sha256::of(&der)[..16].to_owned()
 }
 
 /// Compares this server's CA and token with the store's identity (claiming
@@ -126,7 +165,7 @@ async fn check_identity(
 ) -> Result<()> {
     let mine = Identity {
         ca_pem: ca.cert_pem().to_owned(),
-        token_sha256: hex::encode(Sha256::digest(token.as_bytes())),
+        token_sha256: Sha256::of(token.as_bytes()),
         created_at: time::OffsetDateTime::now_utc(),
     };
     let check = store
@@ -190,7 +229,7 @@ pub async fn serve(config_path: Option<PathBuf>) -> Result<ExitCode> {
 
     // The backend is proven usable (bucket there, credentials accepted)
     // before any listener opens.
-    let store = Store::open(&config).context("storage is not usable")?;
+    let store = Store::open(&store_options(&config)?).context("storage is not usable")?;
     store.check().await.context("storage is not usable")?;
 
     // Every replica of a store shares one CA and token: a data dir
@@ -212,12 +251,12 @@ pub async fn serve(config_path: Option<PathBuf>) -> Result<ExitCode> {
     let ca = Arc::new(CertificateAuthority::load_or_create(&data_dir)?);
     check_identity(&store, &data_dir, &ca, &token).await?;
 
-    let bundle = btrfly_proxy::roots::write_upstream_bundle(
+    let bundle = btrfly_ca::roots::write_upstream_bundle(
         config.upstream.ca_file.as_deref(),
         &data_dir.join("upstream-roots.pem"),
     )?;
     let sessions = Arc::new(SessionRegistry::new(store.clone()));
-    let stack = btrfly_layers::gateway(sessions.clone(), adapters(&config)?, store.clone());
+    let stack = btrfly_gateway::gateway(sessions.clone(), adapters(&config)?, store.clone());
     let resolver = UpstreamResolver::new(config.upstream.resolve.clone());
     let timeout = Duration::from_secs(config.upstream.connect_timeout_secs.unwrap_or(10));
     let app = GatewayApp::new(stack, store.clone(), resolver, timeout);

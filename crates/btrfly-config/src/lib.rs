@@ -13,20 +13,37 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 #[derive(Debug, thiserror::Error)]
+/// A configuration file that cannot be used.
 pub enum ConfigError {
     #[error("cannot read config file {path}")]
+    /// The file cannot be read.
     Read {
+        /// The file.
         path: PathBuf,
+        /// Why.
         source: std::io::Error,
     },
     #[error("config file {path}: {message}")]
-    Parse { path: PathBuf, message: String },
+    /// Not TOML, or not btrfly's schema.
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What the parser said (it names the key).
+        message: String,
+    },
     #[error("config file {path}: {message}")]
-    Invalid { path: PathBuf, message: String },
+    /// A value breaks a rule; `message` names the key.
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// Which key, and what to write instead.
+        message: String,
+    },
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+/// The whole configuration file.
 pub struct Config {
     /// Where the server keeps its own state: the CA, the admin token and
     /// (with the default fs storage) the recordings.
@@ -34,29 +51,41 @@ pub struct Config {
     /// `~/.local/share/btrfly`.
     pub data_dir: Option<PathBuf>,
     #[serde(default)]
+    /// `[storage]`: where recordings are kept.
     pub storage: StorageConfig,
     #[serde(default)]
+    /// `[proxy]`: the explicit proxy listener.
     pub proxy: ProxyConfig,
     #[serde(default)]
+    /// `[control]`: the control API listener.
     pub control: ControlConfig,
     #[serde(default)]
+    /// `[dns]`: btrfly's DNS server (off unless given).
     pub dns: Option<DnsConfig>,
     #[serde(default)]
+    /// `[upstream]`: how upstreams are reached and trusted.
     pub upstream: UpstreamConfig,
     #[serde(default)]
+    /// `[adapters]`: the ecosystems btrfly understands.
     pub adapters: AdaptersConfig,
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
+/// `storage.backend`.
 pub enum Backend {
+    /// A directory (`storage.root`).
     Fs,
+    /// Process memory.
     Memory,
+    /// An S3 bucket (`[storage.s3]`).
     S3,
+    /// A GCS bucket (`[storage.gcs]`).
     Gcs,
 }
 
 impl Backend {
+    /// The name as written in the file.
     pub fn as_str(self) -> &'static str {
         match self {
             Backend::Fs => "fs",
@@ -69,8 +98,10 @@ impl Backend {
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+/// `[storage]`.
 pub struct StorageConfig {
     #[serde(default = "default_backend")]
+    /// `fs` (default), `memory`, `s3` or `gcs`.
     pub backend: Backend,
     /// fs: the directory holding blobs and tag indexes.
     /// Default: `<data_dir>/store`.
@@ -89,6 +120,7 @@ pub struct StorageConfig {
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct S3Config {
+    /// The bucket.
     pub bucket: String,
     /// `http(s)://host:port` of the S3 API. Default: `AWS_ENDPOINT_URL`,
     /// else AWS itself (derived from the region).
@@ -97,8 +129,11 @@ pub struct S3Config {
     pub region: Option<String>,
     /// Key prefix inside the bucket, so several deployments can share one.
     pub prefix: Option<String>,
+    /// Access key id (with `secret_access_key`).
     pub access_key_id: Option<String>,
+    /// Secret access key.
     pub secret_access_key: Option<String>,
+    /// Session token (temporary credentials).
     pub session_token: Option<String>,
     /// `bucket.host/key` requests instead of `host/bucket/key`.
     #[serde(default)]
@@ -111,6 +146,7 @@ pub struct S3Config {
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GcsConfig {
+    /// The bucket.
     pub bucket: String,
     /// `http(s)://host:port` of the JSON API. Default: Google's.
     pub endpoint: Option<String>,
@@ -140,6 +176,7 @@ impl Default for StorageConfig {
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+/// `[proxy]`.
 pub struct ProxyConfig {
     /// The explicit proxy: CONNECT (intercepted TLS) and absolute-form plain
     /// HTTP on one port.
@@ -165,6 +202,7 @@ impl Default for ProxyConfig {
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+/// `[control]`.
 pub struct ControlConfig {
     /// The HTTP API the CLI talks to.
     #[serde(default = "default_control_listen")]
@@ -188,6 +226,7 @@ impl Default for ControlConfig {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DnsConfig {
+    /// The address the DNS server listens on (UDP and TCP).
     pub listen: SocketAddr,
     /// Address given for A queries. Default: the proxy's listen address when
     /// it is IPv4 and not a wildcard, else 127.0.0.1.
@@ -195,6 +234,7 @@ pub struct DnsConfig {
     /// Address given for AAAA queries. Default: none (empty answer).
     pub answer_v6: Option<std::net::Ipv6Addr>,
     #[serde(default = "default_dns_ttl")]
+    /// TTL of the answers, seconds. Default 5.
     pub ttl: u32,
 }
 
@@ -204,6 +244,7 @@ fn default_dns_ttl() -> u32 {
 
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+/// `[upstream]`.
 pub struct UpstreamConfig {
     /// PEM certificates trusted for upstreams in addition to the OS store.
     pub ca_file: Option<PathBuf>,
@@ -217,12 +258,16 @@ pub struct UpstreamConfig {
 
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+/// `[adapters]`.
 pub struct AdaptersConfig {
     #[serde(default)]
+    /// `[adapters.files]`.
     pub files: FilesAdapterConfig,
     #[serde(default)]
+    /// `[adapters.pip]`.
     pub pip: PipAdapterConfig,
     #[serde(default)]
+    /// `[adapters.oci]`.
     pub oci: OciAdapterConfig,
 }
 
@@ -235,6 +280,7 @@ pub struct AdaptersConfig {
 #[serde(deny_unknown_fields)]
 pub struct PipAdapterConfig {
     #[serde(default = "yes")]
+    /// Default true.
     pub enabled: bool,
     /// Hosts (`name` or `name:port`) serving a package index.
     #[serde(default)]
@@ -261,6 +307,7 @@ impl Default for PipAdapterConfig {
 #[serde(deny_unknown_fields)]
 pub struct OciAdapterConfig {
     #[serde(default = "yes")]
+    /// Default true.
     pub enabled: bool,
     /// Hosts (`name` or `name:port`) that are registries: every `GET` and
     /// `HEAD` under their `/v2/` is registry traffic.
@@ -293,6 +340,7 @@ impl Default for OciAdapterConfig {
 #[serde(deny_unknown_fields)]
 pub struct FilesAdapterConfig {
     #[serde(default = "yes")]
+    /// Default true.
     pub enabled: bool,
 }
 
@@ -308,6 +356,9 @@ impl Default for FilesAdapterConfig {
 
 impl Config {
     /// Parses TOML text; `origin` names the source in error messages.
+    ///
+    /// # Errors
+    /// [`ConfigError::Parse`] or [`ConfigError::Invalid`].
     pub fn parse(text: &str, origin: &Path) -> Result<Config, ConfigError> {
         let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: origin.to_owned(),
@@ -342,6 +393,10 @@ impl Config {
         Ok(config)
     }
 
+    /// Reads and parses a file.
+    ///
+    /// # Errors
+    /// [`ConfigError`]: unreadable, not TOML, an unknown key, a bad value.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
@@ -362,36 +417,18 @@ impl Config {
                 )));
             }
         }
+        // One host parser for every list that names hosts.
         let pip = &self.adapters.pip;
-        for (key, host) in pip
-            .index_hosts
-            .iter()
-            .map(|h| ("index_hosts", h))
-            .chain(pip.file_hosts.iter().map(|h| ("file_hosts", h)))
-        {
-            if host.is_empty() || host.contains(['/', ' ', '@', '#', '?']) {
-                return Err(invalid(format!(
-                    "adapters.pip.{key}: {host:?} is not a host (write `name` or `name:port`, without scheme or path)"
-                )));
-            }
-        }
         let oci = &self.adapters.oci;
-        for (key, host) in oci
-            .registries
-            .iter()
-            .map(|h| ("registries", h))
-            .chain(oci.auth_hosts.iter().map(|h| ("auth_hosts", h)))
-        {
-            let port_ok = match host.rsplit_once(':') {
-                Some((name, port)) if !name.ends_with(':') && !port.ends_with(']') => {
-                    port.parse::<u16>().is_ok_and(|p| p > 0)
-                }
-                _ => true,
-            };
-            if host.is_empty() || host.contains(['/', ' ', '@', '#', '?']) || !port_ok {
-                return Err(invalid(format!(
-                    "adapters.oci.{key}: {host:?} is not a host (write `name` or `name:port`, without scheme or path)"
-                )));
+        let lists = [
+            ("adapters.pip.index_hosts", &pip.index_hosts),
+            ("adapters.pip.file_hosts", &pip.file_hosts),
+            ("adapters.oci.registries", &oci.registries),
+            ("adapters.oci.auth_hosts", &oci.auth_hosts),
+        ];
+        for (key, list) in lists {
+            if let Err(e) = btrfly_core::HostPattern::parse_all(list) {
+                return Err(invalid(format!("{key}: {e}")));
             }
         }
         self.storage.validate().map_err(invalid)
@@ -405,6 +442,7 @@ impl Config {
         default_data_dir()
     }
 
+    /// The fs backend's directory: `storage.root`, else `<data_dir>/store`.
     pub fn storage_root(&self) -> PathBuf {
         self.storage
             .root

@@ -11,11 +11,10 @@
 //! | GET    | /v1/tags/{tag}            | a tag and its entries                  |
 //!
 //! Every other call needs `Authorization: Bearer TOKEN`. Errors are JSON
-//! `{"error": "..."}` with a status that says whose fault it was.
+//! `{"error": "..."}` with a status that says whose fault it was. The
+//! bodies are `btrfly_core::api`'s types; the client is `btrfly-client`.
+//! New endpoints (the web UI, metrics) are routes of [`server::router`].
 
-pub mod api;
-pub mod client;
 pub mod server;
 
-pub use client::{ClientError, ControlClient};
-pub use server::{ControlServer, ControlState};
+pub use server::{router, ControlServer, ControlState};

@@ -1,53 +1,63 @@
-//! The control API server (hyper, with tower-http guarding the token).
+//! The control API server: an axum router, the token checked in constant
+//! time (`subtle`) by one middleware for every route but the open ones.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use btrfly_core::Tag;
-use btrfly_layers::{SessionError, SessionRegistry};
-use bytes::Bytes;
-use http::{header, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
-use hyper_util::service::TowerToHyperService;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use btrfly_core::api::{ErrorBody, StartRequest, StartResponse, StopRequest, TagList, TagShow};
+use btrfly_core::{Mode, Tag};
+use btrfly_session::{SessionError, SessionRegistry};
+use http::{header, HeaderValue, Method, StatusCode};
 use serde::Serialize;
+use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
-use tower::ServiceBuilder;
-use tower_http::validate_request::ValidateRequestHeaderLayer;
 
-use crate::api::{ErrorBody, StartRequest, StartResponse, StopRequest, TagList, TagShow};
-
+/// What the control API serves from.
 pub struct ControlState {
+    /// The sessions of this replica.
     pub sessions: Arc<SessionRegistry>,
+    /// The CA certificate, PEM.
     pub ca_pem: String,
     /// What clients put in their proxy URL.
     pub proxy_advertise: String,
+    /// The control token (`Authorization: Bearer TOKEN`).
     pub token: String,
 }
 
+/// The control API's listener and router.
 pub struct ControlServer {
     listener: TcpListener,
     state: Arc<ControlState>,
 }
 
-type Body = Full<Bytes>;
+type Shared = State<Arc<ControlState>>;
 
-fn json<T: Serialize>(status: StatusCode, value: &T) -> Response<Body> {
+/// Control requests are small JSON documents.
+const MAX_BODY: usize = 64 * 1024;
+
+fn json<T: Serialize>(status: StatusCode, value: &T) -> Response {
     let body = serde_json::to_vec_pretty(value).unwrap_or_else(|e| {
         format!("{{\"error\":\"serialising the response: {e}\"}}").into_bytes()
     });
-    let mut resp = Response::new(Full::new(Bytes::from(body)));
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/json"),
-    );
-    resp
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response()
 }
 
-fn error(status: StatusCode, message: impl Into<String>) -> Response<Body> {
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
     json(
         status,
         &ErrorBody {
@@ -56,114 +66,91 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response<Body> {
     )
 }
 
-fn session_error(e: SessionError) -> Response<Body> {
+fn session_error(e: SessionError) -> Response {
     let status = match &e {
         SessionError::Sealed(_) | SessionError::Busy { .. } | SessionError::EmptyTag(_) => {
             StatusCode::CONFLICT
         }
         SessionError::UnknownTag(_) | SessionError::NotFound(_) => StatusCode::NOT_FOUND,
         SessionError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+        SessionError::Id(_) => StatusCode::INTERNAL_SERVER_ERROR,
     };
     error(status, e.to_string())
 }
 
-/// Control requests are small JSON documents.
-const MAX_BODY: usize = 64 * 1024;
+/// The routes (see the crate docs), with the token check around them.
+pub fn router(state: Arc<ControlState>) -> Router {
+    Router::new()
+        .route("/v1/health", get(health))
+        .route("/v1/ca", get(ca))
+        .route("/v1/sessions", post(start))
+        .route("/v1/sessions/{id}", get(session))
+        .route("/v1/sessions/{id}/stop", post(stop))
+        .route("/v1/tags", get(tags))
+        .route("/v1/tags/{tag}", get(tag))
+        .fallback(not_found)
+        .method_not_allowed_fallback(not_found)
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(middleware::from_fn_with_state(state.clone(), authorize))
+        .with_state(state)
+}
 
-impl ControlServer {
-    pub async fn bind(addr: SocketAddr, state: ControlState) -> std::io::Result<ControlServer> {
-        Ok(ControlServer {
-            listener: TcpListener::bind(addr).await?,
-            state: Arc::new(state),
-        })
+/// Every call but `GET /v1/health` and `GET /v1/ca` needs the token.
+async fn authorize(State(state): Shared, req: Request, next: Next) -> Response {
+    let open = req.method() == Method::GET && matches!(req.uri().path(), "/v1/health" | "/v1/ca");
+    let expected = format!("Bearer {}", state.token);
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(HeaderValue::as_bytes)
+        .unwrap_or_default();
+    if open || bool::from(presented.ct_eq(expected.as_bytes())) {
+        next.run(req).await
+    } else {
+        error(
+            StatusCode::UNAUTHORIZED,
+            "wrong or missing control token: pass --token or BTRFLY_TOKEN (the server writes it to <data_dir>/token)",
+        )
     }
+}
 
-    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.listener.local_addr()
-    }
+async fn not_found(method: Method, uri: http::Uri) -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        format!("no such control endpoint: {method} {}", uri.path()),
+    )
+}
 
-    pub async fn run(self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
-        let token = format!("Bearer {}", self.state.token);
-        let state = self.state.clone();
-        let svc = ServiceBuilder::new()
-            .layer(ValidateRequestHeaderLayer::custom(
-                move |req: &mut Request<Incoming>| -> Result<(), Response<Body>> {
-                    let open = req.method() == Method::GET
-                        && matches!(req.uri().path(), "/v1/health" | "/v1/ca");
-                    let presented = req
-                        .headers()
-                        .get(header::AUTHORIZATION)
-                        .map(|v| v.as_bytes());
-                    if open || presented == Some(token.as_bytes()) {
-                        Ok(())
-                    } else {
-                        Err(error(
-                            StatusCode::UNAUTHORIZED,
-                            "wrong or missing control token: pass --token or BTRFLY_TOKEN (the server writes it to <data_dir>/token)",
-                        ))
-                    }
-                },
-            ))
-            .service_fn(move |req| {
-                let state = state.clone();
-                async move { Ok::<_, Infallible>(route(&state, req).await) }
-            });
-        loop {
-            tokio::select! {
-                accepted = self.listener.accept() => {
-                    let Ok((tcp, _)) = accepted else { continue };
-                    let svc = TowerToHyperService::new(svc.clone());
-                    tokio::spawn(async move {
-                        let conn = hyper::server::conn::http1::Builder::new()
-                            .serve_connection(TokioIo::new(tcp), svc);
-                        if let Err(e) = conn.await {
-                            tracing::debug!("control connection: {e}");
-                        }
-                    });
-                }
-                _ = shutdown.changed() => {
-                    if *shutdown.borrow() {
-                        return;
-                    }
-                }
-            }
+async fn health() -> Response {
+    json(StatusCode::OK, &serde_json::json!({"ok": true}))
+}
+
+async fn ca(State(state): Shared) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/x-pem-file"),
+        )],
+        state.ca_pem.clone(),
+    )
+        .into_response()
+}
+
+/// A JSON body; an empty one is `T::default()` when `default` is given.
+fn parse_json<T: serde::de::DeserializeOwned>(
+    body: Result<Bytes, BytesRejection>,
+    default: Option<T>,
+) -> Result<T, Response> {
+    let bytes = body.map_err(|e| {
+        error(
+            StatusCode::BAD_REQUEST,
+            format!("reading the request body: {}", e.body_text()),
+        )
+    })?;
+    if let Some(d) = default {
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(d);
         }
-    }
-}
-
-async fn read_json<T: serde::de::DeserializeOwned>(
-    req: Request<Incoming>,
-) -> Result<T, Response<Body>> {
-    let bytes = Limited::new(req.into_body(), MAX_BODY)
-        .collect()
-        .await
-        .map_err(|e| {
-            error(
-                StatusCode::BAD_REQUEST,
-                format!("reading the request body: {e}"),
-            )
-        })?
-        .to_bytes();
-    serde_json::from_slice(&bytes)
-        .map_err(|e| error(StatusCode::BAD_REQUEST, format!("malformed request: {e}")))
-}
-
-/// Like [`read_json`], but an empty body is `T::default()`.
-async fn read_json_or_default<T: serde::de::DeserializeOwned + Default>(
-    req: Request<Incoming>,
-) -> Result<T, Response<Body>> {
-    let bytes = Limited::new(req.into_body(), MAX_BODY)
-        .collect()
-        .await
-        .map_err(|e| {
-            error(
-                StatusCode::BAD_REQUEST,
-                format!("reading the request body: {e}"),
-            )
-        })?
-        .to_bytes();
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(T::default());
     }
     serde_json::from_slice(&bytes)
         .map_err(|e| error(StatusCode::BAD_REQUEST, format!("malformed request: {e}")))
@@ -175,9 +162,9 @@ async fn read_json_or_default<T: serde::de::DeserializeOwned + Default>(
 async fn start_warnings(
     state: &ControlState,
     tag: &Tag,
-    mode: btrfly_core::Mode,
-) -> Result<Vec<String>, Response<Body>> {
-    if mode != btrfly_core::Mode::Playback {
+    mode: Mode,
+) -> Result<Vec<String>, Response> {
+    if mode != Mode::Playback {
         return Ok(Vec::new());
     }
     match state.sessions.store().tag_meta(tag).await {
@@ -189,89 +176,120 @@ async fn start_warnings(
     }
 }
 
-async fn route(state: &ControlState, req: Request<Incoming>) -> Response<Body> {
-    let path = req.uri().path().to_owned();
-    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-    match (req.method().clone(), segments.as_slice()) {
-        (Method::GET, ["v1", "health"]) => json(StatusCode::OK, &serde_json::json!({"ok": true})),
-        (Method::GET, ["v1", "ca"]) => {
-            let mut resp = Response::new(Full::new(Bytes::from(state.ca_pem.clone())));
-            resp.headers_mut().insert(
-                header::CONTENT_TYPE,
-                http::HeaderValue::from_static("application/x-pem-file"),
-            );
-            resp
-        }
-        (Method::POST, ["v1", "sessions"]) => {
-            let start: StartRequest = match read_json(req).await {
-                Ok(s) => s,
-                Err(resp) => return resp,
-            };
-            let tag = match Tag::new(&start.tag) {
-                Ok(t) => t,
-                Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
-            };
-            let warnings = match start_warnings(state, &tag, start.mode).await {
-                Ok(w) => w,
-                Err(resp) => return resp,
-            };
-            match state.sessions.create(tag, start.mode, start.force).await {
-                Ok(new) => json(
-                    StatusCode::CREATED,
-                    &StartResponse {
-                        id: new.session.info.id.clone(),
-                        secret: new.secret,
-                        tag: new.session.tag().to_string(),
-                        mode: new.session.mode(),
-                        proxy: state.proxy_advertise.clone(),
-                        ca_pem: state.ca_pem.clone(),
-                        warnings,
-                    },
-                ),
-                Err(e) => session_error(e),
-            }
-        }
-        (Method::GET, ["v1", "sessions", id]) => match state.sessions.get(id) {
-            Some(s) => json(StatusCode::OK, &s.summary()),
-            None => error(
-                StatusCode::NOT_FOUND,
-                format!("no running session {id} on this server"),
-            ),
-        },
-        (Method::POST, ["v1", "sessions", id, "stop"]) => {
-            let id = (*id).to_owned();
-            let stop: StopRequest = match read_json_or_default(req).await {
-                Ok(s) => s,
-                Err(resp) => return resp,
-            };
-            match state.sessions.stop_with(&id, stop.seal).await {
-                Ok(summary) => json(StatusCode::OK, &summary),
-                Err(e) => session_error(e),
-            }
-        }
-        (Method::GET, ["v1", "tags"]) => match state.sessions.store().list_tags().await {
-            Ok(tags) => json(StatusCode::OK, &TagList { tags }),
-            Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
-        },
-        (Method::GET, ["v1", "tags", name]) => {
-            let tag = match Tag::new(name) {
-                Ok(t) => t,
-                Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
-            };
-            let store = state.sessions.store();
-            let meta = match store.tag_meta(&tag).await {
-                Ok(Some(m)) => m,
-                Ok(None) => return error(StatusCode::NOT_FOUND, format!("no tag {tag}")),
-                Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
-            };
-            match store.list_entries(&tag).await {
-                Ok(entries) => json(StatusCode::OK, &TagShow { meta, entries }),
-                Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
-            }
-        }
-        _ => error(
-            StatusCode::NOT_FOUND,
-            format!("no such control endpoint: {} {path}", req.method()),
+async fn start(State(state): Shared, body: Result<Bytes, BytesRejection>) -> Response {
+    let start: StartRequest = match parse_json(body, None) {
+        Ok(s) => s,
+        Err(resp) => return resp,
+    };
+    let tag = match Tag::new(&start.tag) {
+        Ok(t) => t,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    let warnings = match start_warnings(&state, &tag, start.mode).await {
+        Ok(w) => w,
+        Err(resp) => return resp,
+    };
+    match state.sessions.create(tag, start.mode, start.force).await {
+        Ok(new) => json(
+            StatusCode::CREATED,
+            &StartResponse {
+                id: new.session.info.id.to_string(),
+                secret: new.secret,
+                tag: new.session.tag().to_string(),
+                mode: new.session.mode(),
+                proxy: state.proxy_advertise.clone(),
+                ca_pem: state.ca_pem.clone(),
+                warnings,
+            },
         ),
+        Err(e) => session_error(e),
+    }
+}
+
+async fn session(State(state): Shared, Path(id): Path<String>) -> Response {
+    match state.sessions.get(&id) {
+        Some(s) => json(StatusCode::OK, &s.summary()),
+        None => error(
+            StatusCode::NOT_FOUND,
+            format!("no running session {id} on this server"),
+        ),
+    }
+}
+
+async fn stop(
+    State(state): Shared,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let stop: StopRequest = match parse_json(body, Some(StopRequest::default())) {
+        Ok(s) => s,
+        Err(resp) => return resp,
+    };
+    match state.sessions.stop_with(&id, stop.seal).await {
+        Ok(summary) => json(StatusCode::OK, &summary),
+        Err(e) => session_error(e),
+    }
+}
+
+async fn tags(State(state): Shared) -> Response {
+    match state.sessions.store().list_tags().await {
+        Ok(tags) => json(StatusCode::OK, &TagList { tags }),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
+}
+
+async fn tag(State(state): Shared, Path(name): Path<String>) -> Response {
+    let tag = match Tag::new(&name) {
+        Ok(t) => t,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    let store = state.sessions.store();
+    let meta = match store.tag_meta(&tag).await {
+        Ok(Some(m)) => m,
+        Ok(None) => return error(StatusCode::NOT_FOUND, format!("no tag {tag}")),
+        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    };
+    match store.list_entries(&tag).await {
+        Ok(entries) => json(StatusCode::OK, &TagShow { meta, entries }),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
+}
+
+impl ControlServer {
+    /// Binds `addr`.
+    ///
+    /// # Errors
+    /// The address cannot be bound.
+    pub async fn bind(addr: SocketAddr, state: ControlState) -> std::io::Result<ControlServer> {
+        Ok(ControlServer {
+            listener: TcpListener::bind(addr).await?,
+            state: Arc::new(state),
+        })
+    }
+
+    /// The bound address.
+    ///
+    /// # Errors
+    /// The socket cannot tell.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` turns true.
+    pub async fn run(self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        let app = router(self.state);
+        let stopped = async move {
+            while !*shutdown.borrow() {
+                if shutdown.changed().await.is_err() {
+                    return;
+                }
+            }
+        };
+        if let Err(e) = axum::serve(self.listener, app)
+            .with_graceful_shutdown(stopped)
+            .await
+        {
+            tracing::warn!("control listener: {e}");
+        }
     }
 }

@@ -6,33 +6,82 @@
 //! and which digest must its body have.
 
 use http::{HeaderMap, Method, Uri};
-use serde::{Deserialize, Serialize};
+
+use crate::digest::Sha256;
+use crate::entry::{Entry, Mutability};
+use crate::host::Origin;
+use crate::key::RecordingKey;
 
 /// The head of a request as the gateway saw it, in absolute form.
 #[derive(Clone, Debug)]
 pub struct RequestHead {
+    /// The request method.
     pub method: Method,
     /// Always absolute: scheme, authority (with explicit port) and path.
     pub uri: Uri,
+    /// The request headers (`Proxy-Authorization` already removed).
     pub headers: HeaderMap,
+}
+
+/// A request head that could not be built from text parts.
+#[derive(Debug, thiserror::Error)]
+pub enum HeadError {
+    /// A header name is not a token (RFC 9110 §5.1).
+    #[error("header name {name:?}: {source}")]
+    Name {
+        /// The name as given.
+        name: String,
+        /// Why it is not one.
+        source: http::header::InvalidHeaderName,
+    },
+    /// A header value holds bytes no header may carry.
+    #[error("header {name}: {source}")]
+    Value {
+        /// The header's name.
+        name: String,
+        /// Why the value is refused.
+        source: http::header::InvalidHeaderValue,
+    },
+    /// The URI does not parse.
+    #[error("uri {uri:?}: {source}")]
+    Uri {
+        /// The URI as given.
+        uri: String,
+        /// Why it does not parse.
+        source: http::uri::InvalidUri,
+    },
 }
 
 impl RequestHead {
     /// A head from text parts (tables, tools): an absolute `uri` and
     /// `(name, value)` headers, kept in order.
+    ///
+    /// # Errors
+    /// [`HeadError`] for a header name or value, or a URI, that HTTP does
+    /// not allow.
     pub fn from_parts(
         method: Method,
         uri: &str,
         headers: &[(&str, &str)],
-    ) -> Result<RequestHead, String> {
+    ) -> Result<RequestHead, HeadError> {
         let mut map = HeaderMap::new();
         for (k, v) in headers {
-            let name = http::header::HeaderName::from_bytes(k.as_bytes())
-                .map_err(|e| format!("header name {k:?}: {e}"))?;
-            let value = http::HeaderValue::from_str(v).map_err(|e| format!("header {k}: {e}"))?;
+            let name = http::header::HeaderName::from_bytes(k.as_bytes()).map_err(|source| {
+                HeadError::Name {
+                    name: (*k).to_owned(),
+                    source,
+                }
+            })?;
+            let value = http::HeaderValue::from_str(v).map_err(|source| HeadError::Value {
+                name: (*k).to_owned(),
+                source,
+            })?;
             map.append(name, value);
         }
-        let uri = uri.parse().map_err(|e| format!("uri {uri:?}: {e}"))?;
+        let uri = uri.parse().map_err(|source| HeadError::Uri {
+            uri: uri.to_owned(),
+            source,
+        })?;
         Ok(RequestHead {
             method,
             uri,
@@ -40,10 +89,12 @@ impl RequestHead {
         })
     }
 
+    /// The URI's scheme (`http` when it has none).
     pub fn scheme(&self) -> &str {
         self.uri.scheme_str().unwrap_or("http")
     }
 
+    /// The URI's host (IPv6 bracketed), or empty.
     pub fn host(&self) -> &str {
         self.uri.host().unwrap_or("")
     }
@@ -55,6 +106,7 @@ impl RequestHead {
             .unwrap_or(if self.scheme() == "https" { 443 } else { 80 })
     }
 
+    /// The origin-form target: path and query (`/` when empty).
     pub fn path_and_query(&self) -> &str {
         self.uri.path_and_query().map_or("/", |pq| pq.as_str())
     }
@@ -62,6 +114,11 @@ impl RequestHead {
     /// The URL in the one form hints are keyed by; see [`canonical_url`].
     pub fn canonical_url(&self) -> String {
         canonical_url(&self.uri)
+    }
+
+    /// Scheme, host and port of the request.
+    pub fn origin(&self) -> Origin {
+        Origin::new(self.scheme() == "https", self.host(), self.port())
     }
 }
 
@@ -89,29 +146,26 @@ pub fn canonical_url(uri: &Uri) -> String {
 pub struct DigestHint {
     /// In [`canonical_url`] form.
     pub url: String,
-    pub sha256: String,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Mutability {
-    /// Content-addressed or otherwise never changing (a wheel, a blob by
-    /// digest): one recording can serve every tag.
-    Immutable,
-    /// May change upstream (an index page, a tag's manifest): frozen per tag.
-    Mutable,
+    /// The digest the body of `url` must have.
+    pub sha256: Sha256,
 }
 
 /// An adapter's verdict on a request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Classification {
-    pub key: crate::RecordingKey,
+    /// The recording key the answer is stored and found under.
+    pub key: RecordingKey,
+    /// Shared across tags, or frozen per tag.
     pub mutability: Mutability,
     /// When known from the protocol, the sha256 the response body must have;
     /// a body that does not match is not recorded.
-    pub expected_sha256: Option<String>,
+    pub expected_sha256: Option<Sha256>,
 }
 
+/// An ecosystem's rules: which requests are its own, how they are keyed,
+/// and what of their answers is recorded. Every method is a pure function
+/// of request and response heads (table-testable); the gateway calls them
+/// from one place each (classification, and the recorder).
 pub trait Adapter: Send + Sync + 'static {
     /// Short stable name; also the key namespace.
     fn name(&self) -> &'static str;
@@ -131,12 +185,7 @@ pub trait Adapter: Send + Sync + 'static {
     /// session that recorded it, a later request for such a URL gets the
     /// digest as its `expected_sha256`, so a tampered download is not
     /// recorded.
-    fn digest_hints(
-        &self,
-        _req: &RequestHead,
-        _entry: &crate::Entry,
-        _body: &[u8],
-    ) -> Vec<DigestHint> {
+    fn digest_hints(&self, _req: &RequestHead, _entry: &Entry, _body: &[u8]) -> Vec<DigestHint> {
         Vec::new()
     }
 
@@ -204,7 +253,7 @@ pub trait Adapter: Send + Sync + 'static {
 
     /// Keys tried in order during playback when the request's own key was
     /// not recorded (a `HEAD` answered from a recorded `GET`).
-    fn replay_fallbacks(&self, _class: &Classification) -> Vec<crate::RecordingKey> {
+    fn replay_fallbacks(&self, _class: &Classification) -> Vec<RecordingKey> {
         Vec::new()
     }
 }

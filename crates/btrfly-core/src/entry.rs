@@ -3,22 +3,42 @@
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::{Mutability, RecordingKey, Tag};
+use crate::digest::Sha256;
+use crate::key::RecordingKey;
+use crate::session::Tag;
+
+/// Whether a resource may change upstream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mutability {
+    /// Content-addressed or otherwise never changing (a wheel, a blob by
+    /// digest): one recording can serve every tag.
+    Immutable,
+    /// May change upstream (an index page, a tag's manifest): frozen per tag.
+    Mutable,
+}
 
 /// One recorded exchange in a tag: the response head and where its body is.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
+    /// The key it is found under.
     pub key: RecordingKey,
+    /// The request method.
     pub method: String,
+    /// The request URL (absolute).
     pub url: String,
+    /// The response status.
     pub status: u16,
     /// Response headers as received (hop-by-hop headers removed), in order;
     /// values byte for byte (see [`FieldValue`]).
     pub headers: Vec<(String, FieldValue)>,
     /// sha256 of the response body; the blob's address in the store.
-    pub sha256: String,
+    pub sha256: Sha256,
+    /// Length of the response body in bytes.
     pub size: u64,
+    /// Shared across tags, or frozen per tag.
     pub mutability: Mutability,
+    /// When it was recorded.
     #[serde(with = "time::serde::rfc3339")]
     pub recorded_at: OffsetDateTime,
 }
@@ -57,10 +77,12 @@ impl std::fmt::Display for FieldValue {
 }
 
 impl FieldValue {
+    /// A value from its bytes.
     pub fn new(bytes: impl Into<Vec<u8>>) -> FieldValue {
         FieldValue(bytes.into())
     }
 
+    /// The bytes.
     pub fn as_bytes(&self) -> &[u8] {
         &self.0
     }
@@ -139,18 +161,21 @@ pub struct VaryRecord {
 impl VaryRecord {
     /// A stable identifier of the set of names (within one key).
     pub fn names_id(&self) -> String {
-        crate::sha256_hex(self.vary.join("\n").as_bytes())[..16].to_owned()
+        crate::digest::sha256_hex(self.vary.join("\n").as_bytes())[..16].to_owned()
     }
 }
 
 /// State of a tag.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TagMeta {
+    /// The tag.
     pub tag: Tag,
+    /// When its first recording started.
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     /// A sealed tag is a finished recording: recording into it again needs `--force`.
     pub sealed: bool,
+    /// When it was sealed (the snapshot `index.json` carries the same time).
     #[serde(default, with = "time::serde::rfc3339::option")]
     pub sealed_at: Option<OffsetDateTime>,
 }

@@ -78,15 +78,20 @@ pub fn vary_value(request: &http::HeaderMap, name: &str) -> String {
     members.join(", ")
 }
 
+/// What makes two requests the same for replay (see the module docs).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct RecordingKey {
+    /// The adapter that built it.
     pub namespace: String,
+    /// The normalised identity of the resource.
     pub primary: String,
+    /// What else selects between answers for the same identity.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub variance: BTreeMap<String, String>,
 }
 
 impl RecordingKey {
+    /// A key without variance.
     pub fn new(namespace: impl Into<String>, primary: impl Into<String>) -> Self {
         RecordingKey {
             namespace: namespace.into(),
@@ -134,7 +139,7 @@ impl RecordingKey {
             push_escaped(&mut canon, k);
             push_escaped(&mut canon, v);
         }
-        crate::sha256_hex(canon.as_bytes())
+        crate::digest::sha256_hex(canon.as_bytes())
     }
 }
 

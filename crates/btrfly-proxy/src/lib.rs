@@ -4,8 +4,9 @@
 //! answered here, their TLS terminated with a leaf minted by btrfly's CA,
 //! and the decrypted HTTP/1.1 or HTTP/2 stream handed to Pingora's proxy
 //! app; absolute-form plain HTTP requests go to the same app directly.
-//! The app's hooks ([`app::GatewayApp`]) ask the tower stack from
-//! `btrfly-layers` what to do with each request.
+//! The app's hooks ([`app::GatewayApp`]) only translate: they ask the
+//! gateway (`btrfly-gateway`) what to do with each request and hand every
+//! phase of a forwarded one to its `btrfly_record::Exchange`.
 //!
 //! ```text
 //! client ──CONNECT──► listener ──TLS (minted leaf)──► pingora HttpProxy ──► GatewayApp hooks
@@ -16,10 +17,14 @@
 
 pub mod alpn;
 pub mod app;
+pub mod failure;
 pub mod listener;
 pub mod resolve;
-pub mod roots;
+mod respond;
+mod target;
+pub mod tunnel;
 
 pub use app::GatewayApp;
-pub use listener::{ProxyListener, Tunnel};
+pub use listener::ProxyListener;
 pub use resolve::UpstreamResolver;
+pub use tunnel::Tunnel;

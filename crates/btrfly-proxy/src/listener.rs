@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use btrfly_ca::CertificateAuthority;
-use btrfly_layers::SessionRegistry;
+use btrfly_session::SessionRegistry;
 use pingora_core::apps::ServerApp;
 use pingora_core::listeners::tls::Acceptor;
 use pingora_core::protocols::l4::stream::Stream as L4Stream;
@@ -29,17 +29,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::app::GatewayApp;
-
-/// What a CONNECT established, carried to every request in the tunnel.
-#[derive(Clone, Debug)]
-pub struct Tunnel {
-    pub host: String,
-    pub port: u16,
-    /// Whether the tunnel carries TLS (https) or plain HTTP.
-    pub tls: bool,
-    /// The `Proxy-Authorization` value the CONNECT presented.
-    pub credential: Option<Vec<u8>>,
-}
+use crate::tunnel::Tunnel;
 
 /// Longest CONNECT head accepted.
 const MAX_HEAD: usize = 16 * 1024;
@@ -50,6 +40,7 @@ const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 /// refuse it). A client that offers no ALPN gets HTTP/1.x too.
 const ALPN: &[&[u8]] = &[b"h2", b"http/1.1", b"http/1.0"];
 
+/// The explicit-proxy listener.
 pub struct ProxyListener {
     listener: TcpListener,
     inner: Arc<Inner>,
@@ -63,6 +54,10 @@ struct Inner {
 }
 
 impl ProxyListener {
+    /// Binds `addr`.
+    ///
+    /// # Errors
+    /// The address cannot be bound.
     pub async fn bind(
         addr: SocketAddr,
         ca: Arc<CertificateAuthority>,
@@ -81,6 +76,10 @@ impl ProxyListener {
         })
     }
 
+    /// The bound address.
+    ///
+    /// # Errors
+    /// The socket cannot tell.
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
     }
@@ -166,11 +165,7 @@ impl Inner {
             .await
             .is_none()
         {
-            let detail = if connect.credential.is_some() {
-                "the proxy credential is not valid (wrong, or its session was stopped)"
-            } else {
-                "this proxy needs a session credential"
-            };
+            let detail = btrfly_gateway::stages::auth::refusal_detail(connect.credential.is_some());
             let body = format!("btrfly: {detail}: start a session with `btrfly start record|playback --tag=TAG` and use the proxy URL it prints\n");
             tcp.write_all(
                 simple_response(
@@ -292,28 +287,43 @@ struct Connect {
     credential: Option<Vec<u8>>,
 }
 
-fn parse_connect(head: &[u8]) -> Result<Connect, String> {
+/// A CONNECT head that names no tunnel.
+#[derive(Debug, thiserror::Error)]
+enum ConnectError {
+    #[error("incomplete CONNECT request")]
+    Incomplete,
+    #[error("malformed CONNECT request: {0}")]
+    Malformed(httparse::Error),
+    #[error("CONNECT target {0:?} is not host:port")]
+    NotHostPort(String),
+    #[error("CONNECT target {0:?} has no port")]
+    NoPort(String),
+    #[error("CONNECT target {0:?} has no host")]
+    NoHost(String),
+}
+
+fn parse_connect(head: &[u8]) -> Result<Connect, ConnectError> {
     let mut headers = [httparse::EMPTY_HEADER; 64];
     let mut req = httparse::Request::new(&mut headers);
     match req.parse(head) {
         Ok(httparse::Status::Complete(_)) => {}
-        Ok(httparse::Status::Partial) => return Err("incomplete CONNECT request".into()),
-        Err(e) => return Err(format!("malformed CONNECT request: {e}")),
+        Ok(httparse::Status::Partial) => return Err(ConnectError::Incomplete),
+        Err(e) => return Err(ConnectError::Malformed(e)),
     }
     let target = req.path.unwrap_or("");
     let authority: http::uri::Authority = target
         .parse()
-        .map_err(|_| format!("CONNECT target {target:?} is not host:port"))?;
+        .map_err(|_| ConnectError::NotHostPort(target.to_owned()))?;
     let port = authority
         .port_u16()
-        .ok_or_else(|| format!("CONNECT target {target:?} has no port"))?;
+        .ok_or_else(|| ConnectError::NoPort(target.to_owned()))?;
     let host = authority
         .host()
         .trim_start_matches('[')
         .trim_end_matches(']')
         .to_ascii_lowercase();
     if host.is_empty() {
-        return Err(format!("CONNECT target {target:?} has no host"));
+        return Err(ConnectError::NoHost(target.to_owned()));
     }
     let credential = req
         .headers
@@ -362,7 +372,7 @@ mod tests {
             b"CONNECT :443 HTTP/1.1\r\n\r\n",
             b"CONNECT \x01 HTTP/1.1\r\n\r\n",
         ] {
-            let err = parse_connect(bad).unwrap_err();
+            let err = parse_connect(bad).unwrap_err().to_string();
             assert!(err.contains("CONNECT"), "{err}");
         }
     }

@@ -9,16 +9,35 @@ use std::net::{IpAddr, SocketAddr};
 
 use hickory_resolver::TokioResolver;
 
+/// Upstream name resolution.
 pub struct UpstreamResolver {
     overrides: BTreeMap<String, IpAddr>,
     dns: Option<TokioResolver>,
 }
 
+/// A name that did not resolve.
 #[derive(Debug, thiserror::Error)]
-#[error("resolving {host}: {message}")]
-pub struct ResolveError {
-    pub host: String,
-    pub message: String,
+pub enum ResolveError {
+    /// Neither a resolver nor an override.
+    #[error("resolving {host}: no DNS resolver configured and no upstream.resolve override")]
+    NoResolver {
+        /// The name.
+        host: String,
+    },
+    /// The resolver failed.
+    #[error("resolving {host}: {source}")]
+    Lookup {
+        /// The name.
+        host: String,
+        /// What the resolver said.
+        source: hickory_resolver::net::NetError,
+    },
+    /// The answer held no address.
+    #[error("resolving {host}: no addresses")]
+    NoAddress {
+        /// The name.
+        host: String,
+    },
 }
 
 impl UpstreamResolver {
@@ -46,6 +65,11 @@ impl UpstreamResolver {
         UpstreamResolver { overrides, dns }
     }
 
+    /// `host:port` as a socket address: an IP address as it is, an
+    /// override, else DNS.
+    ///
+    /// # Errors
+    /// [`ResolveError`].
     pub async fn resolve(&self, host: &str, port: u16) -> Result<SocketAddr, ResolveError> {
         let bare = host.trim_start_matches('[').trim_end_matches(']');
         if let Ok(ip) = bare.parse::<IpAddr>() {
@@ -55,21 +79,18 @@ impl UpstreamResolver {
         if let Some(ip) = self.overrides.get(&name) {
             return Ok(SocketAddr::new(*ip, port));
         }
-        let err = |message: String| ResolveError {
-            host: host.to_owned(),
-            message,
+        let host = host.to_owned();
+        let Some(dns) = self.dns.as_ref() else {
+            return Err(ResolveError::NoResolver { host });
         };
-        let dns = self.dns.as_ref().ok_or_else(|| {
-            err("no DNS resolver configured and no upstream.resolve override".into())
-        })?;
-        let answer = dns
-            .lookup_ip(format!("{name}."))
-            .await
-            .map_err(|e| err(e.to_string()))?;
+        let answer = match dns.lookup_ip(format!("{name}.")).await {
+            Ok(a) => a,
+            Err(source) => return Err(ResolveError::Lookup { host, source }),
+        };
         let ip = answer
             .iter()
             .next()
-            .ok_or_else(|| err("no addresses".into()))?;
+            .ok_or(ResolveError::NoAddress { host })?;
         Ok(SocketAddr::new(ip, port))
     }
 }

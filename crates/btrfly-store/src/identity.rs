@@ -11,7 +11,10 @@
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::{Result, Store};
+use btrfly_core::Sha256;
+
+use crate::error::Result;
+use crate::store::Store;
 
 const IDENTITY_PATH: &str = "identity.json";
 
@@ -20,8 +23,9 @@ const IDENTITY_PATH: &str = "identity.json";
 pub struct Identity {
     /// The CA certificate, PEM.
     pub ca_pem: String,
-    /// sha256 (hex) of the control token.
-    pub token_sha256: String,
+    /// sha256 of the control token.
+    pub token_sha256: Sha256,
+    /// When the first replica claimed the store.
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
 }
@@ -34,9 +38,15 @@ pub enum IdentityCheck {
     /// The store's identity is this replica's.
     Matches,
     /// The store belongs to another CA.
-    OtherCa { stored: Identity },
+    OtherCa {
+        /// The store's identity.
+        stored: Identity,
+    },
     /// Same CA, another control token.
-    OtherToken { stored: Identity },
+    OtherToken {
+        /// The store's identity.
+        stored: Identity,
+    },
 }
 
 impl Store {

@@ -4,12 +4,49 @@
 //! protocol servers started by the tests on free loopback ports; when they
 //! are not installed the tests fail and say how to install them.
 
-use std::time::Instant;
+use std::sync::Arc;
 
-use super::test_servers::{random_name, GcsEmulator, Moto};
 use super::*;
+use crate::{GcsOptions, Identity, IdentityCheck, S3Options, StoredBlob};
 use btrfly_core::Mutability;
+use btrfly_core::{SessionId, SessionInfo, Sha256};
+use btrfly_test_support::counting::{CountingLayer, OpCounts};
+use btrfly_test_support::storage::{
+    random_name, GcsEmulator, Moto, TEST_ACCESS_KEY, TEST_REGION, TEST_SECRET_KEY,
+};
+use std::ops::Range;
 use time::OffsetDateTime;
+
+/// `store` with every backend operation counted.
+fn counted(store: Store) -> (Store, Arc<OpCounts>) {
+    let ops = Arc::new(OpCounts::default());
+    (store.layer(CountingLayer::new(ops.clone())), ops)
+}
+
+/// `[storage.s3]` for `bucket` on `moto`, with the test credentials.
+fn s3_options(moto: &Moto, bucket: &str, prefix: Option<&str>) -> S3Options {
+    S3Options {
+        bucket: bucket.to_owned(),
+        endpoint: Some(moto.endpoint()),
+        region: Some(TEST_REGION.to_owned()),
+        prefix: prefix.map(str::to_owned),
+        access_key_id: Some(TEST_ACCESS_KEY.to_owned()),
+        secret_access_key: Some(TEST_SECRET_KEY.to_owned()),
+        session_token: None,
+        virtual_host_style: false,
+    }
+}
+
+/// `[storage.gcs]` for `bucket` on the emulator (unsigned requests).
+fn gcs_options(gcs: &GcsEmulator, bucket: &str, prefix: Option<&str>) -> GcsOptions {
+    GcsOptions {
+        bucket: bucket.to_owned(),
+        endpoint: Some(gcs.endpoint()),
+        prefix: prefix.map(str::to_owned),
+        credential_path: None,
+        allow_anonymous: true,
+    }
+}
 
 /// A store under test; `_dir` keeps an fs root alive.
 struct Fixture {
@@ -35,7 +72,7 @@ fn fs_fixture() -> Fixture {
 fn s3_fixture(moto: &Moto, bucket: &str) -> Fixture {
     let prefix = random_name("run");
     Fixture {
-        store: Store::s3(&moto.config(bucket, Some(&prefix))).expect("s3"),
+        store: Store::s3(&s3_options(moto, bucket, Some(&prefix))).expect("s3"),
         _dir: None,
     }
 }
@@ -43,7 +80,7 @@ fn s3_fixture(moto: &Moto, bucket: &str) -> Fixture {
 fn gcs_fixture(gcs: &GcsEmulator, bucket: &str) -> Fixture {
     let prefix = random_name("run");
     Fixture {
-        store: Store::gcs(&gcs.config(bucket, Some(&prefix))).expect("gcs"),
+        store: Store::gcs(&gcs_options(gcs, bucket, Some(&prefix))).expect("gcs"),
         _dir: None,
     }
 }
@@ -106,6 +143,7 @@ async fn write_blob(
     chunks: &[&[u8]],
     expected: Option<String>,
 ) -> Result<StoredBlob> {
+    let expected = expected.map(|e| Sha256::new(&e).expect("a digest"));
     let mut w = store.blob_writer(expected).await?;
     for c in chunks {
         w.write(Bytes::copy_from_slice(c)).await?;
@@ -113,7 +151,7 @@ async fn write_blob(
     w.finish().await
 }
 
-async fn read_all(store: &Store, sha: &str, range: Option<Range<u64>>) -> Vec<u8> {
+async fn read_all(store: &Store, sha: &Sha256, range: Option<Range<u64>>) -> Vec<u8> {
     let mut s = store.read_blob(sha, range).await.expect("read");
     let mut out = Vec::new();
     while let Some(c) = s.next().await {
@@ -128,13 +166,14 @@ async fn tmp_is_empty(store: &Store) -> bool {
 }
 
 fn entry_for(key: &RecordingKey, url: &str, sha256: &str, size: u64) -> Entry {
+    let sha256 = Sha256::new(sha256).expect("a digest");
     Entry {
         key: key.clone(),
         method: "GET".into(),
         url: url.into(),
         status: 200,
         headers: vec![("content-type".into(), "text/plain".into())],
-        sha256: sha256.into(),
+        sha256,
         size,
         mutability: Mutability::Mutable,
         recorded_at: OffsetDateTime::now_utc(),
@@ -175,7 +214,7 @@ async fn wrong_digest_is_refused_and_leaves_nothing(store: &Store) {
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::DigestMismatch { .. }), "{err}");
-    let sha = btrfly_core::sha256_hex(b"tampered");
+    let sha = Sha256::of(b"tampered");
     assert_eq!(store.blob_size(&sha).await.expect("size"), None);
     let missing = store.read_blob(&sha, None).await.err().expect("missing");
     assert!(missing.to_string().contains("missing"), "{missing}");
@@ -188,7 +227,7 @@ async fn aborted_writes_leave_nothing(store: &Store) {
         .await
         .expect("write");
     w.abort().await;
-    let sha = btrfly_core::sha256_hex(b"half a bo");
+    let sha = Sha256::of(b"half a bo");
     assert_eq!(store.blob_size(&sha).await.expect("size"), None);
     assert!(tmp_is_empty(store).await);
 }
@@ -281,7 +320,7 @@ async fn sealed_tags_load_from_one_snapshot(store: &Store) {
         Some(sealed.clone())
     );
 
-    let (counted, ops) = store.clone().counted();
+    let (counted, ops) = counted(store.clone());
     let index = counted.load_index(&sealed).await.expect("load");
     let cost = ops.snapshot();
     assert_eq!(index.len(), 40);
@@ -393,9 +432,10 @@ struct Counters {
 
 async fn sessions_and_replica_stats_round_trip(store: &Store) {
     assert!(store.list_sessions().await.expect("list").is_empty());
+    let id = SessionId::new("abc123").expect("an id");
     let info = SessionInfo {
-        id: "abc123".into(),
-        secret_sha256: "0".repeat(64),
+        id: id.clone(),
+        secret_sha256: Sha256::new(&"0".repeat(64)).expect("a digest"),
         tag: Tag::new("t").expect("tag"),
         mode: btrfly_core::Mode::Record,
         started_at: OffsetDateTime::now_utc(),
@@ -403,7 +443,7 @@ async fn sessions_and_replica_stats_round_trip(store: &Store) {
     store.put_session(&info).await.expect("put");
     store
         .put_session_stats(
-            "abc123",
+            &id,
             "replica1",
             &Counters {
                 requests: 3,
@@ -414,7 +454,7 @@ async fn sessions_and_replica_stats_round_trip(store: &Store) {
         .expect("stats 1");
     store
         .put_session_stats(
-            "abc123",
+            &id,
             "replica2",
             &Counters {
                 requests: 4,
@@ -426,16 +466,15 @@ async fn sessions_and_replica_stats_round_trip(store: &Store) {
     let sessions = store.list_sessions().await.expect("list");
     assert_eq!(sessions.len(), 1, "stats objects are not sessions");
     assert_eq!(sessions[0].id, "abc123");
-    let mut stats: Vec<(String, Counters)> =
-        store.list_session_stats("abc123").await.expect("stats");
+    let mut stats: Vec<(String, Counters)> = store.list_session_stats(&id).await.expect("stats");
     stats.sort_by(|a, b| a.0.cmp(&b.0));
     assert_eq!(stats.len(), 2);
     assert_eq!(stats[0].0, "replica1");
     assert_eq!(stats[1].1.requests, 4);
-    store.delete_session_stats("abc123").await.expect("delete");
-    store.delete_session("abc123").await.expect("delete");
+    store.delete_session_stats(&id).await.expect("delete");
+    store.delete_session(&id).await.expect("delete");
     assert!(store
-        .list_session_stats::<Counters>("abc123")
+        .list_session_stats::<Counters>(&id)
         .await
         .expect("stats")
         .is_empty());
@@ -459,7 +498,7 @@ async fn sessions_and_replica_stats_round_trip(store: &Store) {
 async fn concurrent_identical_commits_lose_nothing(store: &Store) {
     let tag = Tag::new("race").expect("tag");
     let body: Vec<u8> = (0..300_000u32).map(|i| (i * 13 % 256) as u8).collect();
-    let sha = btrfly_core::sha256_hex(&body);
+    let sha = Sha256::of(&body);
     let key = RecordingKey::new("files", "GET https://a.example.test:443/race");
     let mut tasks = Vec::new();
     for i in 0..8 {
@@ -509,14 +548,14 @@ async fn concurrent_identical_commits_lose_nothing(store: &Store) {
 #[tokio::test]
 async fn s3_missing_bucket_and_bad_credentials_are_clear() {
     let moto = Moto::start();
-    let store = Store::s3(&moto.config(&random_name("nobucket"), None)).expect("s3");
+    let store = Store::s3(&s3_options(&moto, &random_name("nobucket"), None)).expect("s3");
     let err = store.check().await.expect_err("missing bucket").to_string();
     assert!(err.contains("bucket does not exist"), "{err}");
     assert!(err.contains("storage.s3.bucket"), "{err}");
     drop(moto);
 
     let strict = Moto::start_enforcing_auth();
-    let store = Store::s3(&strict.config("any-bucket", None)).expect("s3");
+    let store = Store::s3(&s3_options(&strict, "any-bucket", None)).expect("s3");
     let err = store
         .check()
         .await
@@ -525,7 +564,7 @@ async fn s3_missing_bucket_and_bad_credentials_are_clear() {
     assert!(err.contains("credentials were refused"), "{err}");
     assert!(err.contains("AWS_ACCESS_KEY_ID"), "{err}");
 
-    let mut no_region = strict.config("any-bucket", None);
+    let mut no_region = s3_options(&strict, "any-bucket", None);
     no_region.region = None;
     if std::env::var_os("AWS_REGION").is_none() && std::env::var_os("AWS_DEFAULT_REGION").is_none()
     {
@@ -537,7 +576,7 @@ async fn s3_missing_bucket_and_bad_credentials_are_clear() {
 #[tokio::test]
 async fn gcs_missing_bucket_and_bad_credential_file_are_clear() {
     let gcs = GcsEmulator::start();
-    let store = Store::gcs(&gcs.config(&random_name("nobucket"), None)).expect("gcs");
+    let store = Store::gcs(&gcs_options(&gcs, &random_name("nobucket"), None)).expect("gcs");
     let err = store.check().await.expect_err("missing bucket").to_string();
     assert!(err.contains("bucket does not exist"), "{err}");
     assert!(err.contains("storage.gcs.bucket"), "{err}");
@@ -545,7 +584,7 @@ async fn gcs_missing_bucket_and_bad_credential_file_are_clear() {
     let dir = tempfile::tempdir().expect("tempdir");
     let key = dir.path().join("key.json");
     std::fs::write(&key, "this is not a key file").expect("write");
-    let mut config = gcs.config("any-bucket", None);
+    let mut config = gcs_options(&gcs, "any-bucket", None);
     config.allow_anonymous = false;
     config.credential_path = Some(key);
     let err = Store::gcs(&config).expect_err("bad key file").to_string();
@@ -558,88 +597,12 @@ async fn gcs_missing_bucket_and_bad_credential_file_are_clear() {
     assert!(err.contains("cannot read"), "{err}");
 }
 
-// === the playback index: measured ===
-
-/// A 10,000-entry tag on S3 (moto: real HTTP round trips). Per-request
-/// lookups with `get_entry` cost one GET each; the cached index costs one
-/// read for the whole tag and none per lookup. Asserted by counting
-/// operations; the timings are printed (run with `--nocapture`).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn playback_index_cache_benchmark_s3() {
-    const ENTRIES: usize = 10_000;
-    const UNCACHED_SAMPLE: usize = 500;
-    let moto = Moto::start();
-    let bucket = moto.new_bucket();
-    let store = s3_fixture(&moto, &bucket).store;
-    let tag = Tag::new("bench").expect("tag");
-    store.put_tag_meta(&meta(&tag)).await.expect("meta");
-
-    let t = Instant::now();
-    let keys = put_entries(&store, &tag, ENTRIES).await;
-    let write_time = t.elapsed();
-    let t = Instant::now();
-    let sealed = store.seal_tag(meta(&tag)).await.expect("seal");
-    let seal_time = t.elapsed();
-
-    let (counted, ops) = store.clone().counted();
-
-    // Without the cache: one GET per request.
-    let before = ops.snapshot();
-    let t = Instant::now();
-    for k in keys.iter().step_by(ENTRIES / UNCACHED_SAMPLE) {
-        let e = counted.get_entry(&tag, k).await.expect("get");
-        assert!(e.is_some());
-    }
-    let uncached = t.elapsed();
-    let uncached_ops = ops.snapshot().since(&before);
-    assert_eq!(uncached_ops.read, UNCACHED_SAMPLE as u64);
-
-    // With the cache: one read loads the tag, lookups are free.
-    let before = ops.snapshot();
-    let t = Instant::now();
-    let index = counted.load_index(&sealed).await.expect("load");
-    let load_time = t.elapsed();
-    let load_ops = ops.snapshot().since(&before);
-    assert_eq!(index.len(), ENTRIES);
-    assert_eq!((load_ops.read, load_ops.list), (1, 0), "{load_ops:?}");
-    let before = ops.snapshot();
-    let t = Instant::now();
-    for k in &keys {
-        assert!(index.get(k).is_some());
-    }
-    let cached = t.elapsed();
-    assert_eq!(
-        ops.snapshot().since(&before).total(),
-        0,
-        "cached lookups must not touch the backend"
-    );
-
-    let per_uncached = uncached.as_secs_f64() / UNCACHED_SAMPLE as f64;
-    let per_cached = cached.as_secs_f64() / ENTRIES as f64;
-    let amortised = (load_time.as_secs_f64() + cached.as_secs_f64()) / ENTRIES as f64;
-    eprintln!(
-        "bench: {ENTRIES} entries on s3 (moto); writing them took {write_time:?}; sealing \
-         (list, read every entry object, write the snapshot) {seal_time:?}"
-    );
-    eprintln!(
-        "bench: uncached lookup {:.1} us/request (1 GET each); cached lookup {:.3} us/request (0 backend ops)",
-        per_uncached * 1e6,
-        per_cached * 1e6
-    );
-    eprintln!("bench: loading the sealed index: {load_time:?} (1 read of the snapshot)");
-    eprintln!(
-        "bench: ratio uncached/cached per lookup = {:.0}x; including the one-time load, amortised over {ENTRIES} requests = {:.0}x",
-        per_uncached / per_cached.max(1e-9),
-        per_uncached / amortised
-    );
-}
-
 /// The first replica's CA and token become the store's; a replica with
 /// another CA or token is told apart from one with the same.
 async fn the_first_identity_claims_the_store(store: &Store) {
     let mine = Identity {
         ca_pem: "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n".into(),
-        token_sha256: btrfly_core::sha256_hex(b"token-a"),
+        token_sha256: Sha256::of(b"token-a"),
         created_at: OffsetDateTime::now_utc(),
     };
     assert!(store.identity().await.expect("read").is_none());
@@ -660,7 +623,7 @@ async fn the_first_identity_claims_the_store(store: &Store) {
         IdentityCheck::OtherCa { stored } if stored.ca_pem == mine.ca_pem
     ));
     let other_token = Identity {
-        token_sha256: btrfly_core::sha256_hex(b"token-b"),
+        token_sha256: Sha256::of(b"token-b"),
         ..mine.clone()
     };
     assert!(matches!(

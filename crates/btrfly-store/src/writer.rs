@@ -1,57 +1,68 @@
 //! Streaming a body into a content-addressed blob.
 
+use btrfly_core::Sha256;
 use bytes::Bytes;
 use opendal::Writer;
-use sha2::{Digest, Sha256};
+use sha2::Digest;
 
-use crate::{io, random_id, Result, Store, StoreError};
+use crate::error::{io, Result, StoreError};
+use crate::layout::{blob_path, random_id};
 
 /// Writes a body to `tmp/`, hashing as it goes; [`BlobWriter::finish`]
 /// moves it to its content address. Dropping it without finishing leaves a
 /// temp object that [`BlobWriter::abort`] would have removed.
 pub struct BlobWriter {
-    store: Store,
+    op: opendal::Operator,
     tmp: String,
     writer: Writer,
-    hasher: Sha256,
+    hasher: sha2::Sha256,
     size: u64,
-    expected: Option<String>,
+    expected: Option<Sha256>,
 }
 
 /// A blob that is safely at its address.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredBlob {
-    pub sha256: String,
+    /// Its digest (and address).
+    pub sha256: Sha256,
+    /// Its length in bytes.
     pub size: u64,
     /// False when identical bytes were already stored (deduplicated).
     pub new: bool,
 }
 
 impl BlobWriter {
-    pub(crate) async fn start(store: Store, expected: Option<String>) -> Result<BlobWriter> {
+    pub(crate) async fn start(
+        op: opendal::Operator,
+        backend: &'static str,
+        expected: Option<Sha256>,
+    ) -> Result<BlobWriter> {
         let tmp = format!("tmp/{}", random_id());
         // GCS: the temp name is fresh, so "if not exists" costs nothing, and
         // it makes OpenDAL use the JSON API's resumable upload instead of
         // the XML multipart API (which the GCS emulator lacks). The content
         // type is always set: GCS stores null otherwise.
-        let writer = store
-            .operator()
+        let writer = op
             .writer_with(&tmp)
             .content_type("application/octet-stream")
             .chunk(4 * 1024 * 1024)
-            .if_not_exists(store.backend() == "gcs")
+            .if_not_exists(backend == "gcs")
             .await
             .map_err(io("write", &tmp))?;
         Ok(BlobWriter {
-            store,
+            op,
             tmp,
             writer,
-            hasher: Sha256::new(),
+            hasher: sha2::Sha256::new(),
             size: 0,
             expected,
         })
     }
 
+    /// Appends a chunk.
+    ///
+    /// # Errors
+    /// The backend refused the write.
     pub async fn write(&mut self, chunk: Bytes) -> Result<()> {
         self.hasher.update(&chunk);
         self.size += chunk.len() as u64;
@@ -61,19 +72,23 @@ impl BlobWriter {
             .map_err(io("write", &self.tmp))
     }
 
+    /// Bytes written so far.
     pub fn bytes_written(&self) -> u64 {
         self.size
     }
 
     /// Closes the temp object and moves it to `blobs/sha256/..`. Fails (and
     /// removes the temp object) when the digest is not the expected one.
+    ///
+    /// # Errors
+    /// [`StoreError::DigestMismatch`], or the backend failed.
     pub async fn finish(mut self) -> Result<StoredBlob> {
         if let Err(e) = self.writer.close().await {
-            let _ = self.store.operator().delete(&self.tmp).await;
+            let _ = self.op.delete(&self.tmp).await;
             return Err(io("write", &self.tmp)(e));
         }
-        let sha256 = hex::encode(self.hasher.finalize());
-        let op = self.store.operator();
+        let sha256 = Sha256::from_bytes(self.hasher.finalize().into());
+        let op = &self.op;
         if let Some(expected) = self.expected.take() {
             if expected != sha256 {
                 let _ = op.delete(&self.tmp).await;
@@ -83,7 +98,7 @@ impl BlobWriter {
                 });
             }
         }
-        let dest = Store::blob_path(&sha256);
+        let dest = blob_path(&sha256);
         let exists = op.exists(&dest).await.map_err(io("stat", &dest))?;
         if exists {
             op.delete(&self.tmp)
@@ -114,7 +129,7 @@ impl BlobWriter {
     /// Drops the partial body.
     pub async fn abort(mut self) {
         let _ = self.writer.abort().await;
-        let _ = self.store.operator().delete(&self.tmp).await;
+        let _ = self.op.delete(&self.tmp).await;
     }
 }
 
@@ -138,9 +153,9 @@ async fn stream_copy(op: &opendal::Operator, from: &str, to: &str) -> Result<()>
         .await
         .map_err(io("write", to))?;
     while let Some(chunk) = chunks.next().await {
-        let chunk = chunk.map_err(|e| StoreError::Corrupt {
+        let chunk = chunk.map_err(|source| StoreError::Read {
             path: from.to_owned(),
-            message: e.to_string(),
+            source,
         })?;
         writer.write(chunk).await.map_err(io("write", to))?;
     }

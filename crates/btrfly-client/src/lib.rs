@@ -1,0 +1,15 @@
+//! btrfly-client: what the `btrfly` CLI needs to drive a server, without
+//! the data plane: the control API client ([`control`]), the commands
+//! (`start`, `stop`, `run`, `tags`, …: [`commands`]), which server and
+//! token ([`target`]), the files in `BTRFLY_HOME` ([`home`]: the active
+//! session, CA bundles) and what a session exports to each client
+//! ([`exports`]).
+
+pub mod args;
+pub mod commands;
+pub mod control;
+pub mod exports;
+pub mod home;
+pub mod target;
+
+pub use control::{parse_server_url, ClientError, ControlClient};

@@ -1,0 +1,86 @@
+//! Request and response bodies of the control API (JSON), shared by the
+//! server (`btrfly-control`) and its client (`btrfly-client`). The routes
+//! are listed in `btrfly-control`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::entry::{Entry, TagMeta};
+use crate::session::Mode;
+pub use crate::session::Summary;
+
+/// Body of `POST /v1/sessions`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StartRequest {
+    /// The tag (checked by the server).
+    pub tag: String,
+    /// Record or playback.
+    pub mode: Mode,
+    /// Record into a sealed tag again.
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// Answer to `POST /v1/sessions`: what a client needs to use the session.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StartResponse {
+    /// The session's id: the user of its proxy URL.
+    pub id: String,
+    /// The session's secret: the password of its proxy URL.
+    pub secret: String,
+    /// The tag.
+    pub tag: String,
+    /// Record or playback.
+    pub mode: Mode,
+    /// `host:port` of the explicit proxy, as clients should dial it.
+    pub proxy: String,
+    /// The CA certificate clients must trust, PEM.
+    pub ca_pem: String,
+    /// Things the user should know about the session (e.g. playback of a
+    /// tag whose recording was never sealed); empty when all is well.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+/// Body of `POST /v1/sessions/{id}/stop` (optional: no body seals).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StopRequest {
+    /// Record sessions: seal the tag (when it has entries). `false` leaves
+    /// it open, e.g. after the recorded command failed.
+    #[serde(default = "yes")]
+    pub seal: bool,
+}
+
+impl Default for StopRequest {
+    fn default() -> Self {
+        StopRequest { seal: true }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Answer to `GET /v1/tags`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TagList {
+    /// Every tag, sorted by name.
+    pub tags: Vec<TagMeta>,
+}
+
+/// Answer to `GET /v1/tags/{tag}`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TagShow {
+    /// The tag's state.
+    #[serde(flatten)]
+    pub meta: TagMeta,
+    /// Its entries, sorted by URL then method.
+    pub entries: Vec<Entry>,
+}
+
+/// Every error answer: `{"error": "…"}`, with a status that says whose
+/// fault it was.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// What went wrong, for a person.
+    pub error: String,
+}

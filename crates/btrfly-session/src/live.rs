@@ -1,0 +1,228 @@
+//! A live session: its counters, what its recordings taught it about later
+//! requests (digests announced by index pages, redirect aliases, refused
+//! bodies), its recordings in progress, and its playback index slot.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use btrfly_core::{Mode, SessionInfo, Sha256, Summary, Tag};
+
+use crate::stats::{Stats, LIST_LIMIT};
+
+/// A session this replica serves.
+#[derive(Debug)]
+pub struct LiveSession {
+    /// What the store holds about it.
+    pub info: SessionInfo,
+    /// Its counters here.
+    pub stats: Stats,
+    active: AtomicBool,
+    /// Digests announced by recorded index pages, by canonical URL.
+    hints: Mutex<HashMap<String, Sha256>>,
+    /// URLs whose body did not match its announced digest, by canonical
+    /// URL, with why: a part of such a body (a `Range`, which cannot be
+    /// checked) is not served again in this session.
+    refusals: Mutex<HashMap<String, String>>,
+    /// Redirect targets recorded as the request that redirected to them
+    /// (see `Adapter::redirect_alias`), by canonical URL.
+    aliases: Mutex<HashMap<String, Alias>>,
+    /// Recordings between their response head and their commit/abort.
+    inflight: AtomicUsize,
+    settled: tokio::sync::Notify,
+    /// Playback: the tag's index, loaded on the first request (see
+    /// `index_cache`); `None` inside when the tag is not sealed.
+    playback_index: tokio::sync::OnceCell<Option<Arc<btrfly_store::TagIndex>>>,
+    /// When this replica last saw the session object in the store.
+    checked_at: Mutex<std::time::Instant>,
+}
+
+/// Held by a recording in progress; `stop` waits until none is left, so a
+/// summary (and the sealed tag) includes every response the client already
+/// received — the commit runs after the last byte went to the client.
+#[derive(Debug)]
+pub struct InflightGuard(Arc<LiveSession>);
+
+impl Drop for InflightGuard {
+    fn drop(&mut self) {
+        if self.0.inflight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.settled.notify_waiters();
+        }
+    }
+}
+
+/// How long `stop` waits for recordings still being committed.
+const SETTLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// A URL to classify as another request was: by that adapter, that way.
+#[derive(Clone, Debug)]
+pub struct Alias {
+    /// The adapter that classified the original request.
+    pub adapter: &'static str,
+    /// Its classification, which the follow-up request gets.
+    pub classification: btrfly_core::Classification,
+}
+
+/// Digest hints kept per session; index pages of a big build can announce
+/// many files, but not unboundedly many.
+const HINT_LIMIT: usize = 500_000;
+
+impl LiveSession {
+    /// The session's tag.
+    pub fn tag(&self) -> &Tag {
+        &self.info.tag
+    }
+
+    /// Record or playback.
+    pub fn mode(&self) -> Mode {
+        self.info.mode
+    }
+
+    /// Whether it may still be served (not stopped here or elsewhere).
+    pub fn is_active(&self) -> bool {
+        self.active.load(Ordering::Acquire)
+    }
+
+    /// Ends serving it here; whether it was active until now.
+    pub(crate) fn deactivate(&self) -> bool {
+        self.active.swap(false, Ordering::AcqRel)
+    }
+
+    /// Whether its session object is due for a check (at most once per
+    /// `every`, unless `force`); marks the check as done now.
+    pub(crate) fn check_due(&self, every: std::time::Duration, force: bool) -> bool {
+        let mut at = self.checked_at.lock().unwrap_or_else(|p| p.into_inner());
+        if !force && at.elapsed() < every {
+            return false;
+        }
+        *at = std::time::Instant::now();
+        true
+    }
+
+    /// The slot for the tag's index during playback: filled on the first
+    /// request (`None` inside when the tag is not sealed) and kept for the
+    /// session's life. The gateway's index cache fills it.
+    pub fn playback_index(&self) -> &tokio::sync::OnceCell<Option<Arc<btrfly_store::TagIndex>>> {
+        &self.playback_index
+    }
+
+    pub(crate) fn new(info: SessionInfo) -> LiveSession {
+        LiveSession {
+            info,
+            stats: Stats::default(),
+            active: AtomicBool::new(true),
+            hints: Mutex::new(HashMap::new()),
+            refusals: Mutex::new(HashMap::new()),
+            aliases: Mutex::new(HashMap::new()),
+            inflight: AtomicUsize::new(0),
+            settled: tokio::sync::Notify::new(),
+            playback_index: tokio::sync::OnceCell::new(),
+            checked_at: Mutex::new(std::time::Instant::now()),
+        }
+    }
+
+    /// Marks a recording as in progress until the guard is dropped.
+    pub fn recording_started(self: &Arc<Self>) -> InflightGuard {
+        self.inflight.fetch_add(1, Ordering::AcqRel);
+        InflightGuard(self.clone())
+    }
+
+    /// Waits until no recording of this session is in progress (bounded).
+    pub async fn settle(&self) {
+        let wait = async {
+            loop {
+                let notified = self.settled.notified();
+                if self.inflight.load(Ordering::Acquire) == 0 {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        if tokio::time::timeout(SETTLE_TIMEOUT, wait).await.is_err() {
+            self.stats.note_error(format!(
+                "{} recording(s) still in progress when the session stopped",
+                self.inflight.load(Ordering::Acquire)
+            ));
+        }
+    }
+
+    /// Remembers that a request for `url` is the same as one already
+    /// classified (a redirect the client is about to follow).
+    pub fn add_alias(&self, url: String, alias: Alias) {
+        let mut map = self.aliases.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() < HINT_LIMIT || map.contains_key(&url) {
+            map.insert(url, alias);
+        }
+    }
+
+    /// How a request for a canonical URL must be classified, if a recorded
+    /// redirect said so.
+    pub fn alias(&self, url: &str) -> Option<Alias> {
+        self.aliases
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(url)
+            .cloned()
+    }
+
+    /// Remembers digests an index page announced for other URLs.
+    pub fn add_hints(&self, hints: Vec<btrfly_core::DigestHint>) {
+        let mut map = self.hints.lock().unwrap_or_else(|p| p.into_inner());
+        for h in hints {
+            if map.len() >= HINT_LIMIT && !map.contains_key(&h.url) {
+                break;
+            }
+            map.insert(h.url, h.sha256);
+        }
+    }
+
+    /// The digest announced for a canonical URL, if any.
+    pub fn hint(&self, url: &str) -> Option<Sha256> {
+        self.hints
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(url)
+            .cloned()
+    }
+
+    /// A body for `url` (canonical form) did not match its announced
+    /// digest: counted, noted, and remembered for [`LiveSession::refusal`].
+    pub fn refuse(&self, url: String, why: String) {
+        self.stats.refused.fetch_add(1, Ordering::Relaxed);
+        self.stats.note_error(why.clone());
+        let mut map = self.refusals.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() < LIST_LIMIT {
+            map.insert(url, why);
+        }
+    }
+
+    /// Why a body for `url` (canonical form) was refused in this session.
+    pub fn refusal(&self, url: &str) -> Option<String> {
+        self.refusals
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(url)
+            .cloned()
+    }
+
+    /// Its counters so far, as a summary.
+    pub fn summary(&self) -> Summary {
+        let s = &self.stats;
+        let (missed, errors) = s.lists();
+        Summary {
+            id: self.info.id.clone(),
+            tag: self.info.tag.clone(),
+            mode: self.info.mode,
+            requests: s.requests.load(Ordering::Relaxed),
+            hits: s.hits.load(Ordering::Relaxed),
+            misses: s.misses.load(Ordering::Relaxed),
+            recorded: s.recorded.load(Ordering::Relaxed),
+            bytes: s.bytes.load(Ordering::Relaxed),
+            refused: s.refused.load(Ordering::Relaxed),
+            unrecorded: s.unrecorded.load(Ordering::Relaxed),
+            missed,
+            errors,
+            sealed: false,
+        }
+    }
+}

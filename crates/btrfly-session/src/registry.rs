@@ -1,0 +1,318 @@
+//! The session registry: every session this replica knows.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use btrfly_core::{Mode, SessionId, SessionInfo, Sha256, Summary, Tag, TagMeta};
+use btrfly_store::Store;
+use time::OffsetDateTime;
+
+use crate::credential;
+use crate::error::SessionError;
+use crate::live::LiveSession;
+use crate::replicas::{Replication, FLUSH_EVERY, SHUTDOWN_SETTLE, SWEEP_EVERY};
+
+/// A freshly created session and the secret its client must present.
+pub struct NewSession {
+    /// The session.
+    pub session: Arc<LiveSession>,
+    /// Its secret (the password of its proxy URL); only its digest is stored.
+    pub secret: String,
+}
+
+/// Every session this replica knows: created here, or found in the store
+/// when a credential names one.
+pub struct SessionRegistry {
+    store: Store,
+    live: RwLock<HashMap<String, Arc<LiveSession>>>,
+    /// Serialises session creation so two record sessions cannot both claim a tag.
+    create_lock: tokio::sync::Mutex<()>,
+    /// This replica's part of the replica protocol (see [`replicas`]).
+    replication: Replication,
+}
+
+impl SessionRegistry {
+    /// A registry over `store`, with a fresh replica name.
+    pub fn new(store: Store) -> SessionRegistry {
+        SessionRegistry {
+            store,
+            live: RwLock::new(HashMap::new()),
+            create_lock: tokio::sync::Mutex::new(()),
+            replication: Replication::new(credential::random_hex(8)),
+        }
+    }
+
+    /// The store sessions and tags are kept in.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Starts a session on `tag`.
+    ///
+    /// # Errors
+    /// [`SessionError`]: a sealed tag without `force`, a tag being
+    /// recorded by another session, playback of an unknown or empty tag, a
+    /// store error.
+    pub async fn create(
+        &self,
+        tag: Tag,
+        mode: Mode,
+        force: bool,
+    ) -> Result<NewSession, SessionError> {
+        let _guard = self.create_lock.lock().await;
+        let meta = self.store.tag_meta(&tag).await?;
+        match mode {
+            Mode::Record => {
+                if let Some(other) = self
+                    .live_sessions()
+                    .into_iter()
+                    .find(|s| s.is_active() && s.mode() == Mode::Record && s.tag() == &tag)
+                {
+                    return Err(SessionError::Busy {
+                        tag,
+                        session: other.info.id.clone(),
+                    });
+                }
+                match meta {
+                    Some(m) if m.sealed && !force => return Err(SessionError::Sealed(tag)),
+                    Some(mut m) => {
+                        if m.sealed {
+                            m.sealed = false;
+                            m.sealed_at = None;
+                            self.store.put_tag_meta(&m).await?;
+                        }
+                    }
+                    None => {
+                        self.store
+                            .put_tag_meta(&TagMeta {
+                                tag: tag.clone(),
+                                created_at: OffsetDateTime::now_utc(),
+                                sealed: false,
+                                sealed_at: None,
+                            })
+                            .await?;
+                    }
+                }
+            }
+            Mode::Playback => {
+                if meta.is_none() {
+                    return Err(SessionError::UnknownTag(tag));
+                }
+                if !self.store.has_entries(&tag).await? {
+                    return Err(SessionError::EmptyTag(tag));
+                }
+            }
+        }
+        let secret = credential::random_hex(24);
+        let id = SessionId::new(&credential::random_hex(8)).map_err(SessionError::Id)?;
+        let info = SessionInfo {
+            id: id.clone(),
+            secret_sha256: Sha256::of(secret.as_bytes()),
+            tag,
+            mode,
+            started_at: OffsetDateTime::now_utc(),
+        };
+        self.store.put_session(&info).await?;
+        let session = Arc::new(LiveSession::new(info));
+        self.write_live().insert(id.to_string(), session.clone());
+        Ok(NewSession { session, secret })
+    }
+
+    /// The session a credential belongs to, or `None`. Looks in the store
+    /// when this process has not seen the session yet.
+    pub async fn authenticate(&self, id: &str, secret: &str) -> Option<Arc<LiveSession>> {
+        let session = match self.get(id) {
+            Some(s) => s,
+            None => {
+                let id = SessionId::new(id).ok()?;
+                let info = self.store.get_session(&id).await.ok().flatten()?;
+                let live = Arc::new(LiveSession::new(info));
+                self.write_live()
+                    .entry(id.to_string())
+                    .or_insert(live)
+                    .clone()
+            }
+        };
+        if !(session.is_active() && credential::secret_matches(secret, &session.info.secret_sha256))
+        {
+            return None;
+        }
+        // Stopped through another replica? (a store read every few seconds)
+        self.revalidate(&session, false).await.then_some(session)
+    }
+
+    /// Parses a `Proxy-Authorization: Basic …` value and authenticates it.
+    pub async fn authenticate_header(&self, value: Option<&[u8]>) -> Option<Arc<LiveSession>> {
+        let (id, secret) = credential::parse_basic(value?)?;
+        self.authenticate(&id, &secret).await
+    }
+
+    /// A session this replica serves (or served), by id.
+    pub fn get(&self, id: &str) -> Option<Arc<LiveSession>> {
+        self.live
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .cloned()
+    }
+
+    /// Ends a session. Stopping a record session seals its tag, unless
+    /// the tag has no entries (an empty recording is not sealed).
+    ///
+    /// # Errors
+    /// See [`SessionRegistry::stop_with`].
+    pub async fn stop(&self, id: &str) -> Result<Summary, SessionError> {
+        self.stop_with(id, true).await
+    }
+
+    /// Ends a session; a record session's tag is sealed only when `seal`
+    /// is true and the tag has at least one entry. `summary.sealed` says
+    /// which happened.
+    ///
+    /// # Errors
+    /// [`SessionError::NotFound`] for an unknown session; a store error
+    /// (the session is then kept, so that the stop can be retried).
+    pub async fn stop_with(&self, id: &str, seal: bool) -> Result<Summary, SessionError> {
+        let not_found = || SessionError::NotFound(id.to_owned());
+        let session = match self.get(id) {
+            Some(s) => s,
+            None => {
+                let sid = SessionId::new(id).map_err(|_| not_found())?;
+                let info = self.store.get_session(&sid).await?.ok_or_else(not_found)?;
+                Arc::new(LiveSession::new(info))
+            }
+        };
+        let id = session.info.id.clone();
+        session.deactivate();
+        session.settle().await;
+        // Deleting the session object tells the other replicas to stop
+        // serving it and write their last counters; `gather` waits for them.
+        self.store.delete_session(&id).await?;
+        let mut summary = session.summary();
+        self.replication
+            .gather(&self.store, &id, &mut summary)
+            .await;
+        if session.mode() == Mode::Record && seal && self.store.has_entries(session.tag()).await? {
+            let tag = session.tag();
+            let meta = self.store.tag_meta(tag).await?.unwrap_or(TagMeta {
+                tag: tag.clone(),
+                created_at: session.info.started_at,
+                sealed: false,
+                sealed_at: None,
+            });
+            if let Err(e) = self.store.seal_tag(meta).await {
+                // Put the session back so that `stop` can be retried.
+                let _ = self.store.put_session(&session.info).await;
+                return Err(e.into());
+            }
+            summary.sealed = true;
+        }
+        self.replication.forget(&self.store, &id).await;
+        self.write_live().remove(id.as_str());
+        Ok(summary)
+    }
+
+    /// Every session this replica serves.
+    pub fn live_sessions(&self) -> Vec<Arc<LiveSession>> {
+        self.live
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    pub(crate) fn write_live(
+        &self,
+    ) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<LiveSession>>> {
+        self.live.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// This replica's name in `sessions/<id>/stats/<replica>.json`.
+    pub fn replica(&self) -> &str {
+        self.replication.replica()
+    }
+
+    /// Writes this replica's counters of every active session that changed
+    /// since they were last written; `last` marks them final (shutdown).
+    pub async fn flush_stats(&self, last: bool) {
+        let sessions = self.live_sessions();
+        self.replication.flush(&self.store, &sessions, last).await;
+    }
+
+    /// Ends here the live sessions that were stopped through another
+    /// replica (their session object is gone).
+    async fn sweep_stopped(&self) {
+        for s in self.live_sessions() {
+            if s.is_active() {
+                self.revalidate(&s, true).await;
+            }
+        }
+    }
+
+    /// Whether `s` may still be served: checks its session object (at most
+    /// once per [`SWEEP_EVERY`] unless `force`). A store error keeps the
+    /// session: a flaky backend must not fail a build's requests.
+    pub(crate) async fn revalidate(&self, s: &Arc<LiveSession>, force: bool) -> bool {
+        if !s.check_due(SWEEP_EVERY, force) {
+            return true;
+        }
+        match self.store.get_session(&s.info.id).await {
+            Ok(None) if s.is_active() => {
+                self.end_here(s).await;
+                false
+            }
+            Ok(None) => false,
+            Ok(Some(_)) | Err(_) => true,
+        }
+    }
+
+    /// The session was stopped elsewhere: stop serving it, let recordings
+    /// in progress commit, write the last counters, forget it.
+    async fn end_here(&self, s: &Arc<LiveSession>) {
+        if !s.deactivate() {
+            return;
+        }
+        s.settle().await;
+        self.replication.write_last(&self.store, s).await;
+        self.write_live().remove(s.info.id.as_str());
+        tracing::info!(session = %s.info.id, "session stopped through another replica");
+    }
+
+    /// Runs until `shutdown`: writes counters, notices sessions stopped
+    /// elsewhere; on shutdown writes every active session's last counters.
+    pub async fn run_replication(
+        self: Arc<Self>,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) {
+        let mut flush = tokio::time::interval(FLUSH_EVERY);
+        flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_sweep = Instant::now();
+        loop {
+            tokio::select! {
+                _ = flush.tick() => {}
+                _ = shutdown.changed() => break,
+            }
+            if *shutdown.borrow() {
+                break;
+            }
+            self.flush_stats(false).await;
+            if last_sweep.elapsed() >= SWEEP_EVERY {
+                last_sweep = Instant::now();
+                self.sweep_stopped().await;
+            }
+        }
+        // Shutting down: recordings still being committed are counted
+        // first (bounded: the server gives its tasks a few seconds).
+        let settle_all = async {
+            for s in self.live_sessions() {
+                if s.is_active() {
+                    s.settle().await;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(SHUTDOWN_SETTLE, settle_all).await;
+        self.flush_stats(true).await;
+    }
+}

@@ -1,0 +1,85 @@
+//! A session's counters, shared by all its requests.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+/// Counters of one session, shared by all its requests.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Requests that reached the session.
+    pub requests: AtomicU64,
+    /// Answers from the tag.
+    pub hits: AtomicU64,
+    /// Playback requests that were not recorded.
+    pub misses: AtomicU64,
+    /// Answers recorded.
+    pub recorded: AtomicU64,
+    /// Body bytes sent to clients.
+    pub bytes: AtomicU64,
+    /// Bodies refused because they did not match their announced digest.
+    pub refused: AtomicU64,
+    /// Answers that went to the client but could not be recorded.
+    pub unrecorded: AtomicU64,
+    missed: Mutex<Vec<String>>,
+    errors: Mutex<Vec<String>>,
+}
+
+/// Lists in a summary are capped so a runaway build cannot grow memory.
+pub(crate) const LIST_LIMIT: usize = 1000;
+
+impl Stats {
+    /// One more request.
+    pub fn count_request(&self) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `n` more body bytes sent to a client.
+    pub fn count_bytes(&self, n: u64) {
+        self.bytes.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// One more answer from the tag.
+    pub fn count_hit(&self) {
+        self.hits.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// One more playback miss, for `what` (`METHOD URL`).
+    pub fn count_miss(&self, what: String) {
+        self.misses.fetch_add(1, Ordering::Relaxed);
+        push_capped(&self.missed, what);
+    }
+
+    /// One more answer recorded.
+    pub fn count_recorded(&self) {
+        self.recorded.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// An answer the client received (or a failure it saw instead of
+    /// one) that is not in the tag: counted, so that `btrfly stop record`
+    /// fails, and listed under `problems:`.
+    pub fn note_unrecorded(&self, what: String) {
+        self.unrecorded.fetch_add(1, Ordering::Relaxed);
+        self.note_error(what);
+    }
+
+    /// Something that did not get recorded or replayed as it should.
+    pub fn note_error(&self, what: String) {
+        tracing::warn!("{what}");
+        push_capped(&self.errors, what);
+    }
+}
+
+pub(crate) fn push_capped(list: &Mutex<Vec<String>>, item: String) {
+    let mut l = list.lock().unwrap_or_else(|p| p.into_inner());
+    if l.len() < LIST_LIMIT && !l.contains(&item) {
+        l.push(item);
+    }
+}
+
+impl Stats {
+    /// The lists, copied: (missed, errors).
+    pub(crate) fn lists(&self) -> (Vec<String>, Vec<String>) {
+        let list = |m: &Mutex<Vec<String>>| m.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        (list(&self.missed), list(&self.errors))
+    }
+}

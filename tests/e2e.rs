@@ -1,0 +1,13 @@
+//! btrfly's end-to-end tests, one module per area. Each drives the real
+//! `btrfly` binary (found by `btrfly_test_support::bin`) with real clients
+//! against real upstreams the test starts; the harness is
+//! `btrfly-test-support`.
+
+mod cli;
+mod fidelity;
+mod gateway;
+mod npm;
+mod oci;
+mod pip;
+mod setup;
+mod storage;
