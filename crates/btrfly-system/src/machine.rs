@@ -1,5 +1,6 @@
 //! [`System`]: apply, restore and status of a machine configuration.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -19,7 +20,9 @@ use crate::plan::{
     TrustStatus,
 };
 use crate::resolver::{self, detect, environment_clues, Clues, ResolvConfKind, MARKER};
-use crate::state::{ResolverState, State, StateDir, Touched, TrustState, Watched, STATE_VERSION};
+use crate::state::{
+    Listing, ResolverState, State, StateDir, Touched, TrustState, Watched, STATE_VERSION,
+};
 use crate::tool;
 use crate::trust::{
     bundle_contains, bundle_in_certs_dir, tool_args, untouched_stores, CaCertificate, TrustMethod,
@@ -89,13 +92,23 @@ impl System {
             .unwrap_or_default();
 
         // Look first, keep the prior bytes, write the state: nothing changed yet.
-        let trust = match &plan.trust {
-            Some(t) => Some(self.observe_trust(t, &dir)?),
-            None => None,
-        };
-        let resolver = match &plan.resolver {
-            Some(r) => Some(self.observe_resolver(r, &plan.session, &dir)?),
-            None => None,
+        let observed = (|| {
+            let trust = match &plan.trust {
+                Some(t) => Some(self.observe_trust(t, &dir)?),
+                None => None,
+            };
+            let resolver = match &plan.resolver {
+                Some(r) => Some(self.observe_resolver(r, &plan.session, &dir)?),
+                None => None,
+            };
+            Ok((trust, resolver))
+        })();
+        let (trust, resolver) = match observed {
+            Ok(o) => o,
+            Err(e) => {
+                let _ = dir.clear_blobs();
+                return Err(e);
+            }
         };
         let mut state = State {
             version: STATE_VERSION,
@@ -340,6 +353,7 @@ impl System {
         let pem = plan.ca.to_pem();
         let mut touched = Vec::new();
         let mut watched = Vec::new();
+        let mut certs_dir = None;
         let (method, appended) = match self.tool() {
             Some(tool) => {
                 if !bundle_in_certs_dir(&self.paths) {
@@ -367,6 +381,7 @@ impl System {
                         after_sha256: None,
                     });
                 }
+                certs_dir = Some(list_dir(&self.paths.certs_dir, dir)?);
                 (TrustMethod::UpdateCaCertificates { tool, ca_file }, None)
             }
             None => {
@@ -398,6 +413,7 @@ impl System {
                 touched,
                 watched,
                 appended,
+                certs_dir,
             },
             ca: plan.ca.clone(),
             pem,
@@ -610,7 +626,13 @@ impl System {
                                 note: Some(args.join(" ")),
                             });
                         }
-                        Err(e) => failures.push(e.to_string()),
+                        // The files are put back from the state below
+                        // all the same; the failure is reported, not fatal.
+                        Err(e) => steps.push(RestoreStep {
+                            path: tool.clone(),
+                            action: RestoreAction::ToolFailed,
+                            note: Some(e.to_string()),
+                        }),
                     }
                 }
                 if !regenerated {
@@ -618,8 +640,23 @@ impl System {
                         failures.push(e.to_string());
                     }
                 }
+                let changed_by_others = t
+                    .watched
+                    .iter()
+                    .zip(&before)
+                    .any(|(w, b)| w.after_sha256.is_some() && *b != w.after_sha256);
                 for (w, before) in t.watched.iter().zip(before) {
                     match self.put_back_watched(dir, t, w, before, regenerated) {
+                        Ok(step) => steps.push(step),
+                        Err(e) => failures.push(e.to_string()),
+                    }
+                }
+                // The hashed links as they were, unless someone else
+                // regenerated the store since apply: then the tool's view
+                // of today's inputs stands.
+                if let (Some(listing), false) = (&t.certs_dir, changed_by_others) {
+                    let skip: Vec<PathBuf> = t.watched.iter().map(|w| w.path.clone()).collect();
+                    match put_back_listing(dir, listing, &skip) {
                         Ok(step) => steps.push(step),
                         Err(e) => failures.push(e.to_string()),
                     }
@@ -766,6 +803,75 @@ fn bundle_has_fingerprint(bundle: &[u8], fingerprint: &str) -> bool {
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// The entries of `path` (not recursing), their prior bytes kept.
+fn list_dir(path: &Path, state: &StateDir) -> Result<Listing> {
+    let mut entries = BTreeMap::new();
+    let read = match fs::read_dir(path) {
+        Ok(r) => r,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(Listing {
+                dir: path.into(),
+                entries,
+            })
+        }
+        Err(e) => return Err(SystemError::io("list", path, e)),
+    };
+    for entry in read {
+        let entry = entry.map_err(|e| SystemError::io("list", path, e))?;
+        let Some(name) = entry.file_name().to_str().map(String::from) else {
+            continue;
+        };
+        let snap = snapshot(&entry.path())?;
+        if matches!(snap.prior, Prior::Dir { .. }) {
+            continue;
+        }
+        state.keep(&snap)?;
+        entries.insert(name, snap.prior);
+    }
+    Ok(Listing {
+        dir: path.into(),
+        entries,
+    })
+}
+
+/// Makes the entries of a directory what `listing` recorded: removes the
+/// new ones, puts back the others (`skip`: paths handled elsewhere).
+fn put_back_listing(state: &StateDir, listing: &Listing, skip: &[PathBuf]) -> Result<RestoreStep> {
+    let (mut put, mut removed) = (0, 0);
+    let read = fs::read_dir(&listing.dir).map_err(|e| SystemError::io("list", &listing.dir, e))?;
+    for entry in read {
+        let entry = entry.map_err(|e| SystemError::io("list", &listing.dir, e))?;
+        let path = entry.path();
+        let known = entry
+            .file_name()
+            .to_str()
+            .is_some_and(|n| listing.entries.contains_key(n));
+        let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+        if !known && !is_dir && !skip.contains(&path) {
+            fs::remove_file(&path).map_err(|e| SystemError::io("remove", &path, e))?;
+            removed += 1;
+        }
+    }
+    for (name, prior) in &listing.entries {
+        let path = listing.dir.join(name);
+        if skip.contains(&path) {
+            continue;
+        }
+        let bytes = state.bytes_of(prior)?;
+        if put_back(&path, prior, bytes.as_deref())? != PutBack::Unchanged {
+            put += 1;
+        }
+    }
+    Ok(RestoreStep {
+        path: listing.dir.clone(),
+        action: RestoreAction::DirectoryPutBack {
+            put_back: put,
+            removed,
+        },
+        note: None,
+    })
 }
 
 /// Without `update-ca-certificates` to clean up: removes the links in

@@ -211,6 +211,17 @@ pub enum RestoreAction {
     CaRemovedFromNewer,
     /// The tool ran.
     ToolRun,
+    /// The tool failed; every file it would have regenerated was put back
+    /// from the state instead (its hooks may not have run).
+    ToolFailed,
+    /// A directory's entries (the hashed links in `/etc/ssl/certs`) were
+    /// made what they were before.
+    DirectoryPutBack {
+        /// Entries recreated or rewritten.
+        put_back: usize,
+        /// Entries removed (they did not exist before).
+        removed: usize,
+    },
 }
 
 impl fmt::Display for RestoreAction {
@@ -230,6 +241,13 @@ impl fmt::Display for RestoreAction {
                 "changed by someone else since apply; only btrfly's CA was cut out"
             }
             Self::ToolRun => "run",
+            Self::ToolFailed => "failed; the files were put back from the state instead",
+            Self::DirectoryPutBack { put_back, removed } => {
+                return write!(
+                    f,
+                    "entries as before ({put_back} put back, {removed} removed)"
+                )
+            }
         })
     }
 }

@@ -77,7 +77,7 @@ pub enum Manager {
 impl fmt::Display for Manager {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::None => f.write_str("none (a static file)"),
+            Self::None => f.write_str("nothing (a static file)"),
             Self::SystemdResolved => f.write_str("systemd-resolved"),
             Self::NetworkManager => f.write_str("NetworkManager"),
             Self::Resolvconf => f.write_str("resolvconf"),

@@ -67,6 +67,19 @@ pub(crate) struct TrustState {
     pub watched: Vec<Watched>,
     /// With [`TrustMethod::Bundle`]: the exact text appended to the bundle.
     pub appended: Option<String>,
+    /// With [`TrustMethod::UpdateCaCertificates`]: every entry of the
+    /// hashed directory (`/etc/ssl/certs`), which the tool rewrites.
+    #[serde(default)]
+    pub certs_dir: Option<Listing>,
+}
+
+/// The entries of one directory (not recursive; subdirectories are not
+/// recorded).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Listing {
+    pub dir: PathBuf,
+    pub entries: std::collections::BTreeMap<String, Prior>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

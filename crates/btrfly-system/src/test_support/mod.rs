@@ -9,12 +9,15 @@
 //!   them, and a per-namespace `/etc/netns/NAME/resolv.conf` that
 //!   `ip netns exec` bind-mounts over `/etc/resolv.conf`; everything is
 //!   deleted on drop.
+//! * [`tree`]: byte-for-byte pictures of directory trees, to compare a
+//!   machine before apply and after restore.
 //!
-//! Both need root (the test suite runs as root) and fail with a clear
-//! message otherwise.
+//! `mount_ns` and `netns` need root (the test suite runs as root) and fail
+//! with a clear message otherwise.
 
 pub mod mount_ns;
 pub mod netns;
+pub mod tree;
 
 use std::process::Command;
 
