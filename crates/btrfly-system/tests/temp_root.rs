@@ -226,12 +226,12 @@ fn missing_tool_and_bundle_creates_the_bundle_then_removes_it() {
 /// Runs this test binary again, filtered to `test`, with `env` set; returns
 /// the child's exit status.
 fn child(test: &str, env: &[(&str, &Path)]) -> std::process::ExitStatus {
-    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    let mut cmd = Command::new(std::env::current_exe().expect("current_exe"));
     cmd.args(["--exact", test, "--nocapture", "--test-threads=1"]);
     for (k, v) in env {
         cmd.env(k, v);
     }
-    cmd.status().unwrap()
+    cmd.status().expect("run the child test")
 }
 
 const CHILD_ROOT: &str = "BTRFLY_TEST_CHILD_ROOT";
@@ -240,7 +240,7 @@ const CHILD_TOOL: &str = "BTRFLY_TEST_CHILD_TOOL";
 /// In a child process: apply on the given root (with the given tool), then
 /// exit without restoring, as a crash would.
 fn apply_in_child_then_die() {
-    let root = PathBuf::from(std::env::var_os(CHILD_ROOT).unwrap());
+    let root = PathBuf::from(std::env::var_os(CHILD_ROOT).expect("child root"));
     let mut paths = btrfly_system::SystemPaths::under(&root);
     paths.update_ca_certificates = std::env::var_os(CHILD_TOOL).map(PathBuf::from);
     let ca = TestCa::new("btrfly crashed session CA");

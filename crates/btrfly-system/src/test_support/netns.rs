@@ -106,9 +106,9 @@ impl Drop for Netns {
         let _ = Command::new("ip")
             .args(["netns", "del", &self.name])
             .status();
+        // /etc/netns itself stays: iproute2's directory, shared by every
+        // namespace (removing it would race with other tests).
         let _ = std::fs::remove_dir_all(self.etc_dir());
-        // Leave /etc/netns itself only if something else uses it.
-        let _ = std::fs::remove_dir("/etc/netns");
     }
 }
 

@@ -23,8 +23,8 @@ pub struct TestCa {
 
 impl TestCa {
     pub fn new(cn: &str) -> Self {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        let key = rcgen::KeyPair::generate().expect("generate CA key");
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
         params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
         params
             .distinguished_name
@@ -33,8 +33,8 @@ impl TestCa {
             rcgen::KeyUsagePurpose::KeyCertSign,
             rcgen::KeyUsagePurpose::CrlSign,
         ];
-        let cert = params.self_signed(&key).unwrap();
-        let issuer_key = rcgen::KeyPair::from_pem(&key.serialize_pem()).unwrap();
+        let cert = params.self_signed(&key).expect("self-sign CA");
+        let issuer_key = rcgen::KeyPair::from_pem(&key.serialize_pem()).expect("reload CA key");
         let issuer = rcgen::Issuer::new(params, issuer_key);
         Self { cert, key, issuer }
     }
@@ -44,14 +44,14 @@ impl TestCa {
     }
 
     pub fn ca(&self) -> CaCertificate {
-        CaCertificate::from_pem(&self.pem()).unwrap()
+        CaCertificate::from_pem(&self.pem()).expect("parse the test CA")
     }
 
     /// A leaf for `name` (PEM cert, PEM key).
     pub fn leaf(&self, name: &str) -> (String, String) {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let params = rcgen::CertificateParams::new(vec![name.to_string()]).unwrap();
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        let key = rcgen::KeyPair::generate().expect("generate leaf key");
+        let params = rcgen::CertificateParams::new(vec![name.to_string()]).expect("leaf params");
+        let cert = params.signed_by(&key, &self.issuer).expect("sign leaf");
         (cert.pem(), key.serialize_pem())
     }
 }
@@ -59,25 +59,25 @@ impl TestCa {
 /// `openssl verify -CAfile bundle leaf`: what a client using the bundle
 /// decides about a certificate btrfly minted.
 pub fn bundle_verifies(bundle: &Path, leaf_pem: &str) -> bool {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().expect("tempdir");
     let leaf = dir.path().join("leaf.pem");
-    fs::write(&leaf, leaf_pem).unwrap();
+    fs::write(&leaf, leaf_pem).expect("write leaf");
     Command::new("openssl")
         .args(["verify", "-CAfile"])
         .arg(bundle)
         .arg(&leaf)
         .output()
-        .unwrap()
+        .expect("run openssl verify")
         .status
         .success()
 }
 
 pub fn write_mode(path: &Path, bytes: &[u8], mode: u32) {
     if let Some(p) = path.parent() {
-        fs::create_dir_all(p).unwrap();
+        fs::create_dir_all(p).expect("create parent directory");
     }
-    fs::write(path, bytes).unwrap();
-    fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+    fs::write(path, bytes).expect("write file");
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).expect("set mode");
 }
 
 pub fn script(path: &Path, body: &str) {
@@ -103,7 +103,7 @@ impl Machine {
         let dir = tempfile::Builder::new()
             .prefix("btrfly-system-root-")
             .tempdir()
-            .unwrap();
+            .expect("tempdir");
         let root = dir.path().to_path_buf();
         let mut paths = SystemPaths::under(&root);
         paths.update_ca_certificates = Some(PathBuf::from(UPDATE_CA_CERTIFICATES));
@@ -115,23 +115,23 @@ impl Machine {
             &root.join("var/lib"),
             &root.join("usr/share/ca-certificates/example"),
         ] {
-            fs::create_dir_all(d).unwrap();
+            fs::create_dir_all(d).expect("create_dir_all");
         }
         let mut conf = String::from("# distribution CAs\n");
         for i in 1..=3 {
             let ca = TestCa::new(&format!("Example Distribution Root {i}"));
             let rel = format!("example/distro-{i}.crt");
-            fs::write(paths.distro_ca_dir.join(&rel), ca.pem()).unwrap();
+            fs::write(paths.distro_ca_dir.join(&rel), ca.pem()).expect("write distribution CA");
             conf.push_str(&rel);
             conf.push('\n');
         }
-        fs::write(&paths.ca_conf, conf).unwrap();
+        fs::write(&paths.ca_conf, conf).expect("write ca-certificates.conf");
         let keystore = paths.java_cacerts.clone();
         script(
             &paths.hooks_dir.join("keystore"),
             &format!(
                 "mkdir -p {dir}\ncat >> {ks}",
-                dir = keystore.parent().unwrap().display(),
+                dir = keystore.parent().expect("parent").display(),
                 ks = keystore.display()
             ),
         );
@@ -158,7 +158,7 @@ impl Machine {
             .arg("--hooksdir")
             .arg(&p.hooks_dir)
             .output()
-            .unwrap();
+            .expect("run update-ca-certificates");
         assert!(
             out.status.success(),
             "update-ca-certificates: {}",
@@ -176,7 +176,10 @@ pub fn plan(ca: &TestCa, ns: &[&str]) -> Plan {
     Plan {
         session: "record tag=t1 (test)".into(),
         resolver: Some(ResolverPlan {
-            nameservers: ns.iter().map(|s| s.parse().unwrap()).collect(),
+            nameservers: ns
+                .iter()
+                .map(|s| s.parse().expect("nameserver literal"))
+                .collect(),
         }),
         trust: Some(TrustPlan { ca: ca.ca() }),
     }
