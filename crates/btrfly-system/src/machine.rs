@@ -212,8 +212,13 @@ impl System {
         let seen = self.look_at_resolv_conf()?;
         let text = seen.content.as_deref().unwrap_or_default();
         let nameservers = resolver::nameservers(text);
+        let incomplete = state.as_ref().is_some_and(|s| !s.complete);
         let drift = match state.as_ref().and_then(|s| s.resolver.as_ref()) {
             None => Drift::NotApplied,
+            // An apply that stopped (crashed) before it got to resolv.conf.
+            Some(r) if incomplete && snapshot_matches(&seen.snap.prior, &r.prior) => {
+                Drift::NotApplied
+            }
             Some(r) => {
                 let now_is_file = matches!(
                     seen.kind,
@@ -764,6 +769,16 @@ struct TrustPrep {
     state: TrustState,
     ca: CaCertificate,
     pem: String,
+}
+
+/// Whether what is at a path now is what was there before apply.
+fn snapshot_matches(now: &Prior, before: &Prior) -> bool {
+    match (now, before) {
+        (Prior::File { sha256: a, .. }, Prior::File { sha256: b, .. }) => a == b,
+        (Prior::Symlink { target: a, .. }, Prior::Symlink { target: b, .. }) => a == b,
+        (Prior::Absent, Prior::Absent) => true,
+        _ => false,
+    }
 }
 
 fn prior_sha(prior: &Prior) -> Option<String> {

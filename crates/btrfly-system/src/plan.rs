@@ -306,7 +306,8 @@ impl fmt::Display for Restored {
 /// Whether resolv.conf is still what btrfly wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Drift {
-    /// Nothing is applied.
+    /// Nothing is applied to resolv.conf (or an apply that did not finish
+    /// never got to it).
     NotApplied,
     /// Byte for byte what btrfly wrote.
     AsWritten,

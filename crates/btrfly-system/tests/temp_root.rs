@@ -281,6 +281,12 @@ fn crash_during_apply_then_restore() {
     assert!(!applied.complete);
     assert_eq!(st.trust.ca_in_bundle, Some(true));
     assert!(st.to_string().contains("apply did not finish"));
+    // It crashed before it got to resolv.conf.
+    assert_eq!(st.resolver.drift, Drift::NotApplied);
+    assert_eq!(
+        fs::read_to_string(&m.paths.resolv_conf).unwrap(),
+        PRIOR_RESOLV
+    );
     // A new apply refuses until the crashed one is restored.
     let err = system
         .apply(&plan(&TestCa::new("next"), &[GATEWAY]))
