@@ -298,6 +298,14 @@ pub async fn serve(config_path: Option<PathBuf>) -> Result<ExitCode> {
             )
             .await
             .with_context(|| format!("binding the DNS listener on {}", d.listen))?;
+            let server = if d.forward.is_empty() {
+                server
+            } else {
+                server.with_forward(
+                    btrfly_dns::Forward::new(&d.forward, &d.forward_to)
+                        .context("setting up [dns] forward")?,
+                )
+            };
             Some(server)
         }
         None => None,

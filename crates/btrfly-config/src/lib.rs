@@ -236,6 +236,15 @@ pub struct DnsConfig {
     #[serde(default = "default_dns_ttl")]
     /// TTL of the answers, seconds. Default 5.
     pub ttl: u32,
+    /// Names (each with every name under it) that are forwarded to real
+    /// resolvers instead of answered with the gateway's address, e.g. the
+    /// control API's own name. Default: none.
+    #[serde(default)]
+    pub forward: Vec<String>,
+    /// The real resolvers for `forward` (`ADDR:PORT`, UDP with TCP on
+    /// truncation). Default: the ones in the gateway's `/etc/resolv.conf`.
+    #[serde(default)]
+    pub forward_to: Vec<SocketAddr>,
 }
 
 fn default_dns_ttl() -> u32 {
