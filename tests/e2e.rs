@@ -12,3 +12,4 @@ mod pip;
 mod setup;
 mod storage;
 mod transparent;
+mod transparent_system;
