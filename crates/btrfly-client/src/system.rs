@@ -21,16 +21,9 @@ use crate::args::{CacheArgs, ModeArg, ServerArgs};
 use crate::home;
 use crate::target::connect;
 
-/// The machine this CLI configures. `BTRFLY_SYSTEM_ROOT` puts every path
-/// under another root directory (for tests on a directory tree); by
-/// default the running machine's own paths.
+/// The machine this CLI configures: the running machine's own paths.
 fn system() -> System {
-    match std::env::var_os("BTRFLY_SYSTEM_ROOT") {
-        Some(root) if !root.is_empty() => System::new(btrfly_system::SystemPaths::under(
-            std::path::PathBuf::from(root),
-        )),
-        _ => System::host(),
-    }
+    System::host()
 }
 
 /// `btrfly start record|playback --tag=T --system [--client-ip IP]`.
