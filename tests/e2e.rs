@@ -11,3 +11,5 @@ mod oci;
 mod pip;
 mod setup;
 mod storage;
+mod transparent;
+mod transparent_system;

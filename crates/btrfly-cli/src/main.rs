@@ -41,11 +41,25 @@ enum Command {
         /// recorded again are replaced).
         #[arg(long)]
         force: bool,
+        /// Transparent mode for this whole machine (as root): bind the
+        /// session to this machine's address on the gateway, point the
+        /// resolver at btrfly's DNS and trust btrfly's CA in the system
+        /// store; prints what it changed. `btrfly stop` puts it all back.
+        #[arg(long)]
+        system: bool,
+        /// With --system: the address the gateway sees this machine's
+        /// connections come from, when it is not the one the control API
+        /// sees (NAT).
+        #[arg(long, value_name = "IP", requires = "system")]
+        client_ip: Option<std::net::IpAddr>,
         #[command(flatten)]
         caches: CacheArgs,
         #[command(flatten)]
         server: ServerArgs,
     },
+    /// What is configured on this machine now: the active session, the
+    /// resolver and the trust store (transparent mode).
+    Status,
     /// Stop the active session and print its summary (to stderr), and on
     /// stdout the shell commands that undo the session's exports:
     /// eval "$(btrfly stop)". A playback with misses exits 1 and lists them.
@@ -182,9 +196,30 @@ fn main() -> ExitCode {
                 mode,
                 tag,
                 force,
+                system: true,
+                client_ip,
+                caches: _,
+                server,
+            } => {
+                btrfly_client::system::start_system(
+                    &with_source(server),
+                    mode,
+                    &tag,
+                    force,
+                    client_ip,
+                )
+                .await
+            }
+            Command::Start {
+                mode,
+                tag,
+                force,
+                system: false,
+                client_ip: _,
                 caches,
                 server,
             } => client::start(&with_source(server), mode, &tag, force, caches).await,
+            Command::Status => btrfly_client::system::status(),
             Command::Stop {
                 mode,
                 json,

@@ -13,7 +13,7 @@ use btrfly_config::{Backend, Config};
 use btrfly_control::{ControlServer, ControlState};
 use btrfly_core::{Adapter, Sha256};
 use btrfly_gateway::Adapters;
-use btrfly_proxy::{GatewayApp, ProxyListener, UpstreamResolver};
+use btrfly_proxy::{GatewayApp, ProxyListener, Transparent, TransparentListener, UpstreamResolver};
 use btrfly_session::SessionRegistry;
 use btrfly_store::{GcsOptions, Identity, IdentityCheck, S3Options, Store, StoreOptions};
 use pingora_core::server::configuration::ServerConf;
@@ -257,14 +257,32 @@ pub async fn serve(config_path: Option<PathBuf>) -> Result<ExitCode> {
     )?;
     let sessions = Arc::new(SessionRegistry::new(store.clone()));
     let stack = btrfly_gateway::gateway(sessions.clone(), adapters(&config)?, store.clone());
-    let resolver = UpstreamResolver::new(config.upstream.resolve.clone());
     let timeout = Duration::from_secs(config.upstream.connect_timeout_secs.unwrap_or(10));
-    let app = GatewayApp::new(stack, store.clone(), resolver, timeout);
-    let conf = ServerConf {
+    let conf = Arc::new(ServerConf {
         ca_file: Some(bundle.to_string_lossy().into_owned()),
         ..ServerConf::default()
+    });
+    // One Pingora app per listener, all over the same gateway stack.
+    let make_app = || {
+        let resolver = UpstreamResolver::new(config.upstream.resolve.clone());
+        let app = GatewayApp::new(stack.clone(), store.clone(), resolver, timeout);
+        pingora_proxy::http_proxy(&conf, app)
     };
-    let proxy_app = pingora_proxy::http_proxy(&Arc::new(conf), app);
+    let proxy_app = make_app();
+    let mut transparent = Vec::new();
+    if let Some(t) = &config.transparent {
+        for (kind, addr, key) in [
+            (Transparent::Tls, t.listen_tls, "transparent.listen_tls"),
+            (Transparent::Http, t.listen_http, "transparent.listen_http"),
+        ] {
+            let Some(addr) = addr else { continue };
+            let listener =
+                TransparentListener::bind(kind, addr, ca.clone(), sessions.clone(), make_app())
+                    .await
+                    .map_err(|e| bind_error(kind.label(), key, addr, e))?;
+            transparent.push(listener);
+        }
+    }
 
     let proxy = ProxyListener::bind(config.proxy.listen, ca.clone(), sessions.clone(), proxy_app)
         .await
@@ -277,6 +295,7 @@ pub async fn serve(config_path: Option<PathBuf>) -> Result<ExitCode> {
             ca_pem: ca.cert_pem().to_owned(),
             proxy_advertise: advertised(&config, proxy_addr),
             token,
+            dns_advertise: dns_advertise(&config),
         },
     )
     .await
@@ -298,6 +317,14 @@ pub async fn serve(config_path: Option<PathBuf>) -> Result<ExitCode> {
             )
             .await
             .with_context(|| format!("binding the DNS listener on {}", d.listen))?;
+            let server = if d.forward.is_empty() {
+                server
+            } else {
+                server.with_forward(
+                    btrfly_dns::Forward::new(&d.forward, &d.forward_to)
+                        .context("setting up [dns] forward")?,
+                )
+            };
             Some(server)
         }
         None => None,
@@ -305,13 +332,8 @@ pub async fn serve(config_path: Option<PathBuf>) -> Result<ExitCode> {
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
-    println!("listening on {proxy_addr} (proxy)");
-    println!("listening on {control_addr} (control)");
-    tasks.spawn(proxy.run(shutdown_rx.clone()));
-    tasks.spawn(control.run(shutdown_rx.clone()));
-    // Session counters to the store, sessions stopped through other
-    // replicas; the last counters are written on shutdown.
-    tasks.spawn(sessions.clone().run_replication(shutdown_rx.clone()));
+    // The optional listeners first: whoever waits for the proxy and control
+    // lines has seen these by then.
     if let Some(dns) = dns {
         println!("listening on {} (dns)", dns.local_addr());
         let rx = shutdown_rx.clone();
@@ -321,6 +343,21 @@ pub async fn serve(config_path: Option<PathBuf>) -> Result<ExitCode> {
             }
         });
     }
+    for listener in transparent {
+        println!(
+            "listening on {} ({})",
+            listener.local_addr()?,
+            listener.kind().label()
+        );
+        tasks.spawn(listener.run(shutdown_rx.clone()));
+    }
+    println!("listening on {proxy_addr} (proxy)");
+    println!("listening on {control_addr} (control)");
+    tasks.spawn(proxy.run(shutdown_rx.clone()));
+    tasks.spawn(control.run(shutdown_rx.clone()));
+    // Session counters to the store, sessions stopped through other
+    // replicas; the last counters are written on shutdown.
+    tasks.spawn(sessions.clone().run_replication(shutdown_rx.clone()));
     tracing::info!(
         data_dir = %data_dir.display(),
         storage = store.backend(),
@@ -335,6 +372,13 @@ pub async fn serve(config_path: Option<PathBuf>) -> Result<ExitCode> {
     })
     .await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The DNS address a build machine's resolv.conf can name: `[dns] listen`
+/// on port 53 at a concrete address (resolv.conf has no port).
+fn dns_advertise(config: &Config) -> Option<IpAddr> {
+    let listen = config.dns.as_ref()?.listen;
+    (listen.port() == 53 && !listen.ip().is_unspecified()).then_some(listen.ip())
 }
 
 async fn wait_for_signal() {

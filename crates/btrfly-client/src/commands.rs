@@ -84,6 +84,29 @@ pub async fn start(
     force: bool,
     caches: CacheArgs,
 ) -> Result<ExitCode> {
+    let home = home::home();
+    let session = start_session(args, mode, tag, force, caches).await?;
+    print_exports(&session, &home);
+    let caches = match &session.cache_dir {
+        Some(d) => format!("fresh client caches in {}", d.display()),
+        None => "the user's client caches".to_owned(),
+    };
+    eprintln!(
+        "btrfly: {} session {} for tag {} started ({caches}); exports printed for eval",
+        session.mode, session.id, session.tag
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Starts a session on the server and makes it this `BTRFLY_HOME`'s
+/// active one.
+pub(crate) async fn start_session(
+    args: &ServerArgs,
+    mode: ModeArg,
+    tag: &str,
+    force: bool,
+    caches: CacheArgs,
+) -> Result<ActiveSession> {
     let tag = parse_tag(tag)?;
     let home = home::home();
     if let Some(active) = home::load_active(&home)? {
@@ -104,16 +127,7 @@ pub async fn start(
             .await;
         return Err(e);
     }
-    print_exports(&session, &home);
-    let caches = match &session.cache_dir {
-        Some(d) => format!("fresh client caches in {}", d.display()),
-        None => "the user's client caches".to_owned(),
-    };
-    eprintln!(
-        "btrfly: {} session {} for tag {} started ({caches}); exports printed for eval",
-        session.mode, session.id, session.tag
-    );
-    Ok(ExitCode::SUCCESS)
+    Ok(session)
 }
 
 /// `btrfly env`: the active session's exports again.
@@ -232,7 +246,13 @@ pub async fn stop(
     allow_incomplete: bool,
 ) -> Result<ExitCode> {
     let home = home::home();
+    // The machine first: it must never stay pointed at the resolver of a
+    // session that is gone (also after a crash, or on a second stop).
+    let restored = crate::system::restore_if_applied()?;
     let Some(active) = home::load_active(&home)? else {
+        if restored {
+            return Ok(ExitCode::SUCCESS);
+        }
         bail!(
             "no active session to stop in BTRFLY_HOME {} (start one with `btrfly start record|playback --tag=TAG`)",
             home.display()

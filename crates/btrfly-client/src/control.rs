@@ -11,7 +11,8 @@ use serde::Serialize;
 use btrfly_core::Tag;
 
 use btrfly_core::api::{
-    ErrorBody, StartRequest, StartResponse, StopRequest, Summary, TagList, TagShow,
+    BindRequest, BindResponse, ErrorBody, StartRequest, StartResponse, StopRequest, Summary,
+    TagList, TagShow,
 };
 
 /// What went wrong talking to the control API.
@@ -217,6 +218,21 @@ impl ControlClient {
         self.call(
             Method::POST,
             &format!("/v1/sessions/{id}/stop"),
+            Some(to_json(req)),
+        )
+        .await
+    }
+
+    /// `POST /v1/sessions/{id}/bind`: binds the session to a client address
+    /// (transparent mode); the answer names btrfly's DNS and the CA.
+    ///
+    /// # Errors
+    /// See [`ClientError`]; an address bound to another session is
+    /// [`ClientError::Server`] with status 409.
+    pub async fn bind(&self, id: &str, req: &BindRequest) -> Result<BindResponse, ClientError> {
+        self.call(
+            Method::POST,
+            &format!("/v1/sessions/{id}/bind"),
             Some(to_json(req)),
         )
         .await

@@ -10,6 +10,7 @@ pub mod commands;
 pub mod control;
 pub mod exports;
 pub mod home;
+pub mod system;
 pub mod target;
 
 pub use control::{parse_server_url, ClientError, ControlClient};

@@ -63,6 +63,10 @@ pub struct Config {
     /// `[dns]`: btrfly's DNS server (off unless given).
     pub dns: Option<DnsConfig>,
     #[serde(default)]
+    /// `[transparent]`: listeners for clients btrfly's DNS sends here (off
+    /// unless given).
+    pub transparent: Option<TransparentConfig>,
+    #[serde(default)]
     /// `[upstream]`: how upstreams are reached and trusted.
     pub upstream: UpstreamConfig,
     #[serde(default)]
@@ -236,6 +240,28 @@ pub struct DnsConfig {
     #[serde(default = "default_dns_ttl")]
     /// TTL of the answers, seconds. Default 5.
     pub ttl: u32,
+    /// Names (each with every name under it) that are forwarded to real
+    /// resolvers instead of answered with the gateway's address, e.g. the
+    /// control API's own name. Default: none.
+    #[serde(default)]
+    pub forward: Vec<String>,
+    /// The real resolvers for `forward` (`ADDR:PORT`, UDP with TCP on
+    /// truncation). Default: the ones in the gateway's `/etc/resolv.conf`.
+    #[serde(default)]
+    pub forward_to: Vec<SocketAddr>,
+}
+
+/// `[transparent]`: plain TLS and HTTP listeners for clients that know no
+/// proxy (btrfly's DNS points every name here). A connection is served only
+/// for a client address a session is bound to (`btrfly start --system`).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransparentConfig {
+    /// TLS, terminated with a leaf minted for the ClientHello's SNI; the
+    /// upstream is that name on this listener's port (`ADDR:443`).
+    pub listen_tls: Option<SocketAddr>,
+    /// Plain HTTP, routed by `Host` (`ADDR:80`).
+    pub listen_http: Option<SocketAddr>,
 }
 
 fn default_dns_ttl() -> u32 {

@@ -7,6 +7,7 @@
 //! | POST   | /v1/sessions              | start a session `{tag, mode, force}`   |
 //! | GET    | /v1/sessions/{id}         | a running session's summary so far     |
 //! | POST   | /v1/sessions/{id}/stop    | stop it; seals the tag when recording  |
+//! | POST   | /v1/sessions/{id}/bind    | bind it to a client address `{secret, client_ip?}` (transparent mode); answers `{client_ip, dns, ca_pem}` |
 //! | GET    | /v1/tags                  | every tag                              |
 //! | GET    | /v1/tags/{tag}            | a tag and its entries                  |
 //!
@@ -16,5 +17,6 @@
 //! New endpoints (the web UI, metrics) are routes of [`server::router`].
 
 pub mod server;
+mod transparent;
 
 pub use server::{router, ControlServer, ControlState};

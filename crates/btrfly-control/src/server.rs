@@ -29,6 +29,9 @@ pub struct ControlState {
     pub proxy_advertise: String,
     /// The control token (`Authorization: Bearer TOKEN`).
     pub token: String,
+    /// The address of btrfly's DNS server that build machines put in their
+    /// resolver (transparent mode), when it serves on port 53.
+    pub dns_advertise: Option<std::net::IpAddr>,
 }
 
 /// The control API's listener and router.
@@ -42,7 +45,7 @@ type Shared = State<Arc<ControlState>>;
 /// Control requests are small JSON documents.
 const MAX_BODY: usize = 64 * 1024;
 
-fn json<T: Serialize>(status: StatusCode, value: &T) -> Response {
+pub(crate) fn json<T: Serialize>(status: StatusCode, value: &T) -> Response {
     let body = serde_json::to_vec_pretty(value).unwrap_or_else(|e| {
         format!("{{\"error\":\"serialising the response: {e}\"}}").into_bytes()
     });
@@ -57,7 +60,7 @@ fn json<T: Serialize>(status: StatusCode, value: &T) -> Response {
         .into_response()
 }
 
-fn error(status: StatusCode, message: impl Into<String>) -> Response {
+pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response {
     json(
         status,
         &ErrorBody {
@@ -66,11 +69,12 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
     )
 }
 
-fn session_error(e: SessionError) -> Response {
+pub(crate) fn session_error(e: SessionError) -> Response {
     let status = match &e {
-        SessionError::Sealed(_) | SessionError::Busy { .. } | SessionError::EmptyTag(_) => {
-            StatusCode::CONFLICT
-        }
+        SessionError::Sealed(_)
+        | SessionError::Busy { .. }
+        | SessionError::EmptyTag(_)
+        | SessionError::AddressTaken { .. } => StatusCode::CONFLICT,
         SessionError::UnknownTag(_) | SessionError::NotFound(_) => StatusCode::NOT_FOUND,
         SessionError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
         SessionError::Id(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -86,6 +90,7 @@ pub fn router(state: Arc<ControlState>) -> Router {
         .route("/v1/sessions", post(start))
         .route("/v1/sessions/{id}", get(session))
         .route("/v1/sessions/{id}/stop", post(stop))
+        .route("/v1/sessions/{id}/bind", post(crate::transparent::bind))
         .route("/v1/tags", get(tags))
         .route("/v1/tags/{tag}", get(tag))
         .fallback(not_found)
@@ -137,7 +142,7 @@ async fn ca(State(state): Shared) -> Response {
 }
 
 /// A JSON body; an empty one is `T::default()` when `default` is given.
-fn parse_json<T: serde::de::DeserializeOwned>(
+pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(
     body: Result<Bytes, BytesRejection>,
     default: Option<T>,
 ) -> Result<T, Response> {
@@ -285,6 +290,7 @@ impl ControlServer {
                 }
             }
         };
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         if let Err(e) = axum::serve(self.listener, app)
             .with_graceful_shutdown(stopped)
             .await

@@ -84,3 +84,29 @@ pub struct ErrorBody {
     /// What went wrong, for a person.
     pub error: String,
 }
+
+/// Body of `POST /v1/sessions/{id}/bind`: bind a session to a client
+/// address for transparent mode.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BindRequest {
+    /// The session's secret (as returned when it was started).
+    pub secret: String,
+    /// The client address; default: the address the control API sees the
+    /// request come from (give it for a machine behind NAT).
+    #[serde(default)]
+    pub client_ip: Option<std::net::IpAddr>,
+}
+
+/// Answer to `POST /v1/sessions/{id}/bind`: what a build machine needs to
+/// point itself at the gateway.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BindResponse {
+    /// The address now bound to the session.
+    pub client_ip: std::net::IpAddr,
+    /// The address of btrfly's DNS server for the machine's resolver
+    /// (`nameserver` in resolv.conf, port 53), or `None` when the gateway
+    /// serves no DNS on port 53 at a concrete address.
+    pub dns: Option<std::net::IpAddr>,
+    /// The CA certificate, PEM, for the machine's trust store.
+    pub ca_pem: String,
+}

@@ -4,7 +4,18 @@
 //! with this server as its only resolver gets the proxy's IPv4 address for every
 //! `A` query and its IPv6 address for every `AAAA` query, whatever the name.
 //! Every other query type gets an empty, successful (`NOERROR`) answer, so
-//! clients fall back to plain address lookups instead of failing.
+//! clients fall back to plain address lookups instead of failing. That includes
+//! `HTTPS` and `SVCB` (RFC 9460): they are answered with no data, never with
+//! records, so no client learns an ECH configuration or an alt-svc hint (such as
+//! `h3` on UDP) that would let it go around the interception.
+//!
+//! Names that cannot exist get `NXDOMAIN`: names under `invalid.` (RFC 6761
+//! §6.4) and names that are not host names (RFC 1123 §2.1: labels of letters,
+//! digits and hyphens, not starting or ending with a hyphen; `_` is allowed too,
+//! as in `_dmarc` or SRV owner names).
+//!
+//! An allow-list of names ([`Forward`]; for example the control API's own name)
+//! is forwarded to real resolvers instead, all types but `HTTPS`/`SVCB`.
 //!
 //! The server listens on UDP and TCP on the same port and is built on
 //! [`hickory_server`] with a small custom [`RequestHandler`]: there is no zone
@@ -44,7 +55,7 @@ use hickory_server::{
         op::{Edns, Header, HeaderCounts, LowerQuery, MessageType, Metadata, OpCode, ResponseCode},
         rr::{
             rdata::{A, AAAA},
-            DNSClass, RData, Record, RecordType,
+            DNSClass, Name, RData, Record, RecordType,
         },
     },
     server::{Request, RequestHandler, ResponseHandler, ResponseInfo},
@@ -56,6 +67,10 @@ use tokio::{
     sync::watch,
 };
 use tracing::{debug, info, warn};
+
+mod forward;
+pub use forward::Forward;
+use forward::Forwarded;
 
 /// How long an accepted TCP connection may stay idle before the server closes it.
 const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -105,6 +120,22 @@ pub enum DnsError {
         #[source]
         source: io::Error,
     },
+    /// A name of the forwarding allow-list is not a valid DNS name.
+    #[error("dns forward name {name:?} is not a valid name: {reason}")]
+    ForwardName {
+        /// The name as configured.
+        name: String,
+        /// Why it was rejected.
+        reason: String,
+    },
+    /// The resolver for forwarded names could not be set up (for example
+    /// `/etc/resolv.conf` could not be read).
+    #[error("setting up the resolver for forwarded dns names: {source}")]
+    ForwardResolver {
+        /// The underlying failure.
+        #[source]
+        source: hickory_resolver::net::NetError,
+    },
     /// Serving stopped because of an error rather than a shutdown request.
     #[error("serving dns on {addr}: {source}")]
     Serve {
@@ -125,6 +156,7 @@ pub struct DnsServer {
     tcp: TcpListener,
     local_addr: SocketAddr,
     config: DnsConfig,
+    forward: Option<Forward>,
 }
 
 impl fmt::Debug for DnsServer {
@@ -132,6 +164,7 @@ impl fmt::Debug for DnsServer {
         f.debug_struct("DnsServer")
             .field("local_addr", &self.local_addr)
             .field("config", &self.config)
+            .field("forward", &self.forward)
             .finish_non_exhaustive()
     }
 }
@@ -167,6 +200,7 @@ impl DnsServer {
                         tcp,
                         local_addr,
                         config,
+                        forward: None,
                     });
                 }
                 Err(source) if source.kind() == io::ErrorKind::AddrInUse && attempt < attempts => {
@@ -186,6 +220,14 @@ impl DnsServer {
         }
     }
 
+    /// Forwards the names of `forward` to real resolvers instead of answering
+    /// them with the configured addresses.
+    #[must_use]
+    pub fn with_forward(mut self, forward: Forward) -> DnsServer {
+        self.forward = Some(forward);
+        self
+    }
+
     /// The address both listeners are bound to (with the actual port when 0 was asked for).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
@@ -202,9 +244,10 @@ impl DnsServer {
             tcp,
             local_addr,
             config,
+            forward,
         } = self;
 
-        let mut server = Server::new(AnswerEverything { config });
+        let mut server = Server::new(AnswerEverything { config, forward });
         server.register_socket(udp);
         server.register_listener(tcp, TCP_IDLE_TIMEOUT, TCP_RESPONSE_BUFFER);
         let token = server.shutdown_token().clone();
@@ -239,10 +282,59 @@ impl DnsServer {
 /// The request handler: every name exists and resolves to the configured addresses.
 struct AnswerEverything {
     config: DnsConfig,
+    forward: Option<Forward>,
+}
+
+/// Whether `name` cannot exist: under `invalid.` (RFC 6761 §6.4), or not a
+/// host name (RFC 1123 §2.1 letters, digits, hyphens; plus `_`).
+pub fn is_invalid_name(name: &Name) -> bool {
+    let mut labels = name.iter().peekable();
+    let mut last: &[u8] = &[];
+    while let Some(label) = labels.next() {
+        let valid = !label.is_empty()
+            && label
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_')
+            && label.first() != Some(&b'-')
+            && label.last() != Some(&b'-');
+        if !valid {
+            return true;
+        }
+        if labels.peek().is_none() {
+            last = label;
+        }
+    }
+    last.eq_ignore_ascii_case(b"invalid")
+}
+
+/// The answer to one question.
+enum Answer {
+    Records(Vec<Record>),
+    Empty(ResponseCode),
 }
 
 impl AnswerEverything {
-    /// The answer record for one question, if the question has one.
+    /// The answer to one question: forwarded, `NXDOMAIN` or made up.
+    async fn respond(&self, query: &LowerQuery) -> Answer {
+        let name = query.original().name();
+        if is_invalid_name(name) {
+            debug!(%name, "invalid name, answering NXDOMAIN");
+            return Answer::Empty(ResponseCode::NXDomain);
+        }
+        let hint_type = matches!(query.query_type(), RecordType::HTTPS | RecordType::SVCB);
+        match &self.forward {
+            Some(forward) if forward.covers(name) && !hint_type => {
+                match forward.ask(name, query.query_type()).await {
+                    Forwarded::Answers(records) => Answer::Records(records),
+                    Forwarded::Empty(code) => Answer::Empty(code),
+                    Forwarded::Failed => Answer::Empty(ResponseCode::ServFail),
+                }
+            }
+            _ => Answer::Records(self.answer(query).into_iter().collect()),
+        }
+    }
+
+    /// The made-up answer record for one question, if the question has one.
     fn answer(&self, query: &LowerQuery) -> Option<Record> {
         if !matches!(query.query_class(), DNSClass::IN | DNSClass::ANY) {
             return None;
@@ -276,7 +368,7 @@ impl RequestHandler for AnswerEverything {
             edns
         });
 
-        let response_code = if request.metadata.message_type != MessageType::Query {
+        let mut response_code = if request.metadata.message_type != MessageType::Query {
             ResponseCode::FormErr
         } else if request.metadata.op_code != OpCode::Query {
             ResponseCode::NotImp
@@ -292,20 +384,28 @@ impl RequestHandler for AnswerEverything {
             ResponseCode::NoError
         };
 
-        let answers: Vec<Record> = if response_code == ResponseCode::NoError {
-            request
-                .queries
-                .queries()
-                .iter()
-                .filter_map(|query| self.answer(query))
-                .collect()
-        } else {
-            Vec::new()
-        };
+        let mut answers: Vec<Record> = Vec::new();
+        if response_code == ResponseCode::NoError {
+            for query in request.queries.queries() {
+                match self.respond(query).await {
+                    Answer::Records(records) => answers.extend(records),
+                    // One question per message in practice; with several,
+                    // the first failure is the message's code.
+                    Answer::Empty(code) => {
+                        if response_code == ResponseCode::NoError {
+                            response_code = code;
+                        }
+                    }
+                }
+            }
+        }
 
         let mut metadata = Metadata::response_from_request(&request.metadata);
         metadata.response_code = response_code;
-        metadata.authoritative = response_code == ResponseCode::NoError;
+        metadata.authoritative = matches!(
+            response_code,
+            ResponseCode::NoError | ResponseCode::NXDomain
+        );
         // Every name is answered here, so to a stub resolver recursion is available.
         metadata.recursion_available = true;
 

@@ -518,3 +518,160 @@ async fn binding_a_taken_port_reports_context() {
         "{error}"
     );
 }
+
+// ---- HTTPS/SVCB, TXT, NXDOMAIN and forwarding ----
+
+#[tokio::test]
+async fn https_svcb_and_txt_answer_noerror_without_data() {
+    let running = start(config()).await;
+    // HTTPS and SVCB carry ECH keys and alt-svc hints (RFC 9460): never any record.
+    for record_type in [RecordType::HTTPS, RecordType::SVCB, RecordType::TXT] {
+        let response =
+            udp_exchange(running.addr, &query("www.example.test.", record_type, true)).await;
+        assert_eq!(
+            response.response_code,
+            ResponseCode::NoError,
+            "{record_type}"
+        );
+        assert!(response.answers.is_empty(), "{record_type}: {response:?}");
+        assert!(
+            response.additionals.is_empty(),
+            "{record_type}: {response:?}"
+        );
+    }
+    // The same through hickory's resolver: a name that exists, with no such data.
+    let resolver = resolver(running.addr, Transport::Udp);
+    let error = resolver
+        .lookup("www.example.test.", RecordType::HTTPS)
+        .await
+        .expect_err("HTTPS has no answer");
+    assert_no_records(&error, ResponseCode::NoError);
+    running.shutdown().await;
+}
+
+#[tokio::test]
+async fn invalid_names_are_nxdomain() {
+    let running = start(config()).await;
+    let names: Vec<Name> = [
+        &[&b"www"[..], b"example", b"invalid"][..],
+        &[b"foo", b"INVALID"],
+        &[b"-lead", b"example", b"test"],
+        &[b"trail-", b"example", b"test"],
+        &[b"sp ace", b"example", b"test"],
+    ]
+    .iter()
+    .map(|labels| {
+        let mut name = Name::from_labels(labels.iter().copied()).expect("a DNS name");
+        name.set_fqdn(true);
+        name
+    })
+    .collect();
+    for name in &names {
+        for record_type in [RecordType::A, RecordType::AAAA, RecordType::TXT] {
+            let mut request = Message::query();
+            request.add_query(Query::query(name.clone(), record_type));
+            let response = udp_exchange(running.addr, &request).await;
+            assert_eq!(
+                response.response_code,
+                ResponseCode::NXDomain,
+                "{name} {record_type}: {response:?}"
+            );
+            assert!(response.answers.is_empty(), "{name}: {response:?}");
+        }
+    }
+    // hickory's resolver sees the NXDOMAIN (it answers `.invalid` itself, so
+    // ask it about a name that only the server can reject).
+    let resolver = resolver(running.addr, Transport::Tcp);
+    let error = resolver
+        .lookup(names[3].clone(), RecordType::A)
+        .await
+        .expect_err("NXDOMAIN");
+    assert_no_records(&error, ResponseCode::NXDomain);
+    // Names with underscores (SRV, TXT owners) and digits are fine.
+    let lookup = resolver
+        .lookup("_svc.1-a.example.test.", RecordType::A)
+        .await
+        .expect("valid name answered");
+    assert_eq!(lookup.answers()[0].data, RData::A(A(V4)));
+    running.shutdown().await;
+}
+
+#[tokio::test]
+async fn forwarded_names_get_the_real_resolvers_answer() {
+    // The "real resolver": another server with different addresses.
+    const REAL_V4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 7);
+    let real = start(DnsConfig {
+        v4: Some(REAL_V4),
+        v6: None,
+        ttl: 300,
+    })
+    .await;
+    let forward = btrfly_dns::Forward::new(&["control.example.test".to_owned()], &[real.addr])
+        .expect("forward set up");
+    let server = DnsServer::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), config())
+        .await
+        .expect("bind")
+        .with_forward(forward);
+    let addr = server.local_addr();
+    let (stop, shutdown) = watch::channel(false);
+    let task = tokio::spawn(server.run(shutdown));
+    let front = Running { addr, stop, task };
+
+    let resolver = resolver(front.addr, Transport::Udp);
+    for name in ["control.example.test.", "api.Control.example.test."] {
+        let lookup = resolver
+            .lookup(name, RecordType::A)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let data: Vec<_> = lookup.answers().iter().map(|r| r.data.clone()).collect();
+        assert_eq!(data, vec![RData::A(A(REAL_V4))], "{name} is forwarded");
+    }
+    // The real resolver has no AAAA: passed on as NOERROR without data.
+    let error = resolver
+        .lookup("control.example.test.", RecordType::AAAA)
+        .await
+        .expect_err("no AAAA upstream");
+    assert_no_records(&error, ResponseCode::NoError);
+    // HTTPS is never forwarded.
+    let response = udp_exchange(
+        front.addr,
+        &query("control.example.test.", RecordType::HTTPS, true),
+    )
+    .await;
+    assert_eq!(response.response_code, ResponseCode::NoError);
+    assert!(response.answers.is_empty(), "{response:?}");
+    // A sibling name, and a name that only ends the same way, are not forwarded.
+    for name in ["other.example.test.", "xcontrol.example.test."] {
+        let lookup = resolver.lookup(name, RecordType::A).await.expect(name);
+        assert_eq!(lookup.answers()[0].data, RData::A(A(V4)), "{name}");
+    }
+
+    // With the real resolver gone, forwarded names fail (SERVFAIL) rather than
+    // pointing at the gateway.
+    let real_addr = real.shutdown().await;
+    let response = timeout(
+        Duration::from_secs(30),
+        udp_exchange_raw(
+            front.addr,
+            &query("gone.control.example.test.", RecordType::A, false)
+                .to_vec()
+                .expect("encode"),
+        ),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("answer within 30 s with {real_addr} down"));
+    let response = Message::from_vec(&response).expect("decodable");
+    assert_eq!(
+        response.response_code,
+        ResponseCode::ServFail,
+        "{response:?}"
+    );
+    assert!(response.answers.is_empty());
+    front.shutdown().await;
+}
+
+#[test]
+fn forward_names_must_be_names() {
+    let error = btrfly_dns::Forward::new(&["a..b".to_owned()], &[]).expect_err("empty label");
+    assert!(error.to_string().contains("\"a..b\""), "{error}");
+}

@@ -22,9 +22,11 @@ pub mod listener;
 pub mod resolve;
 mod respond;
 mod target;
+pub mod transparent;
 pub mod tunnel;
 
 pub use app::GatewayApp;
 pub use listener::ProxyListener;
 pub use resolve::UpstreamResolver;
+pub use transparent::{Transparent, TransparentListener};
 pub use tunnel::Tunnel;

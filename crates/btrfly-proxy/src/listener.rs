@@ -203,6 +203,7 @@ impl Inner {
             port: connect.port,
             tls,
             credential: connect.credential,
+            by_host: false,
         };
         let mut l4 = L4Stream::from(tcp);
         if !extra.is_empty() {

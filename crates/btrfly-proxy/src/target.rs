@@ -56,6 +56,26 @@ pub(crate) fn origin_of(
                 .trim_end_matches(']')
                 .to_ascii_lowercase()
         });
+    if let Some(t) = tunnel.filter(|t| t.by_host) {
+        let Some(host) = named_host else {
+            return Err(Reply::text(
+                StatusCode::BAD_REQUEST,
+                "btrfly: the request has no Host header: a transparent HTTP request is routed by its Host",
+            ));
+        };
+        let port = absolute
+            .as_ref()
+            .and_then(|u| u.port_u16())
+            .or_else(|| {
+                req.headers
+                    .get(header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .and_then(|h| h.parse::<http::uri::Authority>().ok())
+                    .and_then(|a| a.port_u16())
+            })
+            .unwrap_or(t.port);
+        return Ok(Origin::new(false, &host, port));
+    }
     if let Some(t) = tunnel {
         if let Some(named) = named_host {
             if named != t.host {

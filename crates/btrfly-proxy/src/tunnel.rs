@@ -10,6 +10,11 @@ pub struct Tunnel {
     pub port: u16,
     /// Whether the tunnel carries TLS (https) or plain HTTP.
     pub tls: bool,
-    /// The `Proxy-Authorization` value the CONNECT presented.
+    /// The `Proxy-Authorization` value the CONNECT presented (in
+    /// transparent mode: the credential of the session bound to the
+    /// client's address).
     pub credential: Option<Vec<u8>>,
+    /// Transparent plain HTTP: each request's origin is its own `Host`
+    /// (port: the `Host`'s, else `port`), not `host`.
+    pub by_host: bool,
 }

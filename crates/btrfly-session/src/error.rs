@@ -23,6 +23,16 @@ pub enum SessionError {
         /// The session recording it.
         session: SessionId,
     },
+    /// Another active session is bound to the client address.
+    #[error(
+        "client address {address} is already bound to session {session}; stop that session first"
+    )]
+    AddressTaken {
+        /// The client address.
+        address: std::net::IpAddr,
+        /// The session bound to it.
+        session: String,
+    },
     /// No such session.
     #[error("no session {0} on this server (it was stopped, or never started)")]
     NotFound(String),

@@ -9,6 +9,7 @@
 //! replica sums them (see [`replicas`]). A [`LiveSession`] also keeps what
 //! its recordings taught it about later requests ([`live`]).
 
+pub mod address;
 pub mod credential;
 pub mod error;
 pub mod live;

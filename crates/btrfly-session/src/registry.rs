@@ -8,6 +8,7 @@ use btrfly_core::{Mode, SessionId, SessionInfo, Sha256, Summary, Tag, TagMeta};
 use btrfly_store::Store;
 use time::OffsetDateTime;
 
+use crate::address::AddressBindings;
 use crate::credential;
 use crate::error::SessionError;
 use crate::live::LiveSession;
@@ -30,6 +31,8 @@ pub struct SessionRegistry {
     create_lock: tokio::sync::Mutex<()>,
     /// This replica's part of the replica protocol (see [`replicas`]).
     replication: Replication,
+    /// Client addresses bound to sessions (transparent mode).
+    addresses: AddressBindings,
 }
 
 impl SessionRegistry {
@@ -40,6 +43,7 @@ impl SessionRegistry {
             live: RwLock::new(HashMap::new()),
             create_lock: tokio::sync::Mutex::new(()),
             replication: Replication::new(credential::random_hex(8)),
+            addresses: AddressBindings::default(),
         }
     }
 
@@ -185,6 +189,7 @@ impl SessionRegistry {
         };
         let id = session.info.id.clone();
         session.deactivate();
+        self.unbind_session(id.as_str());
         session.settle().await;
         // Deleting the session object tells the other replicas to stop
         // serving it and write their last counters; `gather` waits for them.
@@ -227,6 +232,10 @@ impl SessionRegistry {
         &self,
     ) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<LiveSession>>> {
         self.live.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn addresses(&self) -> &AddressBindings {
+        &self.addresses
     }
 
     /// This replica's name in `sessions/<id>/stats/<replica>.json`.
