@@ -32,9 +32,11 @@ pub struct Store {
 pub struct TagIndex {
     tag: Tag,
     sealed_at: Option<OffsetDateTime>,
-    entries: HashMap<String, Entry>,
-    /// Per key id, the sets of `Vary` names its answers were recorded with.
-    vary: HashMap<String, Vec<VaryRecord>>,
+    /// Keyed by the key itself: a lookup hashes the key's fields, it does
+    /// not compute the key's SHA-256 id (`cargo bench -p btrfly-gateway`).
+    entries: HashMap<RecordingKey, Entry>,
+    /// Per base key, the sets of `Vary` names its answers were recorded with.
+    vary: HashMap<RecordingKey, Vec<VaryRecord>>,
 }
 
 impl TagIndex {
@@ -60,17 +62,16 @@ impl TagIndex {
 
     /// The entry recorded for `key`, like [`Store::get_entry`].
     pub fn get(&self, key: &RecordingKey) -> Option<&Entry> {
-        self.entries.get(&key.id()).filter(|e| &e.key == key)
+        self.entries.get(key)
     }
 
     /// The sets of `Vary` names recorded for `key`, like
     /// [`Store::vary_sets`].
     pub fn vary_sets(&self, key: &RecordingKey) -> Vec<Vec<String>> {
         self.vary
-            .get(&key.id())
+            .get(key)
             .into_iter()
             .flatten()
-            .filter(|r| &r.key == key)
             .map(|r| r.vary.clone())
             .collect()
     }
@@ -81,9 +82,9 @@ impl TagIndex {
         entries: Vec<Entry>,
         vary: Vec<VaryRecord>,
     ) -> TagIndex {
-        let mut by_key: HashMap<String, Vec<VaryRecord>> = HashMap::new();
+        let mut by_key: HashMap<RecordingKey, Vec<VaryRecord>> = HashMap::new();
         for r in vary {
-            let list = by_key.entry(r.key.id()).or_default();
+            let list = by_key.entry(r.key.clone()).or_default();
             if !list.contains(&r) {
                 list.push(r);
             }
@@ -91,7 +92,7 @@ impl TagIndex {
         TagIndex {
             tag,
             sealed_at,
-            entries: entries.into_iter().map(|e| (e.key.id(), e)).collect(),
+            entries: entries.into_iter().map(|e| (e.key.clone(), e)).collect(),
             vary: by_key,
         }
     }

@@ -99,7 +99,8 @@ macro_rules! suite {
             sessions_and_replica_stats_round_trip,
             concurrent_identical_commits_lose_nothing,
             vary_records_round_trip_and_seal,
-            the_first_identity_claims_the_store
+            the_first_identity_claims_the_store,
+            a_ranged_read_is_one_backend_request
         )
     };
     (@run $backend:expr, $make:expr, $($behaviour:ident),*) => {
@@ -219,6 +220,33 @@ async fn wrong_digest_is_refused_and_leaves_nothing(store: &Store) {
     let missing = store.read_blob(&sha, None).await.err().expect("missing");
     assert!(missing.to_string().contains("missing"), "{missing}");
     assert!(tmp_is_empty(store).await);
+}
+
+/// Playback knows a blob's size from the tag's index: reading it (or a
+/// range of it) is one request to the backend (per 256 KiB read chunk),
+/// not a `stat` and a read; a missing blob is still reported before any
+/// byte is returned.
+async fn a_ranged_read_is_one_backend_request(store: &Store) {
+    let body = vec![7u8; 200 * 1024];
+    let blob = write_blob(store, &[&body], None).await.expect("blob");
+    let (counted, ops) = counted(store.clone());
+    assert_eq!(
+        read_all(&counted, &blob.sha256, Some(0..blob.size)).await,
+        body
+    );
+    assert_eq!(
+        read_all(&counted, &blob.sha256, Some(10..20)).await,
+        &body[10..20]
+    );
+    let cost = ops.snapshot();
+    assert_eq!((cost.stat, cost.read), (0, 2), "{cost:?}");
+    let gone = Sha256::of(b"never stored");
+    let err = counted
+        .read_blob(&gone, Some(0..5))
+        .await
+        .err()
+        .expect("missing");
+    assert!(matches!(err, StoreError::MissingBlob(_)), "{err}");
 }
 
 async fn aborted_writes_leave_nothing(store: &Store) {
