@@ -85,6 +85,21 @@ impl Fx {
         let v: serde_json::Value = serde_json::from_slice(&show.stdout).expect("json");
         v["entries"].as_array().expect("entries").clone()
     }
+
+    /// Waits (at most 20 s) until `tag` holds `n` entries: a recording
+    /// commits just after its client has the whole body, and a request
+    /// sent before that joins the recording in flight (single flight)
+    /// instead of going upstream.
+    fn wait_for_entries(&self, tag: &str, n: usize) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while self.tag_entries(tag).len() < n {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{tag} never reached {n} entries"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
 }
 
 /// `curl -D - -o FILE …`: the head (all of them, 1xx included, lower case)
@@ -352,12 +367,15 @@ fn the_first_good_answer_stands() {
     let env = fx.start("record", "flaky");
     let (head, first) = curl_fetch(&fx, &env, &[], "/flaky");
     assert_eq!(final_status(&head), 200);
+    // The retry comes after the success was recorded.
+    fx.wait_for_entries("flaky", 1);
     let (head, _) = curl_fetch(&fx, &env, &[], "/flaky");
     assert_eq!(final_status(&head), 503, "the upstream now fails");
     // a wheel, which the pip adapter keys as an immutable file
     let wheel = format!("/flaky/{}", fx.up.info["wheel"].as_str().expect("wheel"));
     let (head, first_wheel) = curl_fetch(&fx, &env, &[], &wheel);
     assert_eq!(final_status(&head), 200);
+    fx.wait_for_entries("flaky", 2);
     let (head, _) = curl_fetch(&fx, &env, &[], &wheel);
     assert_eq!(final_status(&head), 503, "the upstream now fails");
     let stop = fx.stop("record", &[]);
