@@ -373,10 +373,14 @@ fn entry_of(ex: &Exchange, classify: Classify<'_>) -> Result<(Entry, Option<Vary
     }
     let names = adapter.vary_headers(&class, vary_names(&response));
     let key = base.with_vary(&names, &head.headers);
-    let record = (!names.is_empty()).then(|| VaryRecord {
-        key: base,
-        vary: names,
-    });
+    let record = if names.is_empty() {
+        None
+    } else {
+        Some(VaryRecord {
+            key: base,
+            vary: names,
+        })
+    };
     let entry = Entry {
         key,
         method,

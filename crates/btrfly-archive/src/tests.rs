@@ -204,33 +204,18 @@ async fn import_bytes(
 
 /// What must survive a round trip: key, method, URL, status, header bytes,
 /// body, mutability, time (to the microsecond).
-fn comparable(
-    e: &Entry,
-) -> (
-    String,
-    String,
-    String,
-    u16,
-    Vec<(String, Vec<u8>)>,
-    String,
-    u64,
-    Mutability,
-    OffsetDateTime,
-) {
-    (
-        e.key.id(),
-        e.method.clone(),
-        e.url.clone(),
-        e.status,
-        e.headers
-            .iter()
-            .map(|(k, v)| (k.clone(), v.as_bytes().to_vec()))
-            .collect(),
-        e.sha256.clone(),
-        e.size,
-        e.mutability,
-        e.recorded_at,
-    )
+fn comparable(e: &Entry) -> serde_json::Value {
+    serde_json::json!({
+        "key": e.key.id(),
+        "method": e.method,
+        "url": e.url,
+        "status": e.status,
+        "headers": e.headers.iter().map(|(k, v)| (k.clone(), v.as_bytes().to_vec())).collect::<Vec<_>>(),
+        "sha256": e.sha256,
+        "size": e.size,
+        "mutability": e.mutability,
+        "recorded_at": e.recorded_at.unix_timestamp_nanos().to_string(),
+    })
 }
 
 #[tokio::test]

@@ -494,8 +494,9 @@ async fn stream_payload<W: BodyWriter>(
 fn remove_transfer_encoding(headers: &mut Vec<(String, FieldValue)>) {
     let chunked = http::is_chunked(headers);
     headers.retain(|(k, _)| {
-        !k.eq_ignore_ascii_case("transfer-encoding")
-            && !(chunked && k.eq_ignore_ascii_case("content-length"))
+        let framing = k.eq_ignore_ascii_case("transfer-encoding")
+            || (chunked && k.eq_ignore_ascii_case("content-length"));
+        !framing
     });
 }
 

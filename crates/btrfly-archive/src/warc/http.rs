@@ -102,8 +102,7 @@ pub fn is_chunked(headers: &[(String, FieldValue)]) -> bool {
         .filter_map(|(_, v)| v.to_str())
         .flat_map(|v| v.split(','))
         .map(|c| c.trim().to_ascii_lowercase())
-        .filter(|c| !c.is_empty())
-        .last()
+        .rfind(|c| !c.is_empty())
         .is_some_and(|c| c == "chunked")
 }
 
