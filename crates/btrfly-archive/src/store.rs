@@ -50,7 +50,7 @@ impl Bodies for Store {
 }
 
 /// Progress of an export, after each entry.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ExportProgress {
     pub entries_done: usize,
     pub entries_total: usize,
@@ -135,8 +135,8 @@ impl BodyWriter for StoreBody {
 pub type Classify<'a> =
     &'a (dyn Fn(&RequestHead) -> Option<(Arc<dyn Adapter>, Classification)> + Send + Sync);
 
-/// What an import did.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// What an import did (the control API's answer, as JSON).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct ImportSummary {
     /// The new tag, sealed.
     pub meta: TagMeta,

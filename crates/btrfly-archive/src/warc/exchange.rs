@@ -83,7 +83,7 @@ pub struct Exchange {
 }
 
 /// A record that does not become an exchange, and why.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Skipped {
     pub record_id: String,
     pub record_type: String,
@@ -128,6 +128,11 @@ struct PendingRequest {
 /// chunked body the digest of the de-chunked bytes is accepted too, as
 /// some writers compute that. A body in a content coding (gzip, …) is kept
 /// encoded, with its `Content-Encoding`, as btrfly records bodies.
+///
+/// Only `response` and `revisit` records become exchanges; `warcinfo`
+/// gives [`WarcContents::warcinfo`], other types (`metadata`, `resource`,
+/// `conversion`, …) are counted. What is kept until the end of the file,
+/// for pairing, is each record's head and body digest, never a body.
 ///
 /// A `revisit` with the identical-payload-digest profile is resolved to
 /// the earlier response with that payload digest (or the record its

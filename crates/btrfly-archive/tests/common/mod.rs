@@ -217,6 +217,22 @@ pub async fn sample_tag(store: &Store, name: &str) -> Vec<Entry> {
         )
         .await,
     );
+    // a HEAD: the length of a body it did not carry
+    out.push(
+        put(
+            store,
+            &t,
+            entry(
+                "files",
+                "HEAD",
+                "https://files.example.test:443/tool.tar.gz",
+                200,
+                &[("content-length", b"400000")],
+            ),
+            b"",
+        )
+        .await,
+    );
     let meta = store.tag_meta(&t).await.expect("meta").expect("meta");
     store.seal_tag(meta).await.expect("seal");
     out
