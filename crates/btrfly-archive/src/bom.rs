@@ -78,22 +78,28 @@ impl Manifest {
         Manifest { meta, items }
     }
 
-    /// A manifest whose package identities are those the entries' own URLs
-    /// and keys give ([`derive_purl`]), for entries without one recorded
-    /// (`recorded` answers first; `|_| None` when nothing is recorded).
+    /// A manifest whose package identities are the recorded ones
+    /// (`recorded`; `|_| None` while entries carry none) or, for entries
+    /// without one, those their own URLs and keys give ([`derive_purl`]).
+    ///
+    /// # Errors
+    /// [`ArchiveError::Bom`] when a recorded purl is not a package URL.
     pub fn derive(
         meta: TagMeta,
         entries: Vec<Entry>,
         recorded: impl Fn(&Entry) -> Option<String>,
-    ) -> Manifest {
+    ) -> Result<Manifest, ArchiveError> {
         let items = entries
             .into_iter()
-            .map(|entry| {
-                let purl = recorded(&entry).or_else(|| derive_purl(&entry));
-                Item { entry, purl }
+            .map(|entry| match recorded(&entry) {
+                Some(p) => Item::new(entry, Some(&p)),
+                None => {
+                    let purl = derive_purl(&entry);
+                    Ok(Item { entry, purl })
+                }
             })
-            .collect();
-        Manifest::new(meta, items)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Manifest::new(meta, items))
     }
 
     /// The plain JSON form (see the module docs). Shape:

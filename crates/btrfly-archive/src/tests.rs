@@ -520,7 +520,7 @@ async fn diff_of_two_recordings_where_upstream_changed_one_file() {
         let store = store.clone();
         async move {
             let (meta, entries) = tag_entries(&store, &tag(name)).await.expect("entries");
-            Manifest::derive(meta, entries, |_| None)
+            Manifest::derive(meta, entries, |_| None).expect("manifest")
         }
     };
     let (a, b) = (manifest("monday").await, manifest("tuesday").await);
@@ -571,6 +571,21 @@ async fn diff_of_two_recordings_where_upstream_changed_one_file() {
     assert_eq!(wheel.purl.as_deref(), Some("pkg:pypi/demo-pkg@1.0"));
 
     assert!(TagDiff::between(&a, &a).is_equal());
+
+    // a recorded identity wins over a derived one, and must be a purl
+    let (meta, entries) = tag_entries(&store, &tag("monday")).await.expect("entries");
+    let recorded = |e: &Entry| {
+        e.url
+            .ends_with(".whl")
+            .then(|| "pkg:pypi/demo-pkg@1.0?file_name=x.whl".to_owned())
+    };
+    let m = Manifest::derive(meta.clone(), entries.clone(), recorded).expect("manifest");
+    assert!(m
+        .items
+        .iter()
+        .any(|i| i.purl.as_deref() == Some("pkg:pypi/demo-pkg@1.0?file_name=x.whl")));
+    let err = Manifest::derive(meta, entries, |_| Some("not a purl".into())).expect_err("refused");
+    assert!(err.to_string().contains("not a package URL"), "{err}");
 }
 
 #[tokio::test]
@@ -578,7 +593,7 @@ async fn manifests_list_every_entry_and_sboms_the_downloads() {
     let store = Store::memory().expect("store");
     sample_tag(&store, "deps").await;
     let (meta, entries) = tag_entries(&store, &tag("deps")).await.expect("entries");
-    let m = Manifest::derive(meta, entries, |_| None);
+    let m = Manifest::derive(meta, entries, |_| None).expect("manifest");
     let json = m.to_json();
     assert_eq!(json["tag"], "deps");
     assert_eq!(json["entries"].as_array().expect("entries").len(), 6);

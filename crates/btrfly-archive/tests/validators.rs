@@ -278,7 +278,7 @@ async fn cyclonedx_and_spdx_documents_validate_against_their_schemas() {
     let store = Store::memory().expect("store");
     sample_tag(&store, "deps").await;
     let (meta, entries) = tag_entries(&store, &tag("deps")).await.expect("entries");
-    let m = Manifest::derive(meta, entries, |_| None);
+    let m = Manifest::derive(meta, entries, |_| None).expect("manifest");
     let dir = tempfile::tempdir().expect("tmp");
 
     let cdx = m.to_cyclonedx().expect("cyclonedx");
