@@ -620,6 +620,30 @@ async fn manifests_list_every_entry_and_sboms_the_downloads() {
 }
 
 #[tokio::test]
+async fn what_is_not_a_warc_is_refused_by_name() {
+    let store = Store::memory().expect("store");
+    let err = import_bytes(&store, &tag("empty"), Vec::new())
+        .await
+        .expect_err("empty");
+    assert!(err.to_string().contains("no WARC record"), "{err}");
+    let err = import_bytes(&store, &tag("html"), b"<html>hello</html>\n".to_vec())
+        .await
+        .expect_err("not a WARC");
+    assert!(
+        err.to_string()
+            .contains("expected a WARC record, found \"<html>"),
+        "{err}"
+    );
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(b"just text").expect("gzip");
+    let err = import_bytes(&store, &tag("gz"), gz.finish().expect("gzip"))
+        .await
+        .expect_err("gzip, not a WARC");
+    assert!(err.to_string().contains("expected a WARC record"), "{err}");
+    assert!(store.list_tags().await.expect("tags").is_empty());
+}
+
+#[tokio::test]
 async fn a_truncated_file_is_an_error_not_a_shorter_tag() {
     let store = Store::memory().expect("store");
     sample_tag(&store, "source").await;

@@ -141,6 +141,7 @@ struct PendingRequest {
 ///
 /// # Errors
 /// [`ArchiveError::DigestMismatch`] naming the record and both digests;
+/// [`ArchiveError::Malformed`] for an input without any record;
 /// [`ArchiveError::UnresolvedRevisit`]; [`ArchiveError::Malformed`] for
 /// framing that is not WARC or HTTP; [`ArchiveError::Sink`] when the sink
 /// fails. A body already handed to the sink for a refused record is
@@ -155,8 +156,10 @@ pub async fn read_exchanges<S: BodySink>(
     let mut by_payload: HashMap<WarcDigest, usize> = HashMap::new();
     let mut by_id: HashMap<String, usize> = HashMap::new();
     let mut seen_warcinfo = false;
+    let mut records = 0usize;
 
     while let Some(h) = reader.next_record().await? {
+        records += 1;
         let id = h.record_id().to_owned();
         let offset = reader.record_offset();
         let malformed = |message: String| ArchiveError::Malformed {
@@ -293,6 +296,13 @@ pub async fn read_exchanges<S: BodySink>(
                 *contents.other_records.entry(other.to_owned()).or_default() += 1;
             }
         }
+    }
+    if records == 0 {
+        return Err(ArchiveError::Malformed {
+            record_id: "(none)".into(),
+            offset: 0,
+            message: "the input holds no WARC record".into(),
+        });
     }
     contents.exchanges = pair(responses, requests);
     Ok(contents)

@@ -127,6 +127,16 @@ impl WarcReader {
                 .take_while(|b| matches!(b, b'\r' | b'\n'))
                 .count();
             if blank == 0 {
+                // Say what the input is when it is not a WARC at all,
+                // rather than reading a "header" line of any length.
+                let n = buf.len().min(5);
+                if buf[..n] != b"WARC/"[..n] {
+                    let shown = String::from_utf8_lossy(&buf[..buf.len().min(40)]).into_owned();
+                    self.record_offset = self.offset;
+                    return Err(
+                        self.malformed("", format!("expected a WARC record, found {shown:?}"))
+                    );
+                }
                 break;
             }
             self.input.consume(blank);
