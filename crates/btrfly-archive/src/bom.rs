@@ -104,6 +104,16 @@ impl Manifest {
         Ok(Manifest::new(meta, items))
     }
 
+    /// The manifest of a tag's entries: recorded package identities first
+    /// ([`crate::purl::recorded_purl`]), derived ones for the rest. What
+    /// the control API serves and diffs.
+    ///
+    /// # Errors
+    /// [`ArchiveError::Bom`] when a recorded purl is not a package URL.
+    pub fn of_entries(meta: TagMeta, entries: Vec<Entry>) -> Result<Manifest, ArchiveError> {
+        Manifest::derive(meta, entries, crate::purl::recorded_purl)
+    }
+
     /// The plain JSON form (see the module docs). Shape:
     ///
     /// ```json

@@ -20,6 +20,16 @@
 use btrfly_core::Entry;
 use packageurl::PackageUrl;
 
+/// The package identity an adapter recorded with the entry, which wins
+/// over [`derive_purl`] wherever both exist.
+///
+/// The one place that reads it: entries carry none yet (the adapters'
+/// package identities are issue 14); once `Entry` has its `purl` field this
+/// returns it.
+pub fn recorded_purl(_entry: &Entry) -> Option<String> {
+    None
+}
+
 /// The purl of an entry, when its URL and key name a package without
 /// doubt (see the module docs); `None` otherwise.
 pub fn derive_purl(entry: &Entry) -> Option<String> {

@@ -256,7 +256,8 @@ pub async fn serve(config_path: Option<PathBuf>) -> Result<ExitCode> {
         &data_dir.join("upstream-roots.pem"),
     )?;
     let sessions = Arc::new(SessionRegistry::new(store.clone()));
-    let stack = btrfly_gateway::gateway(sessions.clone(), adapters(&config)?, store.clone());
+    let adapters = adapters(&config)?;
+    let stack = btrfly_gateway::gateway(sessions.clone(), adapters.clone(), store.clone());
     let resolver = UpstreamResolver::new(config.upstream.resolve.clone());
     let timeout = Duration::from_secs(config.upstream.connect_timeout_secs.unwrap_or(10));
     let app = GatewayApp::new(stack, store.clone(), resolver, timeout);
@@ -277,6 +278,8 @@ pub async fn serve(config_path: Option<PathBuf>) -> Result<ExitCode> {
             ca_pem: ca.cert_pem().to_owned(),
             proxy_advertise: advertised(&config, proxy_addr),
             token,
+            // Imports key exchanges as this gateway records them.
+            classify: Arc::new(move |head| adapters.classify(head)),
         },
     )
     .await

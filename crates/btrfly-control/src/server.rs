@@ -29,6 +29,8 @@ pub struct ControlState {
     pub proxy_advertise: String,
     /// The control token (`Authorization: Bearer TOKEN`).
     pub token: String,
+    /// The gateway's adapter registry, for keying imported exchanges.
+    pub classify: crate::archive::Classifier,
 }
 
 /// The control API's listener and router.
@@ -39,10 +41,11 @@ pub struct ControlServer {
 
 type Shared = State<Arc<ControlState>>;
 
-/// Control requests are small JSON documents.
+/// Control requests are small JSON documents (an import's WARC body is
+/// streamed, not collected, so this limit does not apply to it).
 const MAX_BODY: usize = 64 * 1024;
 
-fn json<T: Serialize>(status: StatusCode, value: &T) -> Response {
+pub(crate) fn json<T: Serialize>(status: StatusCode, value: &T) -> Response {
     let body = serde_json::to_vec_pretty(value).unwrap_or_else(|e| {
         format!("{{\"error\":\"serialising the response: {e}\"}}").into_bytes()
     });
@@ -57,7 +60,7 @@ fn json<T: Serialize>(status: StatusCode, value: &T) -> Response {
         .into_response()
 }
 
-fn error(status: StatusCode, message: impl Into<String>) -> Response {
+pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response {
     json(
         status,
         &ErrorBody {
@@ -88,6 +91,7 @@ pub fn router(state: Arc<ControlState>) -> Router {
         .route("/v1/sessions/{id}/stop", post(stop))
         .route("/v1/tags", get(tags))
         .route("/v1/tags/{tag}", get(tag))
+        .merge(crate::archive::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY))
