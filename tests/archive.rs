@@ -702,3 +702,57 @@ fn export_of_an_unknown_tag_writes_nothing() {
         .collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+/// An export whose body cannot be read from the store after the answer
+/// started (its blob is gone) fails loudly and leaves no file: the server
+/// ends the response without its last chunk, the CLI keeps its temporary
+/// file from becoming the export.
+#[test]
+fn an_export_cut_short_fails_and_leaves_no_file() {
+    let work = tempfile::tempdir().expect("work");
+    let work = work.path();
+    let root = tempfile::tempdir().expect("root");
+    std::fs::create_dir_all(root.path().join("files")).expect("files");
+    std::fs::write(root.path().join("files/a.txt"), "first, and whole\n").expect("a");
+    let sha = write_random_file(&root.path().join("files/z.bin"), 2_000_000, 7);
+    let ca = TestCa::new();
+    let nginx = Nginx::start(root.path(), &ca, &[DOWNLOADS]);
+    let server = btrfly(&nginx.ca_file());
+    let cli = Cli::new(&server, work, "c");
+    let env = cli.start("record", "cut");
+    for f in ["a.txt", "z.bin"] {
+        curl_sha(
+            &env,
+            &nginx.url(DOWNLOADS, &format!("/files/{f}")),
+            &work.join(f),
+        );
+    }
+    cli.stop_clean("record");
+    nginx.stop();
+    let blob = server
+        .store_dir()
+        .join(format!("blobs/sha256/{}/{sha}", &sha[..2]));
+    std::fs::remove_file(&blob).unwrap_or_else(|e| panic!("{}: {e}", blob.display()));
+
+    let out_dir = work.join("out");
+    std::fs::create_dir_all(&out_dir).expect("out");
+    let target = out_dir.join("cut.warc.gz");
+    let out = run(cli.cmd(&["export", "--tag", "cut", "-o"]).arg(&target));
+    let said = text(&out.stderr);
+    assert!(!out.status.success(), "{said}");
+    assert!(
+        said.contains("the export of tag cut was cut after")
+            && said.contains(&format!("{} was not written", target.display())),
+        "{said}"
+    );
+    let left: Vec<_> = std::fs::read_dir(&out_dir)
+        .expect("out")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    assert!(
+        server.stderr_log().contains("export of tag cut"),
+        "the server logs why: {}",
+        server.stderr_log()
+    );
+}

@@ -27,49 +27,18 @@
 //! imports a 200 MiB body through a 64 KiB pipe and asserts the process
 //! stays under 50 MiB of peak RSS (it measures about 7 MiB).
 //!
-//! # Wiring (for the control API and the CLI)
+//! # Where it is used
 //!
-//! The server side is a few calls, each streaming:
-//!
-//! * `GET /tags/{tag}/export` → `200`, `Content-Type:
-//!   application/warc` (with `Content-Encoding` absent: the gzip members
-//!   are the file's own bytes), body streamed from
-//!   [`store::export_tag`] writing into one end of a
-//!   `tokio::io::duplex(256 * 1024)` whose other end becomes the response
-//!   body (`tokio_util::io::ReaderStream`). Put
-//!   `X-Btrfly-Export-Entries` and `X-Btrfly-Export-Body-Bytes` (from
-//!   [`store::tag_entries`]: count and sum of sizes) in the head so the
-//!   CLI can draw a bar before the first byte. An error after the head was
-//!   sent can only cut the stream short: the CLI must then report the
-//!   export failed (a truncated gzip member does not decode), and the
-//!   server logs the [`ArchiveError`]. `404` for [`ArchiveError::NoSuchTag`].
-//! * `POST /tags/{tag}/import` with the WARC (`.warc` or `.warc.gz`) as the
-//!   request body (`tokio_util::io::StreamReader` over the body stream) →
-//!   [`store::import_tag`] with `&|head| adapters.classify(head)` (the
-//!   `btrfly_layers::classify::Adapters` of `serve`) → `201` with the
-//!   [`store::ImportSummary`] as JSON (entries, skipped records with their
-//!   reasons, the source tag); `409` for [`ArchiveError::TagExists`];
-//!   `422` with the error's message for [`ArchiveError::DigestMismatch`],
-//!   [`ArchiveError::UnresolvedRevisit`] and [`ArchiveError::Malformed`]
-//!   (nothing is written to the tag in those cases). Playback of the new
-//!   tag needs nothing else: it is sealed, with its vary records.
-//! * `GET /tags/{tag}/manifest?format=json|cyclonedx|spdx` →
-//!   [`store::tag_entries`], [`bom::Manifest::derive`] (recorded purls
-//!   first once entries carry them), then [`bom::Manifest::to_json`] /
-//!   [`bom::Manifest::to_cyclonedx`] / [`bom::Manifest::to_spdx`]
-//!   (`application/vnd.cyclonedx+json`, `application/spdx+json`).
-//! * `GET /tags/{a}/diff/{b}` → two manifests, [`diff::TagDiff::between`],
-//!   [`diff::TagDiff::to_json`].
-//!
-//! The CLI: `btrfly export --tag T -o T.warc.gz` streams the response to a
-//! temporary file beside the target, renamed when the body ended cleanly
-//! (a bar on a terminal, from the two headers above and the bytes
-//! received); `-o -` writes to stdout. `btrfly import FILE --tag T` streams
-//! the file as the request body (bar by bytes sent of the file's size) and
-//! prints the summary, listing skipped records. `btrfly tag manifest T
-//! [--format …]` prints the document. `btrfly tag diff A B [--json]`
-//! prints [`diff::TagDiff::to_text`] (or the JSON) and exits 0 when
-//! [`diff::TagDiff::is_equal`], 1 otherwise.
+//! The control API's `archive` routes (`btrfly-control/src/archive.rs`)
+//! serve [`store::export_tag`] (streamed through a duplex pipe; an error
+//! after the head was sent ends the response without its last chunk),
+//! [`store::import_tag`] (the request body streamed in, classified by the
+//! gateway's adapter registry: `201`, `409` for
+//! [`ArchiveError::TagExists`], `422` for digest, revisit and framing
+//! errors), manifests ([`bom::Manifest::of_entries`]: recorded package
+//! identities first, see [`purl::recorded_purl`]) and diffs
+//! ([`diff::TagDiff`]). The CLI's commands (`btrfly export`, `import`,
+//! `tag manifest`, `tag diff`) are `btrfly-client/src/archive.rs`.
 
 pub mod bom;
 pub mod diff;

@@ -134,7 +134,7 @@ impl BodyWriter for StoreBody {
 }
 
 /// The first adapter that claims a request, and its verdict (what
-/// `btrfly_layers::classify::Adapters::classify` answers).
+/// `btrfly_gateway::Adapters::classify` answers).
 pub type Classify<'a> =
     &'a (dyn Fn(&RequestHead) -> Option<(Arc<dyn Adapter>, Classification)> + Send + Sync);
 
