@@ -26,7 +26,7 @@ use btrfly_archive::store::{export_tag, import_tag, tag_entries};
 use btrfly_archive::warc::ExportOptions;
 use btrfly_archive::ArchiveError;
 use btrfly_core::{Adapter, Classification, RequestHead, Tag};
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use http::{header, HeaderValue, StatusCode};
 use serde::Deserialize;
 use tokio::io::AsyncWriteExt;
@@ -149,9 +149,37 @@ async fn import(State(state): Shared, Path(name): Path<String>, body: Body) -> R
         Ok(t) => t,
         Err(resp) => return resp,
     };
-    let input = StreamReader::new(body.into_data_stream().map_err(std::io::Error::other));
+    // The body goes to the import through a small channel, so that when
+    // the import stops early (the tag exists, a digest does not match) the
+    // rest of the upload can still be read and dropped: a client that is
+    // still sending only reads the answer once its body went out (hyper's
+    // client fails with a broken pipe otherwise, and the reason is lost).
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(4);
+    let mut data = body.into_data_stream();
+    let pump = tokio::spawn(async move {
+        let mut importing = true;
+        while let Some(chunk) = data.next().await {
+            let chunk = chunk.map_err(std::io::Error::other);
+            let failed = chunk.is_err();
+            if importing && tx.send(chunk).await.is_err() {
+                importing = false;
+            }
+            if failed {
+                break;
+            }
+        }
+    });
+    let chunks = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|chunk| (chunk, rx))
+    });
+    let input = StreamReader::new(Box::pin(chunks));
     let classify = state.classify.clone();
-    match import_tag(state.sessions.store(), &tag, input, &*classify).await {
+    let result = import_tag(state.sessions.store(), &tag, input, &*classify).await;
+    if result.is_err() {
+        // Dropping the rest of the upload; the answer goes out after it.
+        let _ = pump.await;
+    }
+    match result {
         Ok(summary) => {
             tracing::info!(
                 "imported tag {tag}: {} entries, {} records skipped",
