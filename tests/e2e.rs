@@ -3,6 +3,7 @@
 //! against real upstreams the test starts; the harness is
 //! `btrfly-test-support`.
 
+mod archive;
 mod cli;
 mod fidelity;
 mod gateway;

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use btrfly_client::args::{CacheArgs, ModeArg, ServerArgs};
-use btrfly_client::commands as client;
+use btrfly_client::{archive, commands as client};
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 mod serve;
@@ -117,6 +117,32 @@ enum Command {
         #[command(flatten)]
         server: ServerArgs,
     },
+    /// Write a tag as a WARC 1.1 file (one gzip member per record): the
+    /// file appears only when the whole export arrived.
+    Export {
+        /// The tag to export.
+        #[arg(long, value_name = "TAG")]
+        tag: String,
+        /// The file to write (`-`: stdout).
+        #[arg(short = 'o', long, value_name = "FILE")]
+        output: PathBuf,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Load a WARC file (.warc or .warc.gz, btrfly's or another tool's) into
+    /// a new sealed tag that plays back like a recording.
+    Import {
+        /// The WARC file.
+        file: PathBuf,
+        /// The new tag (must not exist).
+        #[arg(long, value_name = "TAG")]
+        tag: String,
+        /// Print the import summary as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
     /// Inspect one tag.
     Tag {
         #[command(subcommand)]
@@ -142,6 +168,52 @@ enum TagAction {
         #[command(flatten)]
         server: ServerArgs,
     },
+    /// Print a tag's bill of materials: what the build downloaded, with
+    /// sha256, size, time and package identities (purl) where known.
+    Manifest {
+        /// The tag.
+        tag: String,
+        /// json, cyclonedx (CycloneDX 1.5) or spdx (SPDX 2.3).
+        #[arg(long, value_enum, default_value = "json")]
+        format: ManifestFormat,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Compare two tags: entries added, removed and changed (same request,
+    /// another body or status). Exit 0 when equal, 1 when different, 2 on
+    /// error.
+    Diff {
+        /// The tag compared against (the earlier one).
+        a: String,
+        /// The other tag.
+        b: String,
+        /// Print the diff as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+/// Formats of `btrfly tag manifest`.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ManifestFormat {
+    /// btrfly's plain JSON: every entry with URL, sha256, size, time, purl.
+    Json,
+    /// A CycloneDX 1.5 SBOM (JSON).
+    Cyclonedx,
+    /// An SPDX 2.3 document (JSON).
+    Spdx,
+}
+
+impl ManifestFormat {
+    fn name(self) -> &'static str {
+        match self {
+            ManifestFormat::Json => "json",
+            ManifestFormat::Cyclonedx => "cyclonedx",
+            ManifestFormat::Spdx => "spdx",
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -260,6 +332,28 @@ fn main() -> ExitCode {
             Command::Tag {
                 action: TagAction::Show { tag, json, server },
             } => client::tag_show(&with_source(server), &tag, json).await,
+            Command::Export {
+                tag,
+                output,
+                server,
+            } => archive::export(&with_source(server), &tag, &output).await,
+            Command::Import {
+                file,
+                tag,
+                json,
+                server,
+            } => archive::import(&with_source(server), &file, &tag, json).await,
+            Command::Tag {
+                action:
+                    TagAction::Manifest {
+                        tag,
+                        format,
+                        server,
+                    },
+            } => archive::manifest(&with_source(server), &tag, format.name()).await,
+            Command::Tag {
+                action: TagAction::Diff { a, b, json, server },
+            } => Ok(archive::diff(&with_source(server), &a, &b, json).await),
             Command::Ca {
                 action: CaAction::Export { server },
             } => client::ca_export(&with_source(server)).await,

@@ -256,7 +256,8 @@ pub async fn serve(config_path: Option<PathBuf>) -> Result<ExitCode> {
         &data_dir.join("upstream-roots.pem"),
     )?;
     let sessions = Arc::new(SessionRegistry::new(store.clone()));
-    let stack = btrfly_gateway::gateway(sessions.clone(), adapters(&config)?, store.clone());
+    let adapters = adapters(&config)?;
+    let stack = btrfly_gateway::gateway(sessions.clone(), adapters.clone(), store.clone());
     let timeout = Duration::from_secs(config.upstream.connect_timeout_secs.unwrap_or(10));
     let conf = Arc::new(ServerConf {
         ca_file: Some(bundle.to_string_lossy().into_owned()),
@@ -296,6 +297,8 @@ pub async fn serve(config_path: Option<PathBuf>) -> Result<ExitCode> {
             proxy_advertise: advertised(&config, proxy_addr),
             token,
             dns_advertise: dns_advertise(&config),
+            // Imports key exchanges as this gateway records them.
+            classify: Arc::new(move |head| adapters.classify(head)),
         },
     )
     .await

@@ -176,19 +176,63 @@ impl ControlClient {
                 body: String::from_utf8_lossy(&bytes).into_owned(),
             });
         }
-        match serde_json::from_slice::<ErrorBody>(&bytes) {
-            Ok(e) if status == StatusCode::UNAUTHORIZED => Err(ClientError::Unauthorized(e.error)),
-            Ok(e) => Err(ClientError::Server {
-                status,
-                message: e.error,
-            }),
-            Err(_) => Err(ClientError::Protocol {
-                status,
-                body: String::from_utf8_lossy(&bytes).into_owned(),
-            }),
-        }
+        Err(refusal(status, &bytes))
     }
 
+    /// The `Authorization` value requests carry, when there is a token.
+    pub(crate) fn authorization(&self) -> Option<String> {
+        self.token.as_ref().map(|t| format!("Bearer {t}"))
+    }
+
+    /// `GET path`: the status, the head and the whole (small) answer.
+    pub(crate) async fn get_with_head(
+        &self,
+        path: &str,
+    ) -> Result<(StatusCode, http::HeaderMap, Bytes), ClientError> {
+        let url = format!("{}{path}", self.base);
+        let unreachable = |message: String| ClientError::Unreachable {
+            url: url.clone(),
+            message,
+        };
+        let mut req = Request::builder().method(Method::GET).uri(&url);
+        if let Some(a) = self.authorization() {
+            req = req.header(header::AUTHORIZATION, a);
+        }
+        let req = req
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| unreachable(e.to_string()))?;
+        let resp = self
+            .http
+            .request(req)
+            .await
+            .map_err(|e| unreachable(error_chain(&e)))?;
+        let (parts, body) = resp.into_parts();
+        let bytes = body
+            .collect()
+            .await
+            .map_err(|e| unreachable(e.to_string()))?
+            .to_bytes();
+        Ok((parts.status, parts.headers, bytes))
+    }
+}
+
+/// The error a refusal (a status that is not a success) stands for: the
+/// server's `{"error": ...}` reason, or the body as text.
+pub(crate) fn refusal(status: StatusCode, bytes: &[u8]) -> ClientError {
+    match serde_json::from_slice::<ErrorBody>(bytes) {
+        Ok(e) if status == StatusCode::UNAUTHORIZED => ClientError::Unauthorized(e.error),
+        Ok(e) => ClientError::Server {
+            status,
+            message: e.error,
+        },
+        Err(_) => ClientError::Protocol {
+            status,
+            body: String::from_utf8_lossy(bytes).into_owned(),
+        },
+    }
+}
+
+impl ControlClient {
     /// `POST /v1/sessions`.
     ///
     /// # Errors
@@ -275,7 +319,7 @@ fn to_json<T: Serialize>(v: &T) -> Vec<u8> {
     serde_json::to_vec(v).unwrap_or_default()
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut msg = e.to_string();
     let mut src = e.source();
     while let Some(s) = src {

@@ -2,9 +2,11 @@
 //! the data plane: the control API client ([`control`]), the commands
 //! (`start`, `stop`, `run`, `tags`, …: [`commands`]), which server and
 //! token ([`target`]), the files in `BTRFLY_HOME` ([`home`]: the active
-//! session, CA bundles) and what a session exports to each client
-//! ([`exports`]).
+//! session, CA bundles), what a session exports to each client
+//! ([`exports`]) and the archive commands (export, import, manifest,
+//! diff: [`archive`]).
 
+pub mod archive;
 pub mod args;
 pub mod commands;
 pub mod control;

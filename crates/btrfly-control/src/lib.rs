@@ -10,12 +10,17 @@
 //! | POST   | /v1/sessions/{id}/bind    | bind it to a client address `{secret, client_ip?}` (transparent mode); answers `{client_ip, dns, ca_pem}` |
 //! | GET    | /v1/tags                  | every tag                              |
 //! | GET    | /v1/tags/{tag}            | a tag and its entries                  |
+//! | GET    | /v1/tags/{tag}/export     | the tag as a WARC file ([`archive`])   |
+//! | POST   | /v1/tags/{tag}/import     | a WARC file into a new sealed tag      |
+//! | GET    | /v1/tags/{tag}/manifest   | its bill of materials                  |
+//! | GET    | /v1/tags/{a}/diff/{b}     | what changed between two tags          |
 //!
 //! Every other call needs `Authorization: Bearer TOKEN`. Errors are JSON
 //! `{"error": "..."}` with a status that says whose fault it was. The
 //! bodies are `btrfly_core::api`'s types; the client is `btrfly-client`.
 //! New endpoints (the web UI, metrics) are routes of [`server::router`].
 
+pub mod archive;
 pub mod server;
 mod transparent;
 

@@ -32,6 +32,8 @@ pub struct ControlState {
     /// The address of btrfly's DNS server that build machines put in their
     /// resolver (transparent mode), when it serves on port 53.
     pub dns_advertise: Option<std::net::IpAddr>,
+    /// The gateway's adapter registry, for keying imported exchanges.
+    pub classify: crate::archive::Classifier,
 }
 
 /// The control API's listener and router.
@@ -42,7 +44,8 @@ pub struct ControlServer {
 
 type Shared = State<Arc<ControlState>>;
 
-/// Control requests are small JSON documents.
+/// Control requests are small JSON documents (an import's WARC body is
+/// streamed, not collected, so this limit does not apply to it).
 const MAX_BODY: usize = 64 * 1024;
 
 pub(crate) fn json<T: Serialize>(status: StatusCode, value: &T) -> Response {
@@ -93,6 +96,7 @@ pub fn router(state: Arc<ControlState>) -> Router {
         .route("/v1/sessions/{id}/bind", post(crate::transparent::bind))
         .route("/v1/tags", get(tags))
         .route("/v1/tags/{tag}", get(tag))
+        .merge(crate::archive::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY))

@@ -65,6 +65,11 @@ impl TagIndex {
         self.entries.get(key)
     }
 
+    /// Every entry, in no particular order.
+    pub fn entries(&self) -> impl Iterator<Item = &Entry> {
+        self.entries.values()
+    }
+
     /// The sets of `Vary` names recorded for `key`, like
     /// [`Store::vary_sets`].
     pub fn vary_sets(&self, key: &RecordingKey) -> Vec<Vec<String>> {
