@@ -6,6 +6,7 @@
 mod cli;
 mod fidelity;
 mod gateway;
+mod hardening;
 mod npm;
 mod oci;
 mod pip;

@@ -13,7 +13,7 @@ use btrfly_config::{Backend, Config};
 use btrfly_control::{ControlServer, ControlState};
 use btrfly_core::{Adapter, Sha256};
 use btrfly_gateway::Adapters;
-use btrfly_proxy::{GatewayApp, ProxyListener, UpstreamResolver};
+use btrfly_proxy::{EgressPolicy, GatewayApp, ProxyListener, UpstreamResolver};
 use btrfly_session::SessionRegistry;
 use btrfly_store::{GcsOptions, Identity, IdentityCheck, S3Options, Store, StoreOptions};
 use pingora_core::server::configuration::ServerConf;
@@ -259,17 +259,32 @@ pub async fn serve(config_path: Option<PathBuf>) -> Result<ExitCode> {
     let stack = btrfly_gateway::gateway(sessions.clone(), adapters(&config)?, store.clone());
     let resolver = UpstreamResolver::new(config.upstream.resolve.clone());
     let timeout = Duration::from_secs(config.upstream.connect_timeout_secs.unwrap_or(10));
-    let app = GatewayApp::new(stack, store.clone(), resolver, timeout);
+    let policy = Arc::new(
+        EgressPolicy::new(
+            &config.policy.allow,
+            config.upstream.resolve.keys().cloned(),
+            &config.policy.ports(),
+        )
+        .context("policy.allow")?,
+    );
+    let app = GatewayApp::new(stack, store.clone(), resolver, policy.clone(), timeout);
     let conf = ServerConf {
         ca_file: Some(bundle.to_string_lossy().into_owned()),
         ..ServerConf::default()
     };
     let proxy_app = pingora_proxy::http_proxy(&Arc::new(conf), app);
 
-    let proxy = ProxyListener::bind(config.proxy.listen, ca.clone(), sessions.clone(), proxy_app)
-        .await
-        .map_err(|e| bind_error("proxy", "proxy.listen", config.proxy.listen, e))?;
+    let proxy = ProxyListener::bind(
+        config.proxy.listen,
+        ca.clone(),
+        sessions.clone(),
+        policy.clone(),
+        proxy_app,
+    )
+    .await
+    .map_err(|e| bind_error("proxy", "proxy.listen", config.proxy.listen, e))?;
     let proxy_addr = proxy.local_addr()?;
+    policy.add_own_listener(proxy_addr);
     let control = ControlServer::bind(
         config.control.listen,
         ControlState {
@@ -282,6 +297,7 @@ pub async fn serve(config_path: Option<PathBuf>) -> Result<ExitCode> {
     .await
     .map_err(|e| bind_error("control", "control.listen", config.control.listen, e))?;
     let control_addr = control.local_addr()?;
+    policy.add_own_listener(control_addr);
     let dns = match &config.dns {
         Some(d) => {
             let v4 = d.answer_v4.or(match proxy_addr.ip() {

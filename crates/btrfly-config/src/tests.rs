@@ -82,6 +82,28 @@ fn bad_values_are_clear() {
 }
 
 #[test]
+fn policy_entries_are_checked() {
+    let c = parse("[policy]\nallow = [\"10.0.0.0/8\", \"192.168.1.10\", \"cache.example.test\", \"git.example.test:22\"]\nconnect_ports = [443, 8443]")
+        .expect("parse");
+    assert_eq!(c.policy.allow.len(), 4);
+    assert_eq!(c.policy.ports(), vec![443, 8443]);
+    assert_eq!(Config::default().policy.ports(), vec![443, 80]);
+    let err = parse("[policy]\nallow = [\"http://cache.example.test/\"]")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("policy.allow") && err.contains("CIDR"),
+        "{err}"
+    );
+    let err = parse("[policy]\nconnect_ports = [0]")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("policy.connect_ports"), "{err}");
+    let err = parse("[policy]\nallow_all = true").unwrap_err().to_string();
+    assert!(err.contains("allow_all"), "{err}");
+}
+
+#[test]
 fn relative_paths_are_relative_to_the_file() {
     let c = parse("data_dir = \"state\"\n[storage]\nroot = \"./btrfly-data\"\n[upstream]\nca_file = \"extra.pem\"")
         .expect("parse");

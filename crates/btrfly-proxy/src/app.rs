@@ -30,8 +30,11 @@ use pingora_core::upstreams::peer::HttpPeer;
 use pingora_error::{Error, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
+use std::net::SocketAddr;
+use std::sync::Arc;
 use tower::ServiceExt;
 
+use crate::egress::EgressPolicy;
 use crate::failure::{self, Cause};
 use crate::resolve::UpstreamResolver;
 use crate::respond::{continue_if_expected, replace_headers, write_reply};
@@ -42,22 +45,26 @@ pub struct GatewayApp {
     stack: GatewayService,
     store: Store,
     resolver: UpstreamResolver,
+    policy: Arc<EgressPolicy>,
     connect_timeout: std::time::Duration,
 }
 
 impl GatewayApp {
     /// The app: the gateway, the store replies stream from, how upstreams
-    /// are resolved and how long connecting may take.
+    /// are resolved, which resolved addresses they may have (the egress
+    /// policy) and how long connecting may take.
     pub fn new(
         stack: GatewayService,
         store: Store,
         resolver: UpstreamResolver,
+        policy: Arc<EgressPolicy>,
         connect_timeout: std::time::Duration,
     ) -> Self {
         GatewayApp {
             stack,
             store,
             resolver,
+            policy,
             connect_timeout,
         }
     }
@@ -76,6 +83,9 @@ pub struct Target {
 #[derive(Default)]
 pub struct Ctx {
     target: Option<Target>,
+    /// The upstream address, resolved and checked by the egress policy
+    /// before the request was forwarded.
+    addr: Option<SocketAddr>,
     exchange: Option<Exchange>,
 }
 
@@ -197,6 +207,29 @@ impl ProxyHttp for GatewayApp {
                 Ok(true)
             }
             Decision::Forward(forward) => {
+                // Resolved once, here, and checked on the address that is
+                // then connected to: a name cannot resolve to an allowed
+                // address for the check and to another for the connection.
+                // A name that does not resolve fails in `upstream_peer`.
+                if let Ok(addr) = self.resolver.resolve(&origin.host, origin.port).await {
+                    if let Err(refusal) = self.policy.check(&origin.host, addr) {
+                        let message =
+                            format!("{refusal} (refused: {} {url})", session.req_header().method);
+                        if let Some(plan) = forward.recording.as_ref() {
+                            plan.session.stats.note_egress_refused(message.clone());
+                        } else {
+                            tracing::warn!("{message}");
+                        }
+                        if present && !session.is_body_done() {
+                            session.set_keepalive(None);
+                        }
+                        let reply = Reply::text(StatusCode::FORBIDDEN, message)
+                            .with_header("x-btrfly-error", "egress-refused");
+                        write_reply(&self.store, session, reply).await?;
+                        return Ok(true);
+                    }
+                    ctx.addr = Some(addr);
+                }
                 if present {
                     // btrfly forwards the body whatever the upstream would
                     // say first, and drops `Expect` upstream: the client
@@ -226,11 +259,14 @@ impl ProxyHttp for GatewayApp {
             .as_ref()
             .map(|t| t.origin.clone())
             .ok_or_else(|| internal("no upstream target for a forwarded request"))?;
-        let addr = self
-            .resolver
-            .resolve(&origin.host, origin.port)
-            .await
-            .map_err(|e| Error::explain(ErrorType::ConnectNoRoute, e.to_string()))?;
+        let addr = match ctx.addr {
+            Some(a) => a,
+            None => self
+                .resolver
+                .resolve(&origin.host, origin.port)
+                .await
+                .map_err(|e| Error::explain(ErrorType::ConnectNoRoute, e.to_string()))?,
+        };
         let mut peer = HttpPeer::new(addr, origin.https, origin.host.clone());
         // An HTTP/1.0 client goes upstream over HTTP/1.1: on that path the
         // answer's framing can still be made one it reads (`response_filter`).

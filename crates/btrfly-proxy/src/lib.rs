@@ -17,6 +17,7 @@
 
 pub mod alpn;
 pub mod app;
+pub mod egress;
 pub mod failure;
 pub mod listener;
 pub mod resolve;
@@ -25,6 +26,7 @@ mod target;
 pub mod tunnel;
 
 pub use app::GatewayApp;
+pub use egress::EgressPolicy;
 pub use listener::ProxyListener;
 pub use resolve::UpstreamResolver;
 pub use tunnel::Tunnel;

@@ -29,6 +29,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::app::GatewayApp;
+use crate::egress::EgressPolicy;
 use crate::tunnel::Tunnel;
 
 /// Longest CONNECT head accepted.
@@ -49,12 +50,15 @@ pub struct ProxyListener {
 struct Inner {
     ca: Arc<CertificateAuthority>,
     sessions: Arc<SessionRegistry>,
+    policy: Arc<EgressPolicy>,
     app: Arc<HttpProxy<GatewayApp>>,
     tls_configs: Mutex<HashMap<String, Arc<ServerConfig>>>,
 }
 
 impl ProxyListener {
-    /// Binds `addr`.
+    /// Binds `addr`. CONNECT targets are checked against `policy` (the
+    /// port, and the address of an IP literal) before the tunnel is
+    /// answered.
     ///
     /// # Errors
     /// The address cannot be bound.
@@ -62,6 +66,7 @@ impl ProxyListener {
         addr: SocketAddr,
         ca: Arc<CertificateAuthority>,
         sessions: Arc<SessionRegistry>,
+        policy: Arc<EgressPolicy>,
         app: HttpProxy<GatewayApp>,
     ) -> std::io::Result<ProxyListener> {
         let listener = TcpListener::bind(addr).await?;
@@ -70,6 +75,7 @@ impl ProxyListener {
             inner: Arc::new(Inner {
                 ca,
                 sessions,
+                policy,
                 app: Arc::new(app),
                 tls_configs: Mutex::new(HashMap::new()),
             }),
@@ -159,12 +165,11 @@ impl Inner {
                 return Ok(());
             }
         };
-        if self
+        let Some(session) = self
             .sessions
             .authenticate_header(connect.credential.as_deref())
             .await
-            .is_none()
-        {
+        else {
             let detail = btrfly_gateway::stages::auth::refusal_detail(connect.credential.is_some());
             let body = format!("btrfly: {detail}: start a session with `btrfly start record|playback --tag=TAG` and use the proxy URL it prints\n");
             tcp.write_all(
@@ -173,6 +178,25 @@ impl Inner {
                     "Proxy Authentication Required",
                     &[("Proxy-Authenticate", "Basic realm=\"btrfly\"")],
                     &body,
+                )
+                .as_bytes(),
+            )
+            .await?;
+            return Ok(());
+        };
+        // Before any TLS: a refused port (or IP literal) never gets a tunnel.
+        if let Err(refusal) = self.policy.check_target(&connect.host, connect.port) {
+            let message = format!(
+                "{refusal} (refused: CONNECT {}:{})",
+                connect.host, connect.port
+            );
+            session.stats.note_egress_refused(message.clone());
+            tcp.write_all(
+                simple_response(
+                    403,
+                    "Forbidden",
+                    &[("X-Btrfly-Error", "egress-refused")],
+                    &format!("{message}\n"),
                 )
                 .as_bytes(),
             )

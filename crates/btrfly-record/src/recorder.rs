@@ -95,6 +95,8 @@ pub struct Recorder {
     verify: Option<Verify>,
     /// Dropped when this recording is committed or abandoned.
     _inflight: btrfly_session::InflightGuard,
+    /// An index page: held until its hints are registered.
+    _page: Option<btrfly_session::PageGuard>,
 }
 
 /// Inline check of a body against the digest the protocol announced. The
@@ -117,6 +119,13 @@ impl Recorder {
         headers: &HeaderMap,
     ) -> Result<Recorder, StoreError> {
         let inflight = plan.session.recording_started();
+        // From now on a file request of this session waits for the page's
+        // hints: the client cannot ask for a file the page names before it
+        // got the page's body, which starts after this head.
+        let page = plan
+            .adapter
+            .inspects(&plan.classification, status)
+            .then(|| plan.session.page_started());
         // A digest describes the body of the resource: only a successful
         // GET carries it. A redirect, a HEAD, an error answer is recorded as
         // it came.
@@ -155,6 +164,7 @@ impl Recorder {
             content_length,
             verify,
             _inflight: inflight,
+            _page: page,
         })
     }
 

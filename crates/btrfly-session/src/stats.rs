@@ -20,6 +20,8 @@ pub struct Stats {
     pub refused: AtomicU64,
     /// Answers that went to the client but could not be recorded.
     pub unrecorded: AtomicU64,
+    /// Upstream connections refused by the egress policy.
+    pub egress_refused: AtomicU64,
     missed: Mutex<Vec<String>>,
     errors: Mutex<Vec<String>>,
 }
@@ -59,6 +61,13 @@ impl Stats {
     /// fails, and listed under `problems:`.
     pub fn note_unrecorded(&self, what: String) {
         self.unrecorded.fetch_add(1, Ordering::Relaxed);
+        self.note_error(what);
+    }
+
+    /// An upstream connection the egress policy refused, with the message
+    /// the client got.
+    pub fn note_egress_refused(&self, what: String) {
+        self.egress_refused.fetch_add(1, Ordering::Relaxed);
         self.note_error(what);
     }
 
