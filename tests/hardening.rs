@@ -21,12 +21,17 @@ struct Fx {
 
 impl Fx {
     fn new() -> Fx {
+        Fx::with("")
+    }
+
+    /// With more config text after `[upstream.resolve]`.
+    fn with(more: &str) -> Fx {
         let work = tempfile::tempdir().expect("work dir");
         let ca = TestCa::new();
         let ca_file = ca.write_pem(work.path());
         let up = PyUpstream::start(&ca, &[HOST]);
         let extra = format!(
-            "[upstream]\nca_file = {}\n[upstream.resolve]\n\"{HOST}\" = \"127.0.0.1\"\n",
+            "[upstream]\nca_file = {}\n[upstream.resolve]\n\"{HOST}\" = \"127.0.0.1\"\n{more}",
             BtrflyServer::toml_str(ca_file.to_string_lossy()),
         );
         let server = BtrflyServer::start(bin(), &extra);
@@ -311,4 +316,75 @@ fn pip_file_right_after_its_page_is_verified() {
     assert_eq!(stop.status.code(), Some(1), "{summary}");
     assert!(summary.contains(&format!("/bad/{wheel}")), "{summary}");
     assert!(summary.contains("did not match the digest"), "{summary}");
+}
+
+/// Limits answer clearly: a URL over `limits.max_url_bytes` gets 414, a
+/// header section over `limits.max_header_bytes` 431 (neither reaches the
+/// summary's lists), an upstream slower than
+/// `limits.upstream_read_timeout_secs` 504, and one connection over
+/// `limits.max_connections` 503 — until the idle ones go.
+#[test]
+fn limits_answer_414_431_504_and_503() {
+    let fx = Fx::with(
+        "[limits]\nmax_connections = 3\nmax_url_bytes = 1024\nmax_header_bytes = 4096\nupstream_read_timeout_secs = 1\n",
+    );
+    let env = fx.start("record", "limits");
+    let status = |args: &[&str], url: &str| {
+        let out = run(fx
+            .curl(&env)
+            .args(["-o", "/dev/null", "-w", "%{http_code}"])
+            .args(args)
+            .arg(url));
+        text(&out.stdout)
+    };
+    let long = fx.url(&format!("/file.bin?{}", "q".repeat(2000)));
+    assert_eq!(status(&[], &long), "414");
+    let big = format!("X-Big: {}", "h".repeat(5000));
+    assert_eq!(status(&["-H", &big], &fx.url("/file.bin")), "431");
+    let slow = run(fx
+        .curl(&env)
+        .args(["-D", "-", "-o", "/dev/null"])
+        .arg(fx.url("/slow")));
+    let head = text(&slow.stdout);
+    assert!(
+        head.contains(" 504"),
+        "an upstream slower than the read timeout: {head}"
+    );
+    assert_eq!(status(&["--fail"], &fx.url("/file.bin")), "200");
+
+    // three idle connections fill the proxy; the fourth is refused
+    let proxy = fx.server.proxy_addr();
+    let idle: Vec<_> = (0..3)
+        .map(|_| std::net::TcpStream::connect(proxy).expect("connect"))
+        .collect();
+    let refused = wait_until(
+        Duration::from_secs(10),
+        "the fourth connection is refused",
+        || {
+            let out = run(fx
+                .curl(&env)
+                .args(["-v", "-o", "/dev/null", "-w", "%{http_connect}"])
+                .arg(fx.url("/file.bin")));
+            (text(&out.stdout) == "503").then(|| text(&out.stderr))
+        },
+    );
+    assert!(
+        refused
+            .to_ascii_lowercase()
+            .contains("x-btrfly-error: limit"),
+        "{refused}"
+    );
+    drop(idle);
+    wait_until(
+        Duration::from_secs(10),
+        "served again once they closed",
+        || (status(&["--fail"], &fx.url("/file.bin")) == "200").then_some(()),
+    );
+
+    let stop = fx.stop("record");
+    let summary = text(&stop.stderr);
+    assert!(
+        !summary.contains("qqqq"),
+        "a refused URL is not listed: {summary}"
+    );
 }

@@ -13,7 +13,7 @@ use btrfly_config::{Backend, Config};
 use btrfly_control::{ControlServer, ControlState};
 use btrfly_core::{Adapter, Sha256};
 use btrfly_gateway::Adapters;
-use btrfly_proxy::{EgressPolicy, GatewayApp, ProxyListener, UpstreamResolver};
+use btrfly_proxy::{EgressPolicy, GatewayApp, Limits, ProxyListener, UpstreamResolver};
 use btrfly_session::SessionRegistry;
 use btrfly_store::{GcsOptions, Identity, IdentityCheck, S3Options, Store, StoreOptions};
 use pingora_core::server::configuration::ServerConf;
@@ -267,7 +267,9 @@ pub async fn serve(config_path: Option<PathBuf>) -> Result<ExitCode> {
         )
         .context("policy.allow")?,
     );
-    let app = GatewayApp::new(stack, store.clone(), resolver, policy.clone(), timeout);
+    let limits = limits(&config);
+    let app = GatewayApp::new(stack, store.clone(), resolver, policy.clone(), timeout)
+        .with_limits(limits.clone());
     let conf = ServerConf {
         ca_file: Some(bundle.to_string_lossy().into_owned()),
         ..ServerConf::default()
@@ -282,7 +284,8 @@ pub async fn serve(config_path: Option<PathBuf>) -> Result<ExitCode> {
         proxy_app,
     )
     .await
-    .map_err(|e| bind_error("proxy", "proxy.listen", config.proxy.listen, e))?;
+    .map_err(|e| bind_error("proxy", "proxy.listen", config.proxy.listen, e))?
+    .with_limits(limits);
     let proxy_addr = proxy.local_addr()?;
     policy.add_own_listener(proxy_addr);
     let control = ControlServer::bind(
@@ -372,5 +375,22 @@ async fn wait_for_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// `[limits]` over the proxy's defaults.
+fn limits(config: &Config) -> Limits {
+    let c = &config.limits;
+    let d = Limits::default();
+    Limits {
+        max_connections: c.max_connections.unwrap_or(d.max_connections),
+        max_url_bytes: c.max_url_bytes.unwrap_or(d.max_url_bytes),
+        max_header_bytes: c.max_header_bytes.unwrap_or(d.max_header_bytes),
+        upstream_read_timeout: c
+            .upstream_read_timeout_secs
+            .map_or(d.upstream_read_timeout, Duration::from_secs),
+        tls_handshake_timeout: c
+            .tls_handshake_timeout_secs
+            .map_or(d.tls_handshake_timeout, Duration::from_secs),
     }
 }

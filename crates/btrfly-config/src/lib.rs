@@ -71,6 +71,31 @@ pub struct Config {
     #[serde(default)]
     /// `[policy]`: which upstream addresses and ports sessions may reach.
     pub policy: PolicyConfig,
+    #[serde(default)]
+    /// `[limits]`: connections, request heads, timeouts.
+    pub limits: LimitsConfig,
+}
+
+/// `[limits]`: every limit that is hit answers a clear error naming its
+/// key. Absent keys take the defaults given here.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Client connections the proxy serves at once; one more gets `503`.
+    /// Default 4096.
+    pub max_connections: Option<usize>,
+    /// Longest request URL in bytes; longer gets `414 URI Too Long`.
+    /// Default 8192.
+    pub max_url_bytes: Option<usize>,
+    /// Largest request header section in bytes; larger gets `431 Request
+    /// Header Fields Too Large`. Default 65536.
+    pub max_header_bytes: Option<usize>,
+    /// Seconds to wait for the next bytes from an upstream (its head or
+    /// more of its body); then `504`. Default 60.
+    pub upstream_read_timeout_secs: Option<u64>,
+    /// Seconds a client may take for its TLS handshake inside a CONNECT
+    /// tunnel; then the connection is closed. Default 10.
+    pub tls_handshake_timeout_secs: Option<u64>,
 }
 
 /// `[policy]`: the egress policy. Upstream connections to loopback,
@@ -469,6 +494,33 @@ impl Config {
             if !ok {
                 return Err(invalid(format!(
                     "policy.allow: {entry:?} is neither a CIDR (10.1.0.0/16), an address nor a host (`name` or `name:port`)"
+                )));
+            }
+        }
+        let l = &self.limits;
+        let zeros = [
+            (
+                "limits.max_connections",
+                l.max_connections.map(|v| v as u64),
+            ),
+            ("limits.max_url_bytes", l.max_url_bytes.map(|v| v as u64)),
+            (
+                "limits.max_header_bytes",
+                l.max_header_bytes.map(|v| v as u64),
+            ),
+            (
+                "limits.upstream_read_timeout_secs",
+                l.upstream_read_timeout_secs,
+            ),
+            (
+                "limits.tls_handshake_timeout_secs",
+                l.tls_handshake_timeout_secs,
+            ),
+        ];
+        for (key, value) in zeros {
+            if value == Some(0) {
+                return Err(invalid(format!(
+                    "{key}: 0 would refuse everything; remove the key for the default"
                 )));
             }
         }

@@ -104,6 +104,19 @@ fn policy_entries_are_checked() {
 }
 
 #[test]
+fn limits_are_checked() {
+    let c = parse("[limits]\nmax_connections = 10\nupstream_read_timeout_secs = 5").expect("parse");
+    assert_eq!(c.limits.max_connections, Some(10));
+    assert_eq!(c.limits.max_url_bytes, None);
+    let err = parse("[limits]\nmax_url_bytes = 0")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("limits.max_url_bytes"), "{err}");
+    let err = parse("[limits]\nmax_urls = 1").unwrap_err().to_string();
+    assert!(err.contains("max_urls"), "{err}");
+}
+
+#[test]
 fn relative_paths_are_relative_to_the_file() {
     let c = parse("data_dir = \"state\"\n[storage]\nroot = \"./btrfly-data\"\n[upstream]\nca_file = \"extra.pem\"")
         .expect("parse");

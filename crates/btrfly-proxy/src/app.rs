@@ -36,6 +36,7 @@ use tower::ServiceExt;
 
 use crate::egress::EgressPolicy;
 use crate::failure::{self, Cause};
+use crate::limits::Limits;
 use crate::resolve::UpstreamResolver;
 use crate::respond::{continue_if_expected, replace_headers, write_reply};
 use crate::target::{absolute_uri, origin_of, tunnel_of};
@@ -47,6 +48,7 @@ pub struct GatewayApp {
     resolver: UpstreamResolver,
     policy: Arc<EgressPolicy>,
     connect_timeout: std::time::Duration,
+    limits: Limits,
 }
 
 impl GatewayApp {
@@ -66,7 +68,15 @@ impl GatewayApp {
             resolver,
             policy,
             connect_timeout,
+            limits: Limits::default(),
         }
+    }
+
+    /// The same app with these limits (request heads, upstream reads)
+    /// instead of [`Limits::default`].
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
     }
 }
 
@@ -118,6 +128,13 @@ impl ProxyHttp for GatewayApp {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        // Before anything reads the head (keys, logs, miss lists).
+        if let Some((status, message)) = self.limits.check_head(session.req_header()) {
+            session.set_keepalive(None);
+            let reply = Reply::text(status, message).with_header("x-btrfly-error", "limit");
+            write_reply(&self.store, session, reply).await?;
+            return Ok(true);
+        }
         let tunnel = tunnel_of(session);
         let origin = match origin_of(session, tunnel.as_ref()) {
             Ok(o) => o,
@@ -277,6 +294,7 @@ impl ProxyHttp for GatewayApp {
         };
         peer.options.connection_timeout = Some(self.connect_timeout);
         peer.options.total_connection_timeout = Some(self.connect_timeout);
+        peer.options.read_timeout = Some(self.limits.upstream_read_timeout);
         peer.options.verify_cert = true;
         peer.options.verify_hostname = true;
         Ok(Box::new(peer))

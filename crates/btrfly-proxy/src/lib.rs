@@ -19,6 +19,7 @@ pub mod alpn;
 pub mod app;
 pub mod egress;
 pub mod failure;
+pub mod limits;
 pub mod listener;
 pub mod resolve;
 mod respond;
@@ -27,6 +28,7 @@ pub mod tunnel;
 
 pub use app::GatewayApp;
 pub use egress::EgressPolicy;
+pub use limits::Limits;
 pub use listener::ProxyListener;
 pub use resolve::UpstreamResolver;
 pub use tunnel::Tunnel;

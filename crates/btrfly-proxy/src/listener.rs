@@ -30,6 +30,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::app::GatewayApp;
 use crate::egress::EgressPolicy;
+use crate::limits::Limits;
 use crate::tunnel::Tunnel;
 
 /// Longest CONNECT head accepted.
@@ -51,6 +52,8 @@ struct Inner {
     ca: Arc<CertificateAuthority>,
     sessions: Arc<SessionRegistry>,
     policy: Arc<EgressPolicy>,
+    limits: Limits,
+    connections: Arc<tokio::sync::Semaphore>,
     app: Arc<HttpProxy<GatewayApp>>,
     tls_configs: Mutex<HashMap<String, Arc<ServerConfig>>>,
 }
@@ -76,10 +79,24 @@ impl ProxyListener {
                 ca,
                 sessions,
                 policy,
+                connections: Arc::new(tokio::sync::Semaphore::new(
+                    Limits::default().max_connections,
+                )),
+                limits: Limits::default(),
                 app: Arc::new(app),
                 tls_configs: Mutex::new(HashMap::new()),
             }),
         })
+    }
+
+    /// The same listener with these limits (connections, TLS handshakes)
+    /// instead of [`Limits::default`].
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.connections = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+            inner.limits = limits;
+        }
+        self
     }
 
     /// The bound address.
@@ -97,11 +114,17 @@ impl ProxyListener {
                 accepted = self.listener.accept() => match accepted {
                     Ok((tcp, peer)) => {
                         let inner = self.inner.clone();
+                        let Ok(permit) = inner.connections.clone().try_acquire_owned() else {
+                            let max = inner.limits.max_connections;
+                            tokio::spawn(refuse_over_limit(tcp, peer, max));
+                            continue;
+                        };
                         let shutdown = shutdown.clone();
                         tokio::spawn(async move {
                             if let Err(e) = inner.handle(tcp, shutdown).await {
                                 tracing::debug!(%peer, "connection ended: {e}");
                             }
+                            drop(permit);
                         });
                     }
                     Err(e) => {
@@ -242,9 +265,15 @@ impl Inner {
         }
         let config = self.tls_config(&host)?;
         let acceptor = Acceptor::from_server_config(config);
-        let stream = acceptor
-            .tls_handshake(l4)
+        let handshake = self.limits.tls_handshake_timeout;
+        let stream = tokio::time::timeout(handshake, acceptor.tls_handshake(l4))
             .await
+            .map_err(|_| {
+                std::io::Error::other(format!(
+                    "TLS handshake for {host} not done within {}s (limits.tls_handshake_timeout_secs)",
+                    handshake.as_secs()
+                ))
+            })?
             .map_err(|e| std::io::Error::other(format!("TLS handshake for {host}: {e}")))?;
         let negotiated_h10 = matches!(
             stream.selected_alpn_proto(),
@@ -278,6 +307,22 @@ impl Inner {
         configs.insert(host.to_owned(), config.clone());
         Ok(config)
     }
+}
+
+/// One connection more than `limits.max_connections`: a `503` naming the
+/// limit, then the connection is closed (the write is bounded in time).
+async fn refuse_over_limit(mut tcp: TcpStream, peer: SocketAddr, max: usize) {
+    tracing::warn!(%peer, "refused a proxy connection: {max} connections open (limits.max_connections)");
+    let body = format!(
+        "btrfly: the proxy serves {max} connections at once (limits.max_connections); try again later\n"
+    );
+    let answer = simple_response(
+        503,
+        "Service Unavailable",
+        &[("Retry-After", "1"), ("X-Btrfly-Error", "limit")],
+        &body,
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(1), tcp.write_all(answer.as_bytes())).await;
 }
 
 /// Reads up to the end of the request head; returns it and any bytes the
