@@ -236,7 +236,8 @@ fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// The refused class of an address (already [`canonical`]), if any.
+/// The refused class of an address (an IPv4-mapped IPv6 address as its
+/// IPv4 address), if any: `loopback`, `link-local`, `private`, …
 pub fn class(ip: IpAddr) -> Option<&'static str> {
     match canonical(ip) {
         IpAddr::V4(v4) => {
