@@ -210,4 +210,26 @@ mod tests {
             .expect("known through the store");
         assert_eq!(got.mode(), Mode::Record);
     }
+
+    #[tokio::test]
+    async fn unknown_ids_and_malformed_secrets_cost_no_store_read() {
+        let store = Store::memory().expect("store");
+        let first = SessionRegistry::new(store.clone());
+        let s = first
+            .create(Tag::new("t").expect("tag"), Mode::Record, false)
+            .await
+            .expect("create");
+        let second = SessionRegistry::new(store);
+        let id = s.session.info.id.to_string();
+        assert!(credential::is_secret_shaped(&s.secret));
+        // a secret btrfly never issues is refused before the store
+        assert!(second.authenticate(&id, "guess").await.is_none());
+        assert!(second.get(&id).is_none(), "nothing was loaded for it");
+        // an id the store does not have is remembered as unknown
+        let nobody = "0123456789abcdef";
+        assert!(second.authenticate(nobody, &s.secret).await.is_none());
+        assert!(second.recently_unknown(nobody));
+        // the real credential still works
+        assert!(second.authenticate(&id, &s.secret).await.is_some());
+    }
 }
