@@ -7,6 +7,7 @@ mod archive;
 mod cli;
 mod fidelity;
 mod gateway;
+mod hardening;
 mod npm;
 mod oci;
 mod pip;

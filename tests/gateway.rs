@@ -677,7 +677,13 @@ fn unknown_config_key_is_rejected_by_name() {
 /// (no SNI: the leaf is minted for the CONNECT address) work like names.
 #[test]
 fn request_bodies_and_ip_literals_are_part_of_the_key() {
-    let mut fx = Fixture::new(&[("small.txt", b"by address\n")]);
+    // A loopback IP literal is internal: the egress policy allows it only
+    // when the config says so.
+    let mut fx = Fixture::with_config(
+        &[("small.txt", b"by address\n")],
+        true,
+        "[policy]\nallow = [\"127.0.0.1\"]\n",
+    );
     let home = fx.home("body");
     let by_ip = format!("https://127.0.0.1:{}/files/small.txt", fx.port);
     fn post(fx: &Fixture, env: &[(String, String)], data: &str, out: &str) -> String {

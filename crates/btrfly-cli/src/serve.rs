@@ -13,7 +13,10 @@ use btrfly_config::{Backend, Config};
 use btrfly_control::{ControlServer, ControlState};
 use btrfly_core::{Adapter, Sha256};
 use btrfly_gateway::Adapters;
-use btrfly_proxy::{GatewayApp, ProxyListener, Transparent, TransparentListener, UpstreamResolver};
+use btrfly_proxy::{
+    EgressPolicy, GatewayApp, Limits, ProxyListener, Transparent, TransparentListener,
+    UpstreamResolver,
+};
 use btrfly_session::SessionRegistry;
 use btrfly_store::{GcsOptions, Identity, IdentityCheck, S3Options, Store, StoreOptions};
 use pingora_core::server::configuration::ServerConf;
@@ -259,6 +262,15 @@ pub async fn serve(config_path: Option<PathBuf>) -> Result<ExitCode> {
     let adapters = adapters(&config)?;
     let stack = btrfly_gateway::gateway(sessions.clone(), adapters.clone(), store.clone());
     let timeout = Duration::from_secs(config.upstream.connect_timeout_secs.unwrap_or(10));
+    let policy = Arc::new(
+        EgressPolicy::new(
+            &config.policy.allow,
+            config.upstream.resolve.keys().cloned(),
+            &config.policy.ports(),
+        )
+        .context("policy.allow")?,
+    );
+    let limits = limits(&config);
     let conf = Arc::new(ServerConf {
         ca_file: Some(bundle.to_string_lossy().into_owned()),
         ..ServerConf::default()
@@ -266,7 +278,8 @@ pub async fn serve(config_path: Option<PathBuf>) -> Result<ExitCode> {
     // One Pingora app per listener, all over the same gateway stack.
     let make_app = || {
         let resolver = UpstreamResolver::new(config.upstream.resolve.clone());
-        let app = GatewayApp::new(stack.clone(), store.clone(), resolver, timeout);
+        let app = GatewayApp::new(stack.clone(), store.clone(), resolver, policy.clone(), timeout)
+            .with_limits(limits.clone());
         pingora_proxy::http_proxy(&conf, app)
     };
     let proxy_app = make_app();
@@ -281,14 +294,23 @@ pub async fn serve(config_path: Option<PathBuf>) -> Result<ExitCode> {
                 TransparentListener::bind(kind, addr, ca.clone(), sessions.clone(), make_app())
                     .await
                     .map_err(|e| bind_error(kind.label(), key, addr, e))?;
+            policy.add_own_listener(listener.local_addr()?);
             transparent.push(listener);
         }
     }
 
-    let proxy = ProxyListener::bind(config.proxy.listen, ca.clone(), sessions.clone(), proxy_app)
-        .await
-        .map_err(|e| bind_error("proxy", "proxy.listen", config.proxy.listen, e))?;
+    let proxy = ProxyListener::bind(
+        config.proxy.listen,
+        ca.clone(),
+        sessions.clone(),
+        policy.clone(),
+        proxy_app,
+    )
+    .await
+    .map_err(|e| bind_error("proxy", "proxy.listen", config.proxy.listen, e))?
+    .with_limits(limits);
     let proxy_addr = proxy.local_addr()?;
+    policy.add_own_listener(proxy_addr);
     let control = ControlServer::bind(
         config.control.listen,
         ControlState {
@@ -304,6 +326,7 @@ pub async fn serve(config_path: Option<PathBuf>) -> Result<ExitCode> {
     .await
     .map_err(|e| bind_error("control", "control.listen", config.control.listen, e))?;
     let control_addr = control.local_addr()?;
+    policy.add_own_listener(control_addr);
     let dns = match &config.dns {
         Some(d) => {
             let v4 = d.answer_v4.or(match proxy_addr.ip() {
@@ -403,5 +426,22 @@ async fn wait_for_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// `[limits]` over the proxy's defaults.
+fn limits(config: &Config) -> Limits {
+    let c = &config.limits;
+    let d = Limits::default();
+    Limits {
+        max_connections: c.max_connections.unwrap_or(d.max_connections),
+        max_url_bytes: c.max_url_bytes.unwrap_or(d.max_url_bytes),
+        max_header_bytes: c.max_header_bytes.unwrap_or(d.max_header_bytes),
+        upstream_read_timeout: c
+            .upstream_read_timeout_secs
+            .map_or(d.upstream_read_timeout, Duration::from_secs),
+        tls_handshake_timeout: c
+            .tls_handshake_timeout_secs
+            .map_or(d.tls_handshake_timeout, Duration::from_secs),
     }
 }

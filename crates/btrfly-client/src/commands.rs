@@ -154,6 +154,9 @@ fn print_summary(s: &Summary) {
     out.push_str(&format!("misses: {}\n", s.misses));
     out.push_str(&format!("recorded: {}\n", s.recorded));
     out.push_str(&format!("bytes: {}\n", s.bytes));
+    if s.egress_refused > 0 {
+        out.push_str(&format!("egress refused: {}\n", s.egress_refused));
+    }
     if !s.missed.is_empty() {
         out.push_str("missed:\n");
         for m in &s.missed {

@@ -72,6 +72,61 @@ pub struct Config {
     #[serde(default)]
     /// `[adapters]`: the ecosystems btrfly understands.
     pub adapters: AdaptersConfig,
+    #[serde(default)]
+    /// `[policy]`: which upstream addresses and ports sessions may reach.
+    pub policy: PolicyConfig,
+    #[serde(default)]
+    /// `[limits]`: connections, request heads, timeouts.
+    pub limits: LimitsConfig,
+}
+
+/// `[limits]`: every limit that is hit answers a clear error naming its
+/// key. Absent keys take the defaults given here.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Client connections the proxy serves at once; one more gets `503`.
+    /// Default 4096.
+    pub max_connections: Option<usize>,
+    /// Longest request URL in bytes; longer gets `414 URI Too Long`.
+    /// Default 8192.
+    pub max_url_bytes: Option<usize>,
+    /// Largest request header section in bytes; larger gets `431 Request
+    /// Header Fields Too Large`. Default 65536.
+    pub max_header_bytes: Option<usize>,
+    /// Seconds to wait for the next bytes from an upstream (its head or
+    /// more of its body); then `504`. Default 60.
+    pub upstream_read_timeout_secs: Option<u64>,
+    /// Seconds a client may take for its TLS handshake inside a CONNECT
+    /// tunnel; then the connection is closed. Default 10.
+    pub tls_handshake_timeout_secs: Option<u64>,
+}
+
+/// `[policy]`: the egress policy. Upstream connections to loopback,
+/// link-local, private (RFC 1918, 100.64.0.0/10), unique-local, multicast,
+/// unspecified, broadcast and reserved addresses, to btrfly's own
+/// listeners, and to ports other than `connect_ports` are refused with a
+/// 403, unless the host is named in `allow` or in `[upstream.resolve]`, or
+/// its resolved address is inside a network of `allow` (then on any port).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// CIDRs (`10.1.0.0/16`), addresses (`192.168.1.10`) and hosts
+    /// (`name` or `name:port`, any port when none is given) that are
+    /// allowed although they are internal. Default: none.
+    #[serde(default)]
+    pub allow: Vec<String>,
+    /// Ports (of CONNECT and of plain requests) allowed for hosts and
+    /// addresses not allowed by `allow` or `[upstream.resolve]`. Default
+    /// `[443, 80]`.
+    pub connect_ports: Option<Vec<u16>>,
+}
+
+impl PolicyConfig {
+    /// The allowed ports: `connect_ports`, else 443 and 80.
+    pub fn ports(&self) -> Vec<u16> {
+        self.connect_ports.clone().unwrap_or_else(|| vec![443, 80])
+    }
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
@@ -456,6 +511,54 @@ impl Config {
             if let Err(e) = btrfly_core::HostPattern::parse_all(list) {
                 return Err(invalid(format!("{key}: {e}")));
             }
+        }
+        for entry in &self.policy.allow {
+            let e = entry.trim();
+            let ok = e.parse::<ipnet::IpNet>().is_ok()
+                || e.parse::<IpAddr>().is_ok()
+                || btrfly_core::HostPattern::parse(e).is_ok();
+            if !ok {
+                return Err(invalid(format!(
+                    "policy.allow: {entry:?} is neither a CIDR (10.1.0.0/16), an address nor a host (`name` or `name:port`)"
+                )));
+            }
+        }
+        let l = &self.limits;
+        let zeros = [
+            (
+                "limits.max_connections",
+                l.max_connections.map(|v| v as u64),
+            ),
+            ("limits.max_url_bytes", l.max_url_bytes.map(|v| v as u64)),
+            (
+                "limits.max_header_bytes",
+                l.max_header_bytes.map(|v| v as u64),
+            ),
+            (
+                "limits.upstream_read_timeout_secs",
+                l.upstream_read_timeout_secs,
+            ),
+            (
+                "limits.tls_handshake_timeout_secs",
+                l.tls_handshake_timeout_secs,
+            ),
+        ];
+        for (key, value) in zeros {
+            if value == Some(0) {
+                return Err(invalid(format!(
+                    "{key}: 0 would refuse everything; remove the key for the default"
+                )));
+            }
+        }
+        if self
+            .policy
+            .connect_ports
+            .as_ref()
+            .is_some_and(|p| p.contains(&0))
+        {
+            return Err(invalid(
+                "policy.connect_ports: 0 is not a port (1-65535)".into(),
+            ));
         }
         self.storage.validate().map_err(invalid)
     }

@@ -82,6 +82,41 @@ fn bad_values_are_clear() {
 }
 
 #[test]
+fn policy_entries_are_checked() {
+    let c = parse("[policy]\nallow = [\"10.0.0.0/8\", \"192.168.1.10\", \"cache.example.test\", \"git.example.test:22\"]\nconnect_ports = [443, 8443]")
+        .expect("parse");
+    assert_eq!(c.policy.allow.len(), 4);
+    assert_eq!(c.policy.ports(), vec![443, 8443]);
+    assert_eq!(Config::default().policy.ports(), vec![443, 80]);
+    let err = parse("[policy]\nallow = [\"http://cache.example.test/\"]")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("policy.allow") && err.contains("CIDR"),
+        "{err}"
+    );
+    let err = parse("[policy]\nconnect_ports = [0]")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("policy.connect_ports"), "{err}");
+    let err = parse("[policy]\nallow_all = true").unwrap_err().to_string();
+    assert!(err.contains("allow_all"), "{err}");
+}
+
+#[test]
+fn limits_are_checked() {
+    let c = parse("[limits]\nmax_connections = 10\nupstream_read_timeout_secs = 5").expect("parse");
+    assert_eq!(c.limits.max_connections, Some(10));
+    assert_eq!(c.limits.max_url_bytes, None);
+    let err = parse("[limits]\nmax_url_bytes = 0")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("limits.max_url_bytes"), "{err}");
+    let err = parse("[limits]\nmax_urls = 1").unwrap_err().to_string();
+    assert!(err.contains("max_urls"), "{err}");
+}
+
+#[test]
 fn relative_paths_are_relative_to_the_file() {
     let c = parse("data_dir = \"state\"\n[storage]\nroot = \"./btrfly-data\"\n[upstream]\nca_file = \"extra.pem\"")
         .expect("parse");

@@ -222,6 +222,11 @@ pub struct Summary {
     /// their messages are in `errors`. A recording with any is incomplete.
     #[serde(default)]
     pub unrecorded: u64,
+    /// Upstream connections refused by the egress policy (an address or
+    /// port the server's `[policy]` does not allow); their messages are in
+    /// `errors`.
+    #[serde(default)]
+    pub egress_refused: u64,
     /// The missed requests (`METHOD URL`, with their `Range`).
     pub missed: Vec<String>,
     /// Problems, one message each.

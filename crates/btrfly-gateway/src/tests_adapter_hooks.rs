@@ -241,3 +241,36 @@ async fn playback_tries_the_adapter_fallback_keys() {
     let summary = w.sessions.stop(&p.session.info.id).await.expect("stop");
     assert_eq!((summary.hits, summary.misses), (1, 1));
 }
+
+/// A store that falls behind the upstream never makes the recorder hold
+/// more than `MAX_PENDING_BYTES`: the recording is abandoned with a note,
+/// and nothing is committed.
+#[tokio::test]
+async fn a_store_behind_the_upstream_abandons_the_recording_not_memory() {
+    let w = world();
+    let c = session(&w, "slowstore", Mode::Record).await;
+    let p = plan(&w, &c, Method::GET, "https://hooked.example.test:443/huge").await;
+    let mut rec = Recorder::begin(p, 200, &HeaderMap::new())
+        .await
+        .expect("begin");
+    // No await between the offers: the writer task never runs, as with a
+    // store that does not answer.
+    let chunk = Bytes::from(vec![7u8; 1024 * 1024]);
+    let mut paused = 0;
+    for _ in 0..64 {
+        if rec
+            .offer(&mut Some(chunk.clone()), false)
+            .expect("offer")
+            .is_some()
+        {
+            paused += 1;
+        }
+    }
+    assert!(paused > 0, "upstream reads pause while chunks wait");
+    let errors = c.session.summary().errors;
+    assert!(
+        errors.iter().any(|e| e.contains("recording was abandoned")),
+        "{errors:?}"
+    );
+    assert!(rec.commit(None).await.is_err(), "nothing is committed");
+}

@@ -226,6 +226,9 @@ async fn concurrent_identical_requests_go_upstream_once() {
         panic!("after a failed leader the follower goes upstream");
     };
     assert!(plan.flight.is_none());
+    // An admitted request holds `stop` until it ends (committed or, as
+    // here, dropped).
+    drop(plan);
     let summary = r.sessions.stop(&id).await.expect("stop");
     assert_eq!((summary.recorded, summary.hits), (1, 4));
 }

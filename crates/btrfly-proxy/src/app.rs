@@ -30,9 +30,13 @@ use pingora_core::upstreams::peer::HttpPeer;
 use pingora_error::{Error, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
+use std::net::SocketAddr;
+use std::sync::Arc;
 use tower::ServiceExt;
 
+use crate::egress::EgressPolicy;
 use crate::failure::{self, Cause};
+use crate::limits::Limits;
 use crate::resolve::UpstreamResolver;
 use crate::respond::{continue_if_expected, replace_headers, write_reply};
 use crate::target::{absolute_uri, origin_of, tunnel_of};
@@ -42,24 +46,37 @@ pub struct GatewayApp {
     stack: GatewayService,
     store: Store,
     resolver: UpstreamResolver,
+    policy: Arc<EgressPolicy>,
     connect_timeout: std::time::Duration,
+    limits: Limits,
 }
 
 impl GatewayApp {
     /// The app: the gateway, the store replies stream from, how upstreams
-    /// are resolved and how long connecting may take.
+    /// are resolved, which resolved addresses they may have (the egress
+    /// policy) and how long connecting may take.
     pub fn new(
         stack: GatewayService,
         store: Store,
         resolver: UpstreamResolver,
+        policy: Arc<EgressPolicy>,
         connect_timeout: std::time::Duration,
     ) -> Self {
         GatewayApp {
             stack,
             store,
             resolver,
+            policy,
             connect_timeout,
+            limits: Limits::default(),
         }
+    }
+
+    /// The same app with these limits (request heads, upstream reads)
+    /// instead of [`Limits::default`].
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
     }
 }
 
@@ -76,6 +93,9 @@ pub struct Target {
 #[derive(Default)]
 pub struct Ctx {
     target: Option<Target>,
+    /// The upstream address, resolved and checked by the egress policy
+    /// before the request was forwarded.
+    addr: Option<SocketAddr>,
     exchange: Option<Exchange>,
 }
 
@@ -108,6 +128,13 @@ impl ProxyHttp for GatewayApp {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        // Before anything reads the head (keys, logs, miss lists).
+        if let Some((status, message)) = self.limits.check_head(session.req_header()) {
+            session.set_keepalive(None);
+            let reply = Reply::text(status, message).with_header("x-btrfly-error", "limit");
+            write_reply(&self.store, session, reply).await?;
+            return Ok(true);
+        }
         let tunnel = tunnel_of(session);
         let origin = match origin_of(session, tunnel.as_ref()) {
             Ok(o) => o,
@@ -197,6 +224,29 @@ impl ProxyHttp for GatewayApp {
                 Ok(true)
             }
             Decision::Forward(forward) => {
+                // Resolved once, here, and checked on the address that is
+                // then connected to: a name cannot resolve to an allowed
+                // address for the check and to another for the connection.
+                // A name that does not resolve fails in `upstream_peer`.
+                if let Ok(addr) = self.resolver.resolve(&origin.host, origin.port).await {
+                    if let Err(refusal) = self.policy.check(&origin.host, addr) {
+                        let message =
+                            format!("{refusal} (refused: {} {url})", session.req_header().method);
+                        if let Some(plan) = forward.recording.as_ref() {
+                            plan.session.stats.note_egress_refused(message.clone());
+                        } else {
+                            tracing::warn!("{message}");
+                        }
+                        if present && !session.is_body_done() {
+                            session.set_keepalive(None);
+                        }
+                        let reply = Reply::text(StatusCode::FORBIDDEN, message)
+                            .with_header("x-btrfly-error", "egress-refused");
+                        write_reply(&self.store, session, reply).await?;
+                        return Ok(true);
+                    }
+                    ctx.addr = Some(addr);
+                }
                 if present {
                     // btrfly forwards the body whatever the upstream would
                     // say first, and drops `Expect` upstream: the client
@@ -226,11 +276,14 @@ impl ProxyHttp for GatewayApp {
             .as_ref()
             .map(|t| t.origin.clone())
             .ok_or_else(|| internal("no upstream target for a forwarded request"))?;
-        let addr = self
-            .resolver
-            .resolve(&origin.host, origin.port)
-            .await
-            .map_err(|e| Error::explain(ErrorType::ConnectNoRoute, e.to_string()))?;
+        let addr = match ctx.addr {
+            Some(a) => a,
+            None => self
+                .resolver
+                .resolve(&origin.host, origin.port)
+                .await
+                .map_err(|e| Error::explain(ErrorType::ConnectNoRoute, e.to_string()))?,
+        };
         let mut peer = HttpPeer::new(addr, origin.https, origin.host.clone());
         // An HTTP/1.0 client goes upstream over HTTP/1.1: on that path the
         // answer's framing can still be made one it reads (`response_filter`).
@@ -241,6 +294,7 @@ impl ProxyHttp for GatewayApp {
         };
         peer.options.connection_timeout = Some(self.connect_timeout);
         peer.options.total_connection_timeout = Some(self.connect_timeout);
+        peer.options.read_timeout = Some(self.limits.upstream_read_timeout);
         peer.options.verify_cert = true;
         peer.options.verify_hostname = true;
         Ok(Box::new(peer))

@@ -17,7 +17,9 @@
 
 pub mod alpn;
 pub mod app;
+pub mod egress;
 pub mod failure;
+pub mod limits;
 pub mod listener;
 pub mod resolve;
 mod respond;
@@ -26,6 +28,8 @@ pub mod transparent;
 pub mod tunnel;
 
 pub use app::GatewayApp;
+pub use egress::EgressPolicy;
+pub use limits::Limits;
 pub use listener::ProxyListener;
 pub use resolve::UpstreamResolver;
 pub use transparent::{Transparent, TransparentListener};

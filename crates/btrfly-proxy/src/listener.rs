@@ -29,6 +29,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::app::GatewayApp;
+use crate::egress::EgressPolicy;
+use crate::limits::Limits;
 use crate::tunnel::Tunnel;
 
 /// Longest CONNECT head accepted.
@@ -49,12 +51,17 @@ pub struct ProxyListener {
 struct Inner {
     ca: Arc<CertificateAuthority>,
     sessions: Arc<SessionRegistry>,
+    policy: Arc<EgressPolicy>,
+    limits: Limits,
+    connections: Arc<tokio::sync::Semaphore>,
     app: Arc<HttpProxy<GatewayApp>>,
     tls_configs: Mutex<HashMap<String, Arc<ServerConfig>>>,
 }
 
 impl ProxyListener {
-    /// Binds `addr`.
+    /// Binds `addr`. CONNECT targets are checked against `policy` (the
+    /// port, and the address of an IP literal) before the tunnel is
+    /// answered.
     ///
     /// # Errors
     /// The address cannot be bound.
@@ -62,6 +69,7 @@ impl ProxyListener {
         addr: SocketAddr,
         ca: Arc<CertificateAuthority>,
         sessions: Arc<SessionRegistry>,
+        policy: Arc<EgressPolicy>,
         app: HttpProxy<GatewayApp>,
     ) -> std::io::Result<ProxyListener> {
         let listener = TcpListener::bind(addr).await?;
@@ -70,10 +78,25 @@ impl ProxyListener {
             inner: Arc::new(Inner {
                 ca,
                 sessions,
+                policy,
+                connections: Arc::new(tokio::sync::Semaphore::new(
+                    Limits::default().max_connections,
+                )),
+                limits: Limits::default(),
                 app: Arc::new(app),
                 tls_configs: Mutex::new(HashMap::new()),
             }),
         })
+    }
+
+    /// The same listener with these limits (connections, TLS handshakes)
+    /// instead of [`Limits::default`].
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.connections = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+            inner.limits = limits;
+        }
+        self
     }
 
     /// The bound address.
@@ -91,11 +114,17 @@ impl ProxyListener {
                 accepted = self.listener.accept() => match accepted {
                     Ok((tcp, peer)) => {
                         let inner = self.inner.clone();
+                        let Ok(permit) = inner.connections.clone().try_acquire_owned() else {
+                            let max = inner.limits.max_connections;
+                            tokio::spawn(refuse_over_limit(tcp, peer, max));
+                            continue;
+                        };
                         let shutdown = shutdown.clone();
                         tokio::spawn(async move {
                             if let Err(e) = inner.handle(tcp, shutdown).await {
                                 tracing::debug!(%peer, "connection ended: {e}");
                             }
+                            drop(permit);
                         });
                     }
                     Err(e) => {
@@ -159,12 +188,11 @@ impl Inner {
                 return Ok(());
             }
         };
-        if self
+        let Some(session) = self
             .sessions
             .authenticate_header(connect.credential.as_deref())
             .await
-            .is_none()
-        {
+        else {
             let detail = btrfly_gateway::stages::auth::refusal_detail(connect.credential.is_some());
             let body = format!("btrfly: {detail}: start a session with `btrfly start record|playback --tag=TAG` and use the proxy URL it prints\n");
             tcp.write_all(
@@ -173,6 +201,25 @@ impl Inner {
                     "Proxy Authentication Required",
                     &[("Proxy-Authenticate", "Basic realm=\"btrfly\"")],
                     &body,
+                )
+                .as_bytes(),
+            )
+            .await?;
+            return Ok(());
+        };
+        // Before any TLS: a refused port (or IP literal) never gets a tunnel.
+        if let Err(refusal) = self.policy.check_target(&connect.host, connect.port) {
+            let message = format!(
+                "{refusal} (refused: CONNECT {}:{})",
+                connect.host, connect.port
+            );
+            session.stats.note_egress_refused(message.clone());
+            tcp.write_all(
+                simple_response(
+                    403,
+                    "Forbidden",
+                    &[("X-Btrfly-Error", "egress-refused")],
+                    &format!("{message}\n"),
                 )
                 .as_bytes(),
             )
@@ -219,9 +266,15 @@ impl Inner {
         }
         let config = self.tls_config(&host)?;
         let acceptor = Acceptor::from_server_config(config);
-        let stream = acceptor
-            .tls_handshake(l4)
+        let handshake = self.limits.tls_handshake_timeout;
+        let stream = tokio::time::timeout(handshake, acceptor.tls_handshake(l4))
             .await
+            .map_err(|_| {
+                std::io::Error::other(format!(
+                    "TLS handshake for {host} not done within {}s (limits.tls_handshake_timeout_secs)",
+                    handshake.as_secs()
+                ))
+            })?
             .map_err(|e| std::io::Error::other(format!("TLS handshake for {host}: {e}")))?;
         let negotiated_h10 = matches!(
             stream.selected_alpn_proto(),
@@ -255,6 +308,22 @@ impl Inner {
         configs.insert(host.to_owned(), config.clone());
         Ok(config)
     }
+}
+
+/// One connection more than `limits.max_connections`: a `503` naming the
+/// limit, then the connection is closed (the write is bounded in time).
+async fn refuse_over_limit(mut tcp: TcpStream, peer: SocketAddr, max: usize) {
+    tracing::warn!(%peer, "refused a proxy connection: {max} connections open (limits.max_connections)");
+    let body = format!(
+        "btrfly: the proxy serves {max} connections at once (limits.max_connections); try again later\n"
+    );
+    let answer = simple_response(
+        503,
+        "Service Unavailable",
+        &[("Retry-After", "1"), ("X-Btrfly-Error", "limit")],
+        &body,
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(1), tcp.write_all(answer.as_bytes())).await;
 }
 
 /// Reads up to the end of the request head; returns it and any bytes the

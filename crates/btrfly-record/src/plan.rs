@@ -26,6 +26,10 @@ pub struct RecordPlan {
     /// Set for the leader of concurrent identical requests; dropped (which
     /// releases the followers) once the recording is committed or dropped.
     pub flight: Option<crate::flight::FlightGuard>,
+    /// Held from admission until the recording is committed or dropped:
+    /// stopping the session waits for it (see
+    /// [`LiveSession::admit_recording`]).
+    pub admitted: Option<btrfly_session::InflightGuard>,
 }
 
 impl RecordPlan {

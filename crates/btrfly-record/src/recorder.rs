@@ -78,6 +78,11 @@ enum Msg {
 /// Chunks in flight to the writer task; with pingora's ≤64 KiB body chunks
 /// this bounds the tee's memory to a few MiB per download.
 const CHANNEL_CHUNKS: usize = 32;
+/// Body bytes waiting in front of the writer at most. Upstream reads pause
+/// while chunks wait; a store so slow that this much still piles up makes
+/// the recording be abandoned (with a note) — the client's download goes
+/// on, memory does not grow with the body.
+pub const MAX_PENDING_BYTES: usize = 16 * 1024 * 1024;
 
 /// The tee of one response being recorded: from its head to its commit or
 /// abort. See the crate docs.
@@ -89,12 +94,16 @@ pub struct Recorder {
     vary: Vec<String>,
     tx: Option<mpsc::Sender<Msg>>,
     pending: VecDeque<Bytes>,
+    /// Bytes in `pending`.
+    pending_bytes: usize,
     task: JoinHandle<Result<StoredBlob, StoreError>>,
     seen: u64,
     content_length: Option<u64>,
     verify: Option<Verify>,
     /// Dropped when this recording is committed or abandoned.
     _inflight: btrfly_session::InflightGuard,
+    /// An index page: held until its hints are registered.
+    _page: Option<btrfly_session::PageGuard>,
 }
 
 /// Inline check of a body against the digest the protocol announced. The
@@ -117,6 +126,13 @@ impl Recorder {
         headers: &HeaderMap,
     ) -> Result<Recorder, StoreError> {
         let inflight = plan.session.recording_started();
+        // From now on a file request of this session waits for the page's
+        // hints: the client cannot ask for a file the page names before it
+        // got the page's body, which starts after this head.
+        let page = plan
+            .adapter
+            .inspects(&plan.classification, status)
+            .then(|| plan.session.page_started());
         // A digest describes the body of the resource: only a successful
         // GET carries it. A redirect, a HEAD, an error answer is recorded as
         // it came.
@@ -150,11 +166,13 @@ impl Recorder {
             vary,
             tx: Some(tx),
             pending: VecDeque::new(),
+            pending_bytes: 0,
             task,
             seen: 0,
             content_length,
             verify,
             _inflight: inflight,
+            _page: page,
         })
     }
 
@@ -177,6 +195,7 @@ impl Recorder {
         if let Some(chunk) = incoming.as_ref().filter(|c| !c.is_empty()) {
             self.seen += chunk.len() as u64;
             if self.tx.is_some() {
+                self.pending_bytes += chunk.len();
                 self.pending.push_back(chunk.clone());
             }
         }
@@ -200,6 +219,7 @@ impl Recorder {
                         };
                         self.verify = None;
                         self.pending.clear();
+                        self.pending_bytes = 0;
                         self.tx = None;
                         return Err(mismatch);
                     }
@@ -220,6 +240,19 @@ impl Recorder {
             }
         };
         self.flush();
+        if self.pending_bytes > MAX_PENDING_BYTES {
+            // The store cannot keep up: give the recording up rather than
+            // hold the body in memory (the writer aborts its temp blob).
+            self.plan.session.stats.note_error(format!(
+                "not recorded: {} {}: the store took more than {} MiB behind the upstream; the recording was abandoned (the client got the whole answer)",
+                self.plan.method,
+                self.plan.url,
+                MAX_PENDING_BYTES / (1024 * 1024)
+            ));
+            self.pending.clear();
+            self.pending_bytes = 0;
+            self.tx = None;
+        }
         if self.pending.is_empty() {
             Ok(None)
         } else {
@@ -234,12 +267,15 @@ impl Recorder {
         while let Some(front) = self.pending.front() {
             match tx.try_send(Msg::Chunk(front.clone())) {
                 Ok(()) => {
-                    self.pending.pop_front();
+                    if let Some(sent) = self.pending.pop_front() {
+                        self.pending_bytes -= sent.len();
+                    }
                 }
                 Err(mpsc::error::TrySendError::Full(_)) => break,
                 Err(mpsc::error::TrySendError::Closed(_)) => {
                     // The writer failed; its error surfaces at commit.
                     self.pending.clear();
+                    self.pending_bytes = 0;
                     self.tx = None;
                     break;
                 }
@@ -405,6 +441,7 @@ impl Recorder {
         // Closing the channel makes the writer discard what arrived.
         self.tx = None;
         self.pending.clear();
+        self.pending_bytes = 0;
         self.verify = None;
         let _ = (&mut self.task).await;
         let writer =
@@ -426,6 +463,7 @@ impl Recorder {
         // temp object.
         self.tx = None;
         self.pending.clear();
+        self.pending_bytes = 0;
     }
 }
 

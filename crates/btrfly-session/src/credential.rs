@@ -14,6 +14,19 @@ pub(crate) fn random_hex(bytes: usize) -> String {
     hex::encode(buf)
 }
 
+/// Random bytes of a session secret (it is their lower-case hex).
+pub(crate) const SECRET_BYTES: usize = 24;
+
+/// Whether `secret` has the shape of a secret btrfly issues (48 lower-case
+/// hex digits): anything else cannot authenticate, and is refused without
+/// a store read.
+pub fn is_secret_shaped(secret: &str) -> bool {
+    secret.len() == SECRET_BYTES * 2
+        && secret
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
 /// Whether `secret` hashes to `stored`, compared in constant time (the
 /// digests have one length, so nothing about the stored one leaks through
 /// timing).

@@ -19,7 +19,7 @@ pub mod stats;
 
 pub use credential::parse_basic;
 pub use error::SessionError;
-pub use live::{Alias, InflightGuard, LiveSession};
+pub use live::{Alias, InflightGuard, LiveSession, PageGuard};
 pub use registry::{NewSession, SessionRegistry};
 pub use replicas::ReplicaStats;
 pub use stats::Stats;
@@ -66,6 +66,61 @@ mod tests {
                 .is_none(),
             "a stopped session no longer authenticates"
         );
+    }
+
+    #[tokio::test]
+    async fn stop_waits_for_admitted_recordings_and_admits_no_more() {
+        let reg = std::sync::Arc::new(SessionRegistry::new(Store::memory().expect("store")));
+        let s = reg
+            .create(Tag::new("race").expect("tag"), Mode::Record, false)
+            .await
+            .expect("record");
+        let id = s.session.info.id.to_string();
+        let admitted = s.session.admit_recording().expect("active: admitted");
+        let stopping = {
+            let (reg, id) = (reg.clone(), id.clone());
+            tokio::spawn(async move { reg.stop(&id).await })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        assert!(
+            !stopping.is_finished(),
+            "stop waits for the admitted request"
+        );
+        assert!(
+            s.session.admit_recording().is_none(),
+            "a stopping session admits no new recording"
+        );
+        drop(admitted);
+        let summary = tokio::time::timeout(std::time::Duration::from_secs(5), stopping)
+            .await
+            .expect("stop ends once the request ended")
+            .expect("join")
+            .expect("stop");
+        assert!(summary.errors.is_empty(), "{:?}", summary.errors);
+    }
+
+    #[tokio::test]
+    async fn file_requests_wait_for_pages_being_recorded() {
+        let reg = SessionRegistry::new(Store::memory().expect("store"));
+        let s = reg
+            .create(Tag::new("pages").expect("tag"), Mode::Record, false)
+            .await
+            .expect("record");
+        let session = s.session.clone();
+        assert!(!session.pages_pending());
+        let page = session.page_started();
+        assert!(session.pages_pending());
+        let waiter = {
+            let session = session.clone();
+            tokio::spawn(async move { session.pages_settled().await })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(!waiter.is_finished(), "waits while the page is recorded");
+        drop(page);
+        tokio::time::timeout(std::time::Duration::from_secs(5), waiter)
+            .await
+            .expect("released when the page's hints are in")
+            .expect("join");
     }
 
     #[tokio::test]
@@ -155,5 +210,27 @@ mod tests {
             .await
             .expect("known through the store");
         assert_eq!(got.mode(), Mode::Record);
+    }
+
+    #[tokio::test]
+    async fn unknown_ids_and_malformed_secrets_cost_no_store_read() {
+        let store = Store::memory().expect("store");
+        let first = SessionRegistry::new(store.clone());
+        let s = first
+            .create(Tag::new("t").expect("tag"), Mode::Record, false)
+            .await
+            .expect("create");
+        let second = SessionRegistry::new(store);
+        let id = s.session.info.id.to_string();
+        assert!(credential::is_secret_shaped(&s.secret));
+        // a secret btrfly never issues is refused before the store
+        assert!(second.authenticate(&id, "guess").await.is_none());
+        assert!(second.get(&id).is_none(), "nothing was loaded for it");
+        // an id the store does not have is remembered as unknown
+        let nobody = "0123456789abcdef";
+        assert!(second.authenticate(nobody, &s.secret).await.is_none());
+        assert!(second.recently_unknown(nobody));
+        // the real credential still works
+        assert!(second.authenticate(&id, &s.secret).await.is_some());
     }
 }

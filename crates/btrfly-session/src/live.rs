@@ -30,6 +30,10 @@ pub struct LiveSession {
     /// Recordings between their response head and their commit/abort.
     inflight: AtomicUsize,
     settled: tokio::sync::Notify,
+    /// Index pages being recorded whose digest hints are not registered
+    /// yet (from their response head to the end of their inspection).
+    pages: AtomicUsize,
+    pages_done: tokio::sync::Notify,
     /// Playback: the tag's index, loaded on the first request (see
     /// `index_cache`); `None` inside when the tag is not sealed.
     playback_index: tokio::sync::OnceCell<Option<Arc<btrfly_store::TagIndex>>>,
@@ -45,11 +49,29 @@ pub struct InflightGuard(Arc<LiveSession>);
 
 impl Drop for InflightGuard {
     fn drop(&mut self) {
-        if self.0.inflight.fetch_sub(1, Ordering::AcqRel) == 1 {
+        if self.0.inflight.fetch_sub(1, Ordering::SeqCst) == 1 {
             self.0.settled.notify_waiters();
         }
     }
 }
+
+/// Held by the recording of an index page from its response head until
+/// its digest hints are registered: a file request of the same session
+/// waits for it (see [`LiveSession::pages_settled`]), so a file fetched
+/// right after its page is checked against the digest the page announced.
+#[derive(Debug)]
+pub struct PageGuard(Arc<LiveSession>);
+
+impl Drop for PageGuard {
+    fn drop(&mut self) {
+        if self.0.pages.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.pages_done.notify_waiters();
+        }
+    }
+}
+
+/// How long a file request waits for index pages' hints at most.
+const PAGES_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// How long `stop` waits for recordings still being committed.
 const SETTLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
@@ -80,12 +102,12 @@ impl LiveSession {
 
     /// Whether it may still be served (not stopped here or elsewhere).
     pub fn is_active(&self) -> bool {
-        self.active.load(Ordering::Acquire)
+        self.active.load(Ordering::SeqCst)
     }
 
     /// Ends serving it here; whether it was active until now.
     pub(crate) fn deactivate(&self) -> bool {
-        self.active.swap(false, Ordering::AcqRel)
+        self.active.swap(false, Ordering::SeqCst)
     }
 
     /// Whether its session object is due for a check (at most once per
@@ -116,6 +138,8 @@ impl LiveSession {
             aliases: Mutex::new(HashMap::new()),
             inflight: AtomicUsize::new(0),
             settled: tokio::sync::Notify::new(),
+            pages: AtomicUsize::new(0),
+            pages_done: tokio::sync::Notify::new(),
             playback_index: tokio::sync::OnceCell::new(),
             checked_at: Mutex::new(std::time::Instant::now()),
         }
@@ -123,8 +147,53 @@ impl LiveSession {
 
     /// Marks a recording as in progress until the guard is dropped.
     pub fn recording_started(self: &Arc<Self>) -> InflightGuard {
-        self.inflight.fetch_add(1, Ordering::AcqRel);
+        self.inflight.fetch_add(1, Ordering::SeqCst);
         InflightGuard(self.clone())
+    }
+
+    /// Marks an index page as being recorded: its hints are not known
+    /// until the guard is dropped.
+    pub fn page_started(self: &Arc<Self>) -> PageGuard {
+        self.pages.fetch_add(1, Ordering::SeqCst);
+        PageGuard(self.clone())
+    }
+
+    /// Whether index pages are being recorded (their hints still unknown).
+    pub fn pages_pending(&self) -> bool {
+        self.pages.load(Ordering::SeqCst) > 0
+    }
+
+    /// Waits until no index page of this session is between its response
+    /// head and its registered hints (at most 30 s; then the request goes
+    /// on with what is known, and the wait is noted).
+    pub async fn pages_settled(&self) {
+        let wait = async {
+            loop {
+                let notified = self.pages_done.notified();
+                if self.pages.load(Ordering::SeqCst) == 0 {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        if tokio::time::timeout(PAGES_TIMEOUT, wait).await.is_err() {
+            self.stats.note_error(
+                "a file request waited 30s for index pages still being recorded; it went on without their digests".to_owned(),
+            );
+        }
+    }
+
+    /// Admits a request to be recorded: `None` once the session is
+    /// stopping. The guard is held from admission to the commit (or the
+    /// abandonment) of its recording, and `stop` first deactivates, then
+    /// waits for every guard: a request is either admitted before the stop
+    /// and committed before the seal, or refused — never committed after
+    /// the seal. (Both sides use sequentially consistent operations: the
+    /// admission increments then reads `active`, the stop clears `active`
+    /// then reads the count, so at least one of them sees the other.)
+    pub fn admit_recording(self: &Arc<Self>) -> Option<InflightGuard> {
+        let guard = self.recording_started();
+        self.is_active().then_some(guard)
     }
 
     /// Waits until no recording of this session is in progress (bounded).
@@ -132,7 +201,7 @@ impl LiveSession {
         let wait = async {
             loop {
                 let notified = self.settled.notified();
-                if self.inflight.load(Ordering::Acquire) == 0 {
+                if self.inflight.load(Ordering::SeqCst) == 0 {
                     return;
                 }
                 notified.await;
@@ -220,6 +289,7 @@ impl LiveSession {
             bytes: s.bytes.load(Ordering::Relaxed),
             refused: s.refused.load(Ordering::Relaxed),
             unrecorded: s.unrecorded.load(Ordering::Relaxed),
+            egress_refused: s.egress_refused.load(Ordering::Relaxed),
             missed,
             errors,
             sealed: false,

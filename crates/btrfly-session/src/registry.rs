@@ -33,7 +33,16 @@ pub struct SessionRegistry {
     replication: Replication,
     /// Client addresses bound to sessions (transparent mode).
     addresses: AddressBindings,
+    /// Session ids recently looked up in the store and not found, so that
+    /// an unauthenticated client cannot cause a store read per request.
+    unknown: std::sync::Mutex<HashMap<String, Instant>>,
 }
+
+/// How long an id not found in the store is answered "unknown" without
+/// looking again.
+const UNKNOWN_TTL: std::time::Duration = std::time::Duration::from_secs(5);
+/// Ids remembered as unknown at most (the memory is cleared when full).
+const UNKNOWN_LIMIT: usize = 10_000;
 
 impl SessionRegistry {
     /// A registry over `store`, with a fresh replica name.
@@ -44,6 +53,7 @@ impl SessionRegistry {
             create_lock: tokio::sync::Mutex::new(()),
             replication: Replication::new(credential::random_hex(8)),
             addresses: AddressBindings::default(),
+            unknown: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
@@ -108,7 +118,7 @@ impl SessionRegistry {
                 }
             }
         }
-        let secret = credential::random_hex(24);
+        let secret = credential::random_hex(credential::SECRET_BYTES);
         let id = SessionId::new(&credential::random_hex(8)).map_err(SessionError::Id)?;
         let info = SessionInfo {
             id: id.clone(),
@@ -124,13 +134,29 @@ impl SessionRegistry {
     }
 
     /// The session a credential belongs to, or `None`. Looks in the store
-    /// when this process has not seen the session yet.
+    /// when this process has not seen the session yet — only for a secret
+    /// of the shape btrfly issues, and not again within 5 s for an id the
+    /// store did not have: an unauthenticated client cannot cause store
+    /// reads at will.
     pub async fn authenticate(&self, id: &str, secret: &str) -> Option<Arc<LiveSession>> {
         let session = match self.get(id) {
             Some(s) => s,
             None => {
+                if !credential::is_secret_shaped(secret) {
+                    return None;
+                }
                 let id = SessionId::new(id).ok()?;
-                let info = self.store.get_session(&id).await.ok().flatten()?;
+                if self.recently_unknown(id.as_str()) {
+                    return None;
+                }
+                let info = match self.store.get_session(&id).await {
+                    Ok(Some(info)) => info,
+                    Ok(None) => {
+                        self.remember_unknown(id.as_str());
+                        return None;
+                    }
+                    Err(_) => return None,
+                };
                 let live = Arc::new(LiveSession::new(info));
                 self.write_live()
                     .entry(id.to_string())
@@ -144,6 +170,22 @@ impl SessionRegistry {
         }
         // Stopped through another replica? (a store read every few seconds)
         self.revalidate(&session, false).await.then_some(session)
+    }
+
+    pub(crate) fn recently_unknown(&self, id: &str) -> bool {
+        let unknown = self.unknown.lock().unwrap_or_else(|p| p.into_inner());
+        unknown.get(id).is_some_and(|at| at.elapsed() < UNKNOWN_TTL)
+    }
+
+    fn remember_unknown(&self, id: &str) {
+        let mut unknown = self.unknown.lock().unwrap_or_else(|p| p.into_inner());
+        if unknown.len() >= UNKNOWN_LIMIT {
+            unknown.retain(|_, at| at.elapsed() < UNKNOWN_TTL);
+            if unknown.len() >= UNKNOWN_LIMIT {
+                unknown.clear();
+            }
+        }
+        unknown.insert(id.to_owned(), Instant::now());
     }
 
     /// Parses a `Proxy-Authorization: Basic …` value and authenticates it.

@@ -20,6 +20,8 @@ pub struct Stats {
     pub refused: AtomicU64,
     /// Answers that went to the client but could not be recorded.
     pub unrecorded: AtomicU64,
+    /// Upstream connections refused by the egress policy.
+    pub egress_refused: AtomicU64,
     missed: Mutex<Vec<String>>,
     errors: Mutex<Vec<String>>,
 }
@@ -62,6 +64,13 @@ impl Stats {
         self.note_error(what);
     }
 
+    /// An upstream connection the egress policy refused, with the message
+    /// the client got.
+    pub fn note_egress_refused(&self, what: String) {
+        self.egress_refused.fetch_add(1, Ordering::Relaxed);
+        self.note_error(what);
+    }
+
     /// Something that did not get recorded or replayed as it should.
     pub fn note_error(&self, what: String) {
         tracing::warn!("{what}");
@@ -69,7 +78,19 @@ impl Stats {
     }
 }
 
-pub(crate) fn push_capped(list: &Mutex<Vec<String>>, item: String) {
+/// Longest item of a list (a missed request, a problem), in bytes: a
+/// request with a huge URL cannot grow what is written to the store.
+pub(crate) const ITEM_LIMIT: usize = 2048;
+
+pub(crate) fn push_capped(list: &Mutex<Vec<String>>, mut item: String) {
+    if item.len() > ITEM_LIMIT {
+        let mut cut = ITEM_LIMIT;
+        while !item.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        item.truncate(cut);
+        item.push_str(" …(cut)");
+    }
     let mut l = list.lock().unwrap_or_else(|p| p.into_inner());
     if l.len() < LIST_LIMIT && !l.contains(&item) {
         l.push(item);
@@ -81,5 +102,23 @@ impl Stats {
     pub(crate) fn lists(&self) -> (Vec<String>, Vec<String>) {
         let list = |m: &Mutex<Vec<String>>| m.lock().unwrap_or_else(|p| p.into_inner()).clone();
         (list(&self.missed), list(&self.errors))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_items_are_cut_and_lists_capped() {
+        let s = Stats::default();
+        s.count_miss(format!("GET https://a.example.test/{}", "é".repeat(3000)));
+        for i in 0..(LIST_LIMIT + 10) {
+            s.note_error(format!("problem {i}"));
+        }
+        let (missed, errors) = s.lists();
+        assert!(missed[0].len() <= ITEM_LIMIT + 16, "{}", missed[0].len());
+        assert!(missed[0].ends_with("(cut)"));
+        assert_eq!(errors.len(), LIST_LIMIT);
     }
 }

@@ -31,6 +31,13 @@ Routes (bodies are deterministic; `data(n, seed)` below):
   GET  /root/pypi/+simple/demo-fid/      page linking ../../+f/ab/<wheel>
   GET  /root/pypi/+f/ab/<wheel>          the wheel
   GET  /__ready                          200
+  hardening (tests/hardening.rs):
+  GET  /slow              waits 1.5 s before its head, then 200000 bytes
+                          over about 1 s
+  GET  /__hits/slow       how many requests /slow got so far
+  GET  /simple/demo-bad/  page linking /bad/<wheel>#sha256=<the wheel's>,
+                          and 5000 other wheels (about 700 kB)
+  GET  /bad/<wheel>       other bytes than the page announced
 """
 
 import base64
@@ -44,6 +51,7 @@ import socket
 import ssl
 import sys
 import threading
+import time
 import urllib.parse
 import zipfile
 
@@ -182,6 +190,38 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 b"Content-Length: 6\r\n\r\ncafe!\n"
             )
             return
+        if path == "/__hits/slow":
+            with HITS_LOCK:
+                n = HITS.get("/slow", 0)
+            return self.send_body(200, f"{n}\n".encode(), content_type="text/plain")
+        if path == "/slow":
+            hit(path)
+            time.sleep(1.5)
+            body = data(200000, 6)
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            for i in range(0, len(body), 20000):
+                self.wfile.write(body[i : i + 20000])
+                self.wfile.flush()
+                time.sleep(0.1)
+            return
+        if path == "/simple/demo-bad/":
+            # Thousands of other links: reading the page back for its hints
+            # takes a while after the client got it.
+            others = "".join(
+                f'<a href="/other/demo_fid-0.{i}-py3-none-any.whl#sha256={WHEEL_SHA}">0.{i}</a>\n'
+                for i in range(5000)
+            )
+            page = (
+                "<!DOCTYPE html><html><body>"
+                f'<a href="/bad/{WHEEL}#sha256={WHEEL_SHA}">{WHEEL}</a>\n'
+                f"{others}</body></html>\n"
+            ).encode()
+            return self.send_body(200, page, content_type="text/html")
+        if path == f"/bad/{WHEEL}":
+            return self.send_body(200, WHEEL_BYTES + b"tampered")
         if path == "/file.bin":
             return self.send_body(200, data(100000, 5))
         # --- pip ---

@@ -56,10 +56,17 @@ impl Stage for Classify {
             return Box::pin(async move { Decision::text(StatusCode::FORBIDDEN, msg) });
         };
         let ranged = head.headers.contains_key(http::header::RANGE);
-        if class.expected_sha256.is_none() && !ranged {
-            // An index page recorded earlier in this session may have
-            // announced this URL's digest (of the whole body: a part of it,
-            // as a `Range` asks for, cannot be checked against it).
+        // An index page recorded earlier in this session may have announced
+        // this URL's digest (of the whole body: a part of it, as a `Range`
+        // asks for, cannot be checked against it). A page still being
+        // recorded has not registered its hints yet: an immutable file
+        // waits for them.
+        let hintable = class.expected_sha256.is_none() && !ranged;
+        let wait_for_pages = hintable
+            && mode == btrfly_core::Mode::Record
+            && class.mutability == btrfly_core::Mutability::Immutable
+            && session.pages_pending();
+        if hintable {
             class.expected_sha256 = session.hint(&url);
         }
         if ranged {
@@ -88,6 +95,14 @@ impl Stage for Classify {
             class,
             adapter,
         };
+        if wait_for_pages && classified.class.expected_sha256.is_none() {
+            return Box::pin(async move {
+                let mut classified = classified;
+                classified.session.pages_settled().await;
+                classified.class.expected_sha256 = classified.session.hint(&url);
+                pass(next, classified).await
+            });
+        }
         Box::pin(pass(next, classified))
     }
 }

@@ -5,7 +5,9 @@ use btrfly_record::RecordPlan;
 use btrfly_store::Store;
 use futures::future::BoxFuture;
 
-use crate::decision::{Decision, Forward};
+use http::StatusCode;
+
+use crate::decision::{Decision, Forward, Reply};
 use crate::stage::{Answer, Classified};
 
 /// Forward upstream with a [`RecordPlan`].
@@ -25,6 +27,22 @@ impl Answer for Record {
     type In = Classified;
 
     fn answer(&self, input: Classified) -> BoxFuture<'static, Decision> {
+        // Admitted only while the session is active; a `stop record` that
+        // began waits for this recording before it seals the tag.
+        let Some(admitted) = input.session.admit_recording() else {
+            let reply = Reply::text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "btrfly: session {} is stopping (its tag {} is being sealed): {} {} was not forwarded; start a new session to record it",
+                    input.session.info.id,
+                    input.session.tag(),
+                    input.head.method,
+                    input.head.uri
+                ),
+            )
+            .with_header("x-btrfly-error", "session-stopping");
+            return Box::pin(async move { Decision::Respond(reply) });
+        };
         let plan = Box::new(RecordPlan {
             session: input.session,
             classification: input.class,
@@ -34,6 +52,7 @@ impl Answer for Record {
             head: input.head,
             store: self.store.clone(),
             flight: None,
+            admitted: Some(admitted),
         });
         Box::pin(async move {
             Decision::Forward(Forward {

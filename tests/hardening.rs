@@ -1,0 +1,390 @@
+//! Hardening, end to end: the egress policy (no way out of a build through
+//! btrfly), an upstream that drops the connection mid-body, and the races
+//! of `stop record` and of a pip file fetched right after its index page.
+//! The real binary, the Python upstream (`fidelity_upstream.py`) under a
+//! name mapped by `[upstream.resolve]`, curl as the client.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use btrfly_test_support::*;
+
+const HOST: &str = "up.example.test";
+
+struct Fx {
+    up: PyUpstream,
+    server: BtrflyServer,
+    ca_file: PathBuf,
+    work: tempfile::TempDir,
+}
+
+impl Fx {
+    fn new() -> Fx {
+        Fx::with("")
+    }
+
+    /// With more config text after `[upstream.resolve]`.
+    fn with(more: &str) -> Fx {
+        let work = tempfile::tempdir().expect("work dir");
+        let ca = TestCa::new();
+        let ca_file = ca.write_pem(work.path());
+        let up = PyUpstream::start(&ca, &[HOST]);
+        let extra = format!(
+            "[upstream]\nca_file = {}\n[upstream.resolve]\n\"{HOST}\" = \"127.0.0.1\"\n{more}",
+            BtrflyServer::toml_str(ca_file.to_string_lossy()),
+        );
+        let server = BtrflyServer::start(bin(), &extra);
+        Fx {
+            up,
+            server,
+            ca_file,
+            work,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("https://{HOST}:{}{path}", self.up.port())
+    }
+
+    fn out(&self, name: &str) -> PathBuf {
+        self.work.path().join(name)
+    }
+
+    fn home(&self) -> PathBuf {
+        let h = self.work.path().join("home");
+        std::fs::create_dir_all(&h).expect("home");
+        h
+    }
+
+    fn start(&self, mode: &str, tag: &str) -> Vec<(String, String)> {
+        let out =
+            run_ok(
+                self.server
+                    .cli(&self.home())
+                    .args(["start", mode, &format!("--tag={tag}")]),
+            );
+        parse_exports(&text(&out.stdout))
+    }
+
+    fn stop(&self, mode: &str) -> Output {
+        run(self.server.cli(&self.home()).args(["stop", mode]))
+    }
+
+    fn curl(&self, env: &[(String, String)]) -> Command {
+        let mut c = Command::new("curl");
+        client_env(&mut c);
+        apply_env(&mut c, env);
+        c.args(["-sS", "--max-time", "60"]);
+        c
+    }
+
+    /// Asks the upstream directly (not through btrfly) how often `/slow`
+    /// was requested.
+    fn slow_hits(&self) -> u64 {
+        let out = run(Command::new("curl")
+            .args(["-sS", "--noproxy", "*", "--cacert"])
+            .arg(&self.ca_file)
+            .arg("--resolve")
+            .arg(format!("{HOST}:{}:127.0.0.1", self.up.port()))
+            .arg(self.url("/__hits/slow")));
+        text(&out.stdout).trim().parse().unwrap_or(0)
+    }
+}
+
+/// A record session cannot reach btrfly's control API, loopback, cloud
+/// metadata (link-local), a private address or port 22: each is refused
+/// with a 403 naming the rule (plain requests get the message as body,
+/// CONNECT is refused before any TLS), counted in the summary; the
+/// configured upstream keeps working.
+#[test]
+fn egress_policy_refuses_internal_addresses_and_ports() {
+    let fx = Fx::new();
+    let env = fx.start("record", "egress");
+    let control = fx.server.listener("control").expect("control listener");
+
+    // the configured upstream works
+    run_ok(
+        fx.curl(&env)
+            .args(["--fail", "-o"])
+            .arg(fx.out("file.bin"))
+            .arg(fx.url("/file.bin")),
+    );
+    assert_eq!(
+        std::fs::read(fx.out("file.bin")).expect("file").len(),
+        100_000
+    );
+
+    // plain requests: 403 with the rule in the body
+    let plain = [
+        (format!("http://{control}/v1/tags"), "own-listener"),
+        ("http://127.0.0.1/".to_owned(), "loopback"),
+        (
+            "http://169.254.169.254/latest/meta-data/".to_owned(),
+            "link-local",
+        ),
+        ("http://10.11.12.13/".to_owned(), "private"),
+        ("http://[::ffff:192.168.0.1]/".to_owned(), "private"),
+        ("http://203.0.113.7:22/".to_owned(), "port"),
+    ];
+    for (url, rule) in &plain {
+        let out = run(fx.curl(&env).args(["-D", "-", url]));
+        let answer = text(&out.stdout);
+        assert!(
+            answer.starts_with("HTTP/1.1 403"),
+            "{url} must be refused: {answer}"
+        );
+        assert!(
+            answer.contains(&format!("(rule: {rule}")),
+            "{url}: the message names the rule {rule}: {answer}"
+        );
+        assert!(
+            answer
+                .to_ascii_lowercase()
+                .contains("x-btrfly-error: egress-refused"),
+            "{answer}"
+        );
+        if *rule != "own-listener" {
+            assert!(
+                answer.contains("policy.") && answer.contains("btrfly serve --config FILE"),
+                "the message says which key allows it: {answer}"
+            );
+        }
+    }
+
+    // CONNECT: refused with 403 before the tunnel (no TLS handshake)
+    let tunnels = [
+        format!("https://{control}/v1/tags"),
+        "https://169.254.169.254/".to_owned(),
+        "https://10.11.12.13/".to_owned(),
+        "https://203.0.113.7:22/".to_owned(),
+    ];
+    for url in &tunnels {
+        let out = run(fx
+            .curl(&env)
+            .args(["-v", "-w", "%{http_connect}", "-o", "/dev/null", url]));
+        assert!(!out.status.success(), "{url} must fail");
+        assert_eq!(text(&out.stdout), "403", "{url}: {}", text(&out.stderr));
+        assert!(
+            text(&out.stderr)
+                .to_ascii_lowercase()
+                .contains("x-btrfly-error: egress-refused"),
+            "{}",
+            text(&out.stderr)
+        );
+    }
+
+    let stop = fx.stop("record");
+    let summary = text(&stop.stderr);
+    assert!(stop.status.success(), "{summary}");
+    assert_eq!(field(&summary, "recorded"), 1, "{summary}");
+    let refused = (plain.len() + tunnels.len()) as u64;
+    assert_eq!(field(&summary, "egress refused"), refused, "{summary}");
+    for rule in ["own-listener", "loopback", "link-local", "private", "port"] {
+        assert!(
+            summary.contains(&format!("(rule: {rule}")),
+            "problems name {rule}: {summary}"
+        );
+    }
+    assert!(
+        summary.contains("CONNECT 203.0.113.7:22"),
+        "the refused tunnel is listed: {summary}"
+    );
+}
+
+/// The upstream closes the connection in the middle of a body: the client
+/// sees an error, nothing is recorded for it, and the session goes on (the
+/// next request records and replays).
+#[test]
+fn upstream_dropping_mid_body_records_nothing_and_the_session_goes_on() {
+    let mut fx = Fx::new();
+    let env = fx.start("record", "dropped");
+    let cut = run(fx
+        .curl(&env)
+        .args(["-o", "/dev/null"])
+        .arg(fx.url("/truncated")));
+    assert!(!cut.status.success(), "a body cut short fails the client");
+    run_ok(
+        fx.curl(&env)
+            .args(["--fail", "-o"])
+            .arg(fx.out("after.bin"))
+            .arg(fx.url("/file.bin")),
+    );
+    let stop = fx.stop("record");
+    let summary = text(&stop.stderr);
+    assert_eq!(field(&summary, "recorded"), 1, "{summary}");
+    assert!(summary.contains("/truncated"), "{summary}");
+
+    fx.up.stop();
+    let env = fx.start("playback", "dropped");
+    let hit = run(fx
+        .curl(&env)
+        .args(["--fail", "-o"])
+        .arg(fx.out("replayed.bin"))
+        .arg(fx.url("/file.bin")));
+    assert!(hit.status.success(), "{}", text(&hit.stderr));
+    assert_eq!(
+        sha256_file(&fx.out("replayed.bin")),
+        sha256_file(&fx.out("after.bin"))
+    );
+    let miss = run(fx
+        .curl(&env)
+        .args(["-w", "%{http_code}", "-o", "/dev/null"])
+        .arg(fx.url("/truncated")));
+    assert_eq!(text(&miss.stdout), "404", "never recorded");
+    let _ = fx.stop("playback");
+}
+
+/// `stop record` while a request is between its admission and its
+/// response head (the upstream waits 1.5 s before answering): the stop
+/// waits for it, the answer is committed before the seal, and the sealed
+/// tag replays it.
+#[test]
+fn stop_record_waits_for_a_request_admitted_before_it() {
+    let mut fx = Fx::new();
+    let env = fx.start("record", "sealrace");
+    let mut slow = fx.curl(&env);
+    slow.args(["--fail", "-o"])
+        .arg(fx.out("slow.bin"))
+        .arg(fx.url("/slow"));
+    let slow = std::thread::spawn(move || run(&mut slow));
+    // the request reached the upstream: it was admitted, its head is not
+    // there yet
+    wait_until(
+        Duration::from_secs(30),
+        "/slow reaches the upstream",
+        || (fx.slow_hits() > 0).then_some(()),
+    );
+    let stop = fx.stop("record");
+    let summary = text(&stop.stderr);
+    let got = slow.join().expect("curl thread");
+    assert!(got.status.success(), "{}", text(&got.stderr));
+    assert!(stop.status.success(), "{summary}");
+    assert_eq!(field(&summary, "recorded"), 1, "{summary}");
+
+    fx.up.stop();
+    let env = fx.start("playback", "sealrace");
+    let out = run(fx
+        .curl(&env)
+        .args(["--fail", "-D", "-", "-o"])
+        .arg(fx.out("replayed.bin"))
+        .arg(fx.url("/slow")));
+    assert!(
+        out.status.success(),
+        "the answer is in the sealed tag: {}",
+        text(&out.stderr)
+    );
+    assert!(text(&out.stdout).contains("x-btrfly-replay: hit"));
+    assert_eq!(
+        sha256_file(&fx.out("replayed.bin")),
+        sha256_file(&fx.out("slow.bin"))
+    );
+    let _ = fx.stop("playback");
+}
+
+/// A wheel fetched right after the index page that announced its digest,
+/// on another connection (as pip's pool does, the page's host and the
+/// files' host often differ), is checked against that digest: the
+/// tampered bytes are refused, not recorded. (On one HTTP/1.1 connection
+/// the next request waits for the previous one's commit anyway.)
+#[test]
+fn pip_file_right_after_its_page_is_verified() {
+    let fx = Fx::new();
+    let env = fx.start("record", "hintrace");
+    let wheel = "demo_fid-1.0-py3-none-any.whl";
+    run_ok(
+        fx.curl(&env)
+            .args(["--fail", "-o"])
+            .arg(fx.out("page.html"))
+            .arg(fx.url("/simple/demo-bad/")),
+    );
+    let out = run(fx
+        .curl(&env)
+        .args(["--fail", "-o"])
+        .arg(fx.out(wheel))
+        .arg(fx.url(&format!("/bad/{wheel}"))));
+    let stop = fx.stop("record");
+    let summary = text(&stop.stderr);
+    let got = std::fs::metadata(fx.out(wheel))
+        .map(|m| m.len())
+        .unwrap_or(0);
+    assert!(
+        !out.status.success(),
+        "the tampered wheel fails the client (an error status, or a cut body; got {got} bytes; {}): {summary}",
+        text(&out.stderr)
+    );
+    assert_eq!(stop.status.code(), Some(1), "{summary}");
+    assert!(summary.contains(&format!("/bad/{wheel}")), "{summary}");
+    assert!(summary.contains("did not match the digest"), "{summary}");
+}
+
+/// Limits answer clearly: a URL over `limits.max_url_bytes` gets 414, a
+/// header section over `limits.max_header_bytes` 431 (neither reaches the
+/// summary's lists), an upstream slower than
+/// `limits.upstream_read_timeout_secs` 504, and one connection over
+/// `limits.max_connections` 503 — until the idle ones go.
+#[test]
+fn limits_answer_414_431_504_and_503() {
+    let fx = Fx::with(
+        "[limits]\nmax_connections = 3\nmax_url_bytes = 1024\nmax_header_bytes = 4096\nupstream_read_timeout_secs = 1\n",
+    );
+    let env = fx.start("record", "limits");
+    let status = |args: &[&str], url: &str| {
+        let out = run(fx
+            .curl(&env)
+            .args(["-o", "/dev/null", "-w", "%{http_code}"])
+            .args(args)
+            .arg(url));
+        text(&out.stdout)
+    };
+    let long = fx.url(&format!("/file.bin?{}", "q".repeat(2000)));
+    assert_eq!(status(&[], &long), "414");
+    let big = format!("X-Big: {}", "h".repeat(5000));
+    assert_eq!(status(&["-H", &big], &fx.url("/file.bin")), "431");
+    let slow = run(fx
+        .curl(&env)
+        .args(["-D", "-", "-o", "/dev/null"])
+        .arg(fx.url("/slow")));
+    let head = text(&slow.stdout);
+    assert!(
+        head.contains(" 504"),
+        "an upstream slower than the read timeout: {head}"
+    );
+    assert_eq!(status(&["--fail"], &fx.url("/file.bin")), "200");
+
+    // three idle connections fill the proxy; the fourth is refused
+    let proxy = fx.server.proxy_addr();
+    let idle: Vec<_> = (0..3)
+        .map(|_| std::net::TcpStream::connect(proxy).expect("connect"))
+        .collect();
+    let refused = wait_until(
+        Duration::from_secs(10),
+        "the fourth connection is refused",
+        || {
+            let out = run(fx
+                .curl(&env)
+                .args(["-v", "-o", "/dev/null", "-w", "%{http_connect}"])
+                .arg(fx.url("/file.bin")));
+            (text(&out.stdout) == "503").then(|| text(&out.stderr))
+        },
+    );
+    assert!(
+        refused
+            .to_ascii_lowercase()
+            .contains("x-btrfly-error: limit"),
+        "{refused}"
+    );
+    drop(idle);
+    wait_until(
+        Duration::from_secs(10),
+        "served again once they closed",
+        || (status(&["--fail"], &fx.url("/file.bin")) == "200").then_some(()),
+    );
+
+    let stop = fx.stop("record");
+    let summary = text(&stop.stderr);
+    assert!(
+        !summary.contains("qqqq"),
+        "a refused URL is not listed: {summary}"
+    );
+}
