@@ -62,7 +62,7 @@ fn create_private_dir(dir: &Path) -> Result<()> {
 }
 
 /// `[storage]` as the store's options.
-fn store_options(config: &Config) -> Result<StoreOptions> {
+pub(crate) fn store_options(config: &Config) -> Result<StoreOptions> {
     let storage = &config.storage;
     let missing = |b: Backend| {
         anyhow::anyhow!(
@@ -231,6 +231,20 @@ pub async fn serve(config_path: Option<PathBuf>) -> Result<ExitCode> {
     // before any listener opens.
     let store = Store::open(&store_options(&config)?).context("storage is not usable")?;
     store.check().await.context("storage is not usable")?;
+    // Temp objects of writes that crashed (a killed server) are removed
+    // once they are old enough that no replica can still be writing them.
+    let sweeper = store.clone();
+    tokio::spawn(async move {
+        match sweeper.sweep_tmp(btrfly_store::DEFAULT_SWEEP_AGE).await {
+            Ok(s) if !s.removed.is_empty() => tracing::info!(
+                "swept {} temp object(s) left by crashed writes (older than {}s)",
+                s.removed.len(),
+                btrfly_store::DEFAULT_SWEEP_AGE.as_secs()
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::warn!("sweeping temp objects of crashed writes: {e}"),
+        }
+    });
 
     // Every replica of a store shares one CA and token: a data dir
     // without a CA does not mint a new one for a store that has one.

@@ -23,6 +23,7 @@ pub mod resolve;
 mod respond;
 mod target;
 pub mod tunnel;
+mod verified;
 
 pub use app::GatewayApp;
 pub use listener::ProxyListener;

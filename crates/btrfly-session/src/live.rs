@@ -220,6 +220,7 @@ impl LiveSession {
             bytes: s.bytes.load(Ordering::Relaxed),
             refused: s.refused.load(Ordering::Relaxed),
             unrecorded: s.unrecorded.load(Ordering::Relaxed),
+            unserved: s.unserved.load(Ordering::Relaxed),
             missed,
             errors,
             sealed: false,

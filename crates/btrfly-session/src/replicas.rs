@@ -169,6 +169,9 @@ pub struct ReplicaStats {
     /// See [`Summary::unrecorded`].
     #[serde(default)]
     pub unrecorded: u64,
+    /// See [`Summary::unserved`].
+    #[serde(default)]
+    pub unserved: u64,
     /// See [`Summary::missed`].
     #[serde(default)]
     pub missed: Vec<String>,
@@ -192,6 +195,7 @@ impl ReplicaStats {
             bytes: sum.bytes,
             refused: sum.refused,
             unrecorded: sum.unrecorded,
+            unserved: sum.unserved,
             missed: sum.missed,
             errors: sum.errors,
             last,
@@ -211,6 +215,7 @@ impl ReplicaStats {
         summary.bytes += self.bytes;
         summary.refused += self.refused;
         summary.unrecorded += self.unrecorded;
+        summary.unserved += self.unserved;
         for m in &self.missed {
             if !summary.missed.contains(m) {
                 summary.missed.push(m.clone());

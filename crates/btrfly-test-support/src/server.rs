@@ -336,6 +336,12 @@ impl BtrflyServer {
         self.spawn();
     }
 
+    /// SIGKILL, as a crash or the OOM killer would: no shutdown runs. The
+    /// temp dir stays; [`BtrflyServer::restart`] starts it again.
+    pub fn kill_hard(&mut self) {
+        self.kill();
+    }
+
     /// True while the server process has not exited.
     pub fn is_running(&mut self) -> bool {
         match self.child.as_mut() {

@@ -11,7 +11,7 @@ use btrfly_store::Store;
 use futures::future::BoxFuture;
 use http::StatusCode;
 
-use crate::decision::{Decision, Reply};
+use crate::decision::{Decision, Replayed, Reply};
 use crate::lookup::{Entries, IndexCache};
 use crate::reply::{full_reply, ranged_reply, MISS_HEADER, REPLAY_HEADER};
 use crate::stage::{Answer, Classified};
@@ -94,6 +94,8 @@ async fn replay(cache: &IndexCache, input: Classified) -> Decision {
     };
     stats.count_hit();
     stats.count_bytes(reply.body_len());
+    let mut reply = reply;
+    reply.replayed = Some(Replayed::new(session.clone(), what));
     Decision::Respond(reply)
 }
 

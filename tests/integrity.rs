@@ -1,0 +1,333 @@
+//! End-to-end tests of integrity under faults: the real `btrfly` binary,
+//! nginx upstreams, curl. A blob altered in the store is never replayed as
+//! good (the response is cut, `stop playback` fails, `btrfly verify`
+//! names it); a deleted blob is a clear error; a server killed with
+//! SIGKILL in the middle of a recording leaves no entry and only temp
+//! objects, which the sweep removes.
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use btrfly_test_support::*;
+
+const NAME: &str = "files.example.test";
+
+struct Fixture {
+    root: tempfile::TempDir,
+    nginx: Option<Nginx>,
+    port: u16,
+    server: BtrflyServer,
+    work: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn new(files: &[(&str, &[u8])], nginx_extra: &NginxExtra) -> Fixture {
+        let root = tempfile::tempdir().expect("root");
+        std::fs::create_dir_all(root.path().join("files")).expect("files dir");
+        for (name, body) in files {
+            std::fs::write(root.path().join("files").join(name), body).expect("write file");
+        }
+        let ca = TestCa::new();
+        let nginx = Nginx::start_with(root.path(), &ca, &[NAME], nginx_extra);
+        let extra = format!(
+            "[upstream]\nca_file = {}\n[upstream.resolve]\n\"{NAME}\" = \"127.0.0.1\"\n",
+            BtrflyServer::toml_str(nginx.ca_file().to_string_lossy())
+        );
+        let server = BtrflyServer::start(bin(), &extra);
+        Fixture {
+            port: nginx.port(),
+            root,
+            nginx: Some(nginx),
+            server,
+            work: tempfile::tempdir().expect("work dir"),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("https://{NAME}:{}{path}", self.port)
+    }
+
+    fn out(&self, name: &str) -> PathBuf {
+        self.work.path().join(name)
+    }
+
+    fn home(&self) -> PathBuf {
+        self.home_named("home")
+    }
+
+    fn home_named(&self, name: &str) -> PathBuf {
+        let h = self.work.path().join(name);
+        std::fs::create_dir_all(&h).expect("home");
+        h
+    }
+
+    fn start(&self, mode: &str, tag: &str) -> Vec<(String, String)> {
+        self.start_in(&self.home(), mode, tag)
+    }
+
+    fn start_in(&self, home: &std::path::Path, mode: &str, tag: &str) -> Vec<(String, String)> {
+        let out = run_ok(
+            self.server
+                .cli(home)
+                .args(["start", mode, &format!("--tag={tag}")]),
+        );
+        self.server.env_from_start(&text(&out.stdout))
+    }
+
+    fn stop(&self, mode: &str) -> Output {
+        self.stop_in(&self.home(), mode)
+    }
+
+    fn stop_in(&self, home: &std::path::Path, mode: &str) -> Output {
+        run(self.server.cli(home).args(["stop", mode]))
+    }
+
+    fn curl(&self, env: &[(String, String)]) -> Command {
+        let mut c = Command::new("curl");
+        client_env(&mut c);
+        apply_env(&mut c, env);
+        c.args(["-sS", "--max-time", "120"]);
+        c
+    }
+
+    /// `btrfly verify` with the server's config, and these arguments.
+    fn verify(&self, args: &[&str]) -> Output {
+        run(self
+            .server
+            .cli(&self.home())
+            .arg("verify")
+            .arg("--config")
+            .arg(self.server.config_path())
+            .args(args))
+    }
+
+    fn blob(&self, sha256: &str) -> PathBuf {
+        self.server
+            .store_dir()
+            .join("blobs/sha256")
+            .join(&sha256[..2])
+            .join(sha256)
+    }
+
+    fn tmp_objects(&self) -> Vec<PathBuf> {
+        match std::fs::read_dir(self.server.store_dir().join("tmp")) {
+            Ok(d) => d.filter_map(|e| e.ok().map(|e| e.path())).collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+}
+
+/// A blob altered in place (same length) is cut on replay over HTTP/1.1
+/// and HTTP/2, a deleted one is a clear 500; `stop playback` lists both
+/// and exits 1; `btrfly verify` names both blobs and their entries and
+/// exits 1; an intact file in the same tag still replays byte for byte.
+#[test]
+fn altered_or_deleted_blobs_are_never_replayed_as_good() {
+    // Several chunks of the store's reader: the cut must happen although
+    // most of the body is already on its way.
+    let big: Vec<u8> = (0..3_000_000u32).map(|i| (i * 13 % 251) as u8).collect();
+    let gone = b"this body will be deleted from the store\n".to_vec();
+    let intact = b"this body stays as it was recorded\n".to_vec();
+    let fx = Fixture::new(
+        &[
+            ("big.bin", &big),
+            ("gone.txt", &gone),
+            ("intact.txt", &intact),
+        ],
+        &NginxExtra::default(),
+    );
+
+    let env = fx.start("record", "integrity1");
+    for f in ["big.bin", "gone.txt", "intact.txt"] {
+        run_ok(
+            fx.curl(&env)
+                .args(["--fail", "-o"])
+                .arg(fx.out(&format!("r-{f}")))
+                .arg(fx.url(&format!("/files/{f}"))),
+        );
+    }
+    let stop = fx.stop("record");
+    assert!(stop.status.success(), "{}", text(&stop.stderr));
+
+    // a clean store verifies clean
+    let v = fx.verify(&[]);
+    assert!(v.status.success(), "{}{}", text(&v.stdout), text(&v.stderr));
+    assert!(
+        text(&v.stderr).contains("0 corrupt, 0 missing"),
+        "{}",
+        text(&v.stderr)
+    );
+
+    // --- the store is tampered with ---
+    let big_sha = sha256_bytes(&big);
+    let gone_sha = sha256_bytes(&gone);
+    let mut altered = std::fs::read(fx.blob(&big_sha)).expect("big blob");
+    altered[2_999_000] ^= 0x55; // one byte near the end, same length
+    std::fs::write(fx.blob(&big_sha), &altered).expect("alter blob");
+    std::fs::remove_file(fx.blob(&gone_sha)).expect("delete blob");
+
+    // --- verify names both, with the entries that use them ---
+    let v = fx.verify(&["--tag", "integrity1"]);
+    let report = format!("{}{}", text(&v.stdout), text(&v.stderr));
+    assert_eq!(v.status.code(), Some(1), "{report}");
+    assert!(
+        report.contains(&format!("corrupt blob {big_sha}")),
+        "{report}"
+    );
+    assert!(report.contains(&fx.url("/files/big.bin")), "{report}");
+    assert!(
+        report.contains(&format!("missing blob {gone_sha}")),
+        "{report}"
+    );
+    assert!(report.contains(&fx.url("/files/gone.txt")), "{report}");
+    assert!(report.contains("1 corrupt, 1 missing"), "{report}");
+
+    // --- playback ---
+    let env = fx.start("playback", "integrity1");
+    for (proto, out) in [("--http1.1", "p-big-h1"), ("--http2", "p-big-h2")] {
+        let c = run(fx
+            .curl(&env)
+            .args([proto, "-o"])
+            .arg(fx.out(out))
+            .arg(fx.url("/files/big.bin")));
+        assert!(
+            !c.status.success(),
+            "{proto}: a tampered body must not complete: {}",
+            text(&c.stderr)
+        );
+        let got = std::fs::read(fx.out(out)).unwrap_or_default();
+        assert!(got.len() < big.len(), "{proto}: got {} bytes", got.len());
+        assert_ne!(sha256_bytes(&got), sha256_bytes(&altered));
+    }
+    let c = run(fx
+        .curl(&env)
+        .args(["-D", "-", "-o"])
+        .arg(fx.out("p-gone"))
+        .arg(fx.url("/files/gone.txt")));
+    let head = text(&c.stdout);
+    assert!(head.contains(" 500"), "{head}");
+    assert!(head.contains("x-btrfly-error: blob-missing"), "{head}");
+    let body =
+        String::from_utf8_lossy(&std::fs::read(fx.out("p-gone")).unwrap_or_default()).into_owned();
+    assert!(body.contains("missing from the store"), "{body}");
+    assert!(body.contains(&gone_sha), "{body}");
+    run_ok(
+        fx.curl(&env)
+            .args(["--fail", "-o"])
+            .arg(fx.out("p-intact"))
+            .arg(fx.url("/files/intact.txt")),
+    );
+    assert_eq!(std::fs::read(fx.out("p-intact")).expect("intact"), intact);
+
+    let stop = fx.stop("playback");
+    let summary = text(&stop.stderr);
+    assert_eq!(stop.status.code(), Some(1), "{summary}");
+    assert!(summary.contains("problems:"), "{summary}");
+    assert!(
+        summary.contains("does not hash to its address"),
+        "{summary}"
+    );
+    assert!(summary.contains(&format!("blob {gone_sha}")), "{summary}");
+    assert!(
+        summary.contains("could not serve 3 recorded answer(s)"),
+        "{summary}"
+    );
+    // only the intact file counts as a hit
+    assert_eq!(field(&summary, "hits"), 1, "{summary}");
+    assert!(
+        fx.server
+            .stderr_log()
+            .contains("does not hash to its address"),
+        "the server logs the corruption"
+    );
+    drop(fx.root);
+}
+
+/// SIGKILL while a 200 MB download is being recorded: after a restart the
+/// tag has no entry for it, `btrfly verify` is clean, and the sweep
+/// removes the temp object the killed write left.
+#[test]
+fn kill_9_while_recording_leaves_no_entry_and_the_sweep_cleans_up() {
+    // slow enough to kill it mid-body
+    let extra = NginxExtra {
+        server: "limit_rate 20m;\n".into(),
+        ..NginxExtra::default()
+    };
+    let mut fx = Fixture::new(&[("after.txt", b"recorded after the crash\n")], &extra);
+    let sha = write_random_file(&fx.root.path().join("files/huge.bin"), 200_000_000, 11);
+
+    let env = fx.start("record", "crash1");
+    let mut download = fx
+        .curl(&env)
+        .args(["-o"])
+        .arg(fx.out("r-huge"))
+        .arg(fx.url("/files/huge.bin"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("curl");
+    // wait until a good part of the body is in a temp object
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let written: u64 = fx
+            .tmp_objects()
+            .iter()
+            .filter_map(|p| std::fs::metadata(p).ok())
+            .map(|m| m.len())
+            .max()
+            .unwrap_or(0);
+        if written >= 20_000_000 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the recording did not progress: {written} bytes in tmp/"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    fx.server.kill_hard();
+    let _ = download.kill();
+    let _ = download.wait();
+    let left = fx.tmp_objects();
+    assert!(!left.is_empty(), "the killed write leaves a temp object");
+
+    fx.server.restart();
+    let v = fx.verify(&["--sweep-age", "0"]);
+    let report = format!("{}{}", text(&v.stdout), text(&v.stderr));
+    assert!(v.status.success(), "{report}");
+    assert!(report.contains("0 corrupt, 0 missing"), "{report}");
+    assert!(
+        report.contains(&format!("swept {} temp object(s)", left.len())),
+        "{report}"
+    );
+    assert!(fx.tmp_objects().is_empty(), "{:?}", fx.tmp_objects());
+    assert!(
+        !fx.blob(&sha).exists(),
+        "no blob for the body that never ended"
+    );
+
+    // the tag holds no entry for the killed download; recording goes on
+    // (a new CI job: its own BTRFLY_HOME)
+    let home2 = fx.home_named("home2");
+    let env = fx.start_in(&home2, "record", "crash1");
+    run_ok(
+        fx.curl(&env)
+            .args(["--fail", "-o"])
+            .arg(fx.out("r-after"))
+            .arg(fx.url("/files/after.txt")),
+    );
+    let stop = fx.stop_in(&home2, "record");
+    assert!(stop.status.success(), "{}", text(&stop.stderr));
+    let show = run_ok(
+        fx.server
+            .cli(&fx.home())
+            .args(["tag", "show", "crash1", "--json"]),
+    );
+    let shown = text(&show.stdout);
+    assert!(shown.contains("/files/after.txt"), "{shown}");
+    assert!(!shown.contains("/files/huge.bin"), "{shown}");
+    if let Some(n) = fx.nginx.take() {
+        n.stop();
+    }
+}
