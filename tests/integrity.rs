@@ -12,6 +12,9 @@ use std::time::{Duration, Instant};
 use btrfly_test_support::*;
 
 const NAME: &str = "files.example.test";
+/// A second name of the same upstream, for plain files when NAME is a pip
+/// file host.
+const OTHER: &str = "other.example.test";
 
 struct Fixture {
     root: tempfile::TempDir,
@@ -23,15 +26,19 @@ struct Fixture {
 
 impl Fixture {
     fn new(files: &[(&str, &[u8])], nginx_extra: &NginxExtra) -> Fixture {
+        Self::with_config(files, nginx_extra, "")
+    }
+
+    fn with_config(files: &[(&str, &[u8])], nginx_extra: &NginxExtra, more: &str) -> Fixture {
         let root = tempfile::tempdir().expect("root");
         std::fs::create_dir_all(root.path().join("files")).expect("files dir");
         for (name, body) in files {
             std::fs::write(root.path().join("files").join(name), body).expect("write file");
         }
         let ca = TestCa::new();
-        let nginx = Nginx::start_with(root.path(), &ca, &[NAME], nginx_extra);
+        let nginx = Nginx::start_with(root.path(), &ca, &[NAME, OTHER], nginx_extra);
         let extra = format!(
-            "[upstream]\nca_file = {}\n[upstream.resolve]\n\"{NAME}\" = \"127.0.0.1\"\n",
+            "[upstream]\nca_file = {}\n[upstream.resolve]\n\"{NAME}\" = \"127.0.0.1\"\n\"{OTHER}\" = \"127.0.0.1\"\n{more}",
             BtrflyServer::toml_str(nginx.ca_file().to_string_lossy())
         );
         let server = BtrflyServer::start(bin(), &extra);
@@ -330,4 +337,131 @@ fn kill_9_while_recording_leaves_no_entry_and_the_sweep_cleans_up() {
     if let Some(n) = fx.nginx.take() {
         n.stop();
     }
+}
+
+/// Every object of a store directory whose bytes contain `needle`.
+pub(crate) fn objects_containing(store: &std::path::Path, needle: &[u8]) -> Vec<PathBuf> {
+    fn walk(dir: &std::path::Path, needle: &[u8], out: &mut Vec<PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                walk(&path, needle, out);
+            } else if std::fs::read(&path)
+                .map(|b| b.windows(needle.len()).any(|w| w == needle))
+                .unwrap_or(false)
+            {
+                out.push(path);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(store, needle, &mut out);
+    out
+}
+
+/// A recording whose requests and answers carry secrets of every kind —
+/// a signed query on a file URL whose key ignores it, basic-auth
+/// credentials given in the URL, a cookie sent, a `Set-Cookie` received,
+/// a `Vary` naming `Authorization` and `Cookie` — stores none of them: no
+/// object of the store (entries, indexes, sessions, blobs) holds one, and
+/// playback still serves the file, with or without the query.
+#[test]
+fn nothing_secret_is_stored_and_playback_still_works() {
+    let body = b"a distribution file\n".to_vec();
+    let extra = NginxExtra {
+        server: "add_header Set-Cookie \"session=SETCOOKIEsecret4242; Path=/; HttpOnly\" always;\n\
+                 add_header Vary \"Authorization, Cookie\" always;\n"
+            .into(),
+        ..NginxExtra::default()
+    };
+    let fx = Fixture::with_config(
+        &[("pkg-1.0.tar.gz", &body), ("plain.txt", b"plain\n")],
+        &extra,
+        &format!("[adapters.pip]\nfile_hosts = [\"{NAME}\"]\n"),
+    );
+    let port = fx.port;
+    let signed = format!(
+        "https://basicUSER:BASICpassw0rd@{NAME}:{port}/files/pkg-1.0.tar.gz?X-Amz-Credential=AKIACREDsecret&X-Amz-Signature=5a5a5aSIGNATUREsecret"
+    );
+
+    let env = fx.start("record", "secrets1");
+    run_ok(
+        fx.curl(&env)
+            .args(["--fail", "-b", "sid=COOKIEsecret777", "-o"])
+            .arg(fx.out("r-pkg"))
+            .arg(&signed),
+    );
+    assert_eq!(std::fs::read(fx.out("r-pkg")).expect("r-pkg"), body);
+    // a plain file (the files adapter keeps the upstream's headers): the
+    // client itself gets the cookie while recording
+    let got = run_ok(
+        fx.curl(&env)
+            .args(["--fail", "-D", "-", "-b", "sid=COOKIEsecret777", "-o"])
+            .arg(fx.out("r-plain"))
+            .arg(format!("https://{OTHER}:{port}/files/plain.txt")),
+    );
+    assert!(
+        text(&got.stdout).contains("SETCOOKIEsecret4242"),
+        "{}",
+        text(&got.stdout)
+    );
+    let stop = fx.stop("record");
+    assert!(stop.status.success(), "{}", text(&stop.stderr));
+
+    let basic = base64_of("basicUSER:BASICpassw0rd");
+    for secret in [
+        "5a5a5aSIGNATUREsecret",
+        "AKIACREDsecret",
+        "SETCOOKIEsecret4242",
+        "COOKIEsecret777",
+        "BASICpassw0rd",
+        basic.as_str(),
+    ] {
+        let found = objects_containing(&fx.server.store_dir(), secret.as_bytes());
+        assert!(found.is_empty(), "{secret} is stored in {found:?}");
+    }
+    // the entry is there, under the URL without its query
+    let show = run_ok(
+        fx.server
+            .cli(&fx.home())
+            .args(["tag", "show", "secrets1", "--json"]),
+    );
+    let shown = text(&show.stdout);
+    assert!(
+        shown.contains(&format!("https://{NAME}:{port}/files/pkg-1.0.tar.gz\"")),
+        "{shown}"
+    );
+
+    // --- playback: the file, with or without the signature ---
+    let env = fx.start("playback", "secrets1");
+    for (i, url) in [signed.clone(), fx.url("/files/pkg-1.0.tar.gz")]
+        .iter()
+        .enumerate()
+    {
+        let out = fx.out(&format!("p-{i}"));
+        let head = run_ok(
+            fx.curl(&env)
+                .args(["--fail", "-D", "-", "-o"])
+                .arg(&out)
+                .arg(url),
+        );
+        assert_eq!(std::fs::read(&out).expect("replayed"), body, "{url}");
+        assert!(
+            !text(&head.stdout)
+                .to_ascii_lowercase()
+                .contains("set-cookie"),
+            "{}",
+            text(&head.stdout)
+        );
+    }
+    let stop = fx.stop("playback");
+    assert!(stop.status.success(), "{}", text(&stop.stderr));
+}
+
+fn base64_of(s: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(s)
 }
