@@ -30,6 +30,15 @@ impl Fixture {
     }
 
     fn with_config(files: &[(&str, &[u8])], nginx_extra: &NginxExtra, more: &str) -> Fixture {
+        Self::with_options(files, nginx_extra, more, Vec::new())
+    }
+
+    fn with_options(
+        files: &[(&str, &[u8])],
+        nginx_extra: &NginxExtra,
+        more: &str,
+        wrapper: Vec<String>,
+    ) -> Fixture {
         let root = tempfile::tempdir().expect("root");
         std::fs::create_dir_all(root.path().join("files")).expect("files dir");
         for (name, body) in files {
@@ -41,7 +50,14 @@ impl Fixture {
             "[upstream]\nca_file = {}\n[upstream.resolve]\n\"{NAME}\" = \"127.0.0.1\"\n\"{OTHER}\" = \"127.0.0.1\"\n{more}",
             BtrflyServer::toml_str(nginx.ca_file().to_string_lossy())
         );
-        let server = BtrflyServer::start(bin(), &extra);
+        let server = BtrflyServer::start_with(
+            bin(),
+            StartOptions {
+                extra,
+                wrapper,
+                ..StartOptions::default()
+            },
+        );
         Fixture {
             port: nginx.port(),
             root,
@@ -464,4 +480,117 @@ fn nothing_secret_is_stored_and_playback_still_works() {
 fn base64_of(s: &str) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+/// A command run in the server's mount namespace (where its store is).
+fn in_server_ns(server: &BtrflyServer, program: &str) -> Command {
+    let mut c = Command::new("nsenter");
+    c.args(["-t", &server.pid().to_string(), "-m", "--", program]);
+    c
+}
+
+/// The fs store on a 16 MiB tmpfs mounted in the server's own mount
+/// namespace (`unshare -m`): the disk is full while a download is being
+/// recorded. The log names the cause (ENOSPC), `stop record` fails with
+/// it; once space is freed recording works again, and nothing
+/// half-written is visible (`btrfly verify` clean, `tmp/` empty after the
+/// sweep, no entry for the download in the first tag).
+#[test]
+fn disk_full_is_a_clear_error_and_recording_recovers() {
+    let big: Vec<u8> = (0..6_000_000u32).map(|i| (i * 31 % 251) as u8).collect();
+    let wrapper = [
+        "unshare",
+        "-m",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        "mkdir -p \"$0\" && mount -t tmpfs -o size=16m btrfly-disk-full \"$0\" && exec \"$@\"",
+        "{store}",
+    ]
+    .map(String::from)
+    .to_vec();
+    let fx = Fixture::with_options(
+        &[("small.txt", b"fits\n"), ("big.bin", &big)],
+        &NginxExtra::default(),
+        "",
+        wrapper,
+    );
+    let store = fx.server.store_dir();
+    let store_s = store.to_string_lossy().into_owned();
+
+    let env = fx.start("record", "full1");
+    run_ok(
+        fx.curl(&env)
+            .args(["--fail", "-o"])
+            .arg(fx.out("r-small"))
+            .arg(fx.url("/files/small.txt")),
+    );
+    // fill the disk (dd stops with ENOSPC)
+    let _ = run(in_server_ns(&fx.server, "sh").args([
+        "-c",
+        &format!("head -c 64000000 /dev/zero > {store_s}/filler"),
+    ]));
+    let df = run_ok(
+        in_server_ns(&fx.server, "df")
+            .arg("--output=avail")
+            .arg(&store),
+    );
+    assert!(
+        text(&df.stdout).lines().nth(1).map(str::trim) == Some("0"),
+        "the store's disk is full: {}",
+        text(&df.stdout)
+    );
+
+    // The client gets the upstream's answer (the tee does not hold it
+    // back), quickly; the recording of it fails and is not in the tag.
+    let started = Instant::now();
+    let _ = run(fx
+        .curl(&env)
+        .args(["-o"])
+        .arg(fx.out("r-big"))
+        .arg(fx.url("/files/big.bin")));
+    assert!(started.elapsed() < Duration::from_secs(60));
+    let stop = fx.stop("record");
+    let summary = text(&stop.stderr);
+    assert_eq!(stop.status.code(), Some(1), "{summary}");
+    assert!(summary.contains("No space left on device"), "{summary}");
+    assert!(
+        fx.server.stderr_log().contains("No space left on device"),
+        "{}",
+        fx.server.stderr_log()
+    );
+
+    // --- space comes back ---
+    run_ok(in_server_ns(&fx.server, "rm").arg(store.join("filler")));
+    let home2 = fx.home_named("home2");
+    let env = fx.start_in(&home2, "record", "full2");
+    run_ok(
+        fx.curl(&env)
+            .args(["--fail", "-o"])
+            .arg(fx.out("r-big2"))
+            .arg(fx.url("/files/big.bin")),
+    );
+    let stop = fx.stop_in(&home2, "record");
+    assert!(stop.status.success(), "{}", text(&stop.stderr));
+
+    let v = run(in_server_ns(&fx.server, &bin().to_string_lossy())
+        .args(["verify", "--sweep-age", "0", "--config"])
+        .arg(fx.server.config_path()));
+    let report = format!("{}{}", text(&v.stdout), text(&v.stderr));
+    assert!(v.status.success(), "{report}");
+    assert!(report.contains("0 corrupt, 0 missing"), "{report}");
+    let tmp = run(in_server_ns(&fx.server, "ls")
+        .arg("-A")
+        .arg(store.join("tmp")));
+    assert_eq!(text(&tmp.stdout).trim(), "", "nothing half-written is left");
+    // the tag of the failed recording holds the small file only
+    let show = run_ok(
+        fx.server
+            .cli(&fx.home())
+            .args(["tag", "show", "full1", "--json"]),
+    );
+    let shown = text(&show.stdout);
+    assert!(shown.contains("/files/small.txt"), "{shown}");
+    assert!(!shown.contains("/files/big.bin"), "{shown}");
 }
