@@ -594,3 +594,56 @@ fn disk_full_is_a_clear_error_and_recording_recovers() {
     assert!(shown.contains("/files/small.txt"), "{shown}");
     assert!(!shown.contains("/files/big.bin"), "{shown}");
 }
+
+/// The control API speaks plain HTTP: a `control.listen` other hosts can
+/// reach is refused at start with the fix in the message, unless the
+/// operator accepts it with `control.insecure_plain_http = true`.
+#[test]
+fn control_api_on_a_network_address_needs_an_explicit_opt_in() {
+    let dir = tempfile::tempdir().expect("dir");
+    let p = |s: &str| BtrflyServer::toml_str(dir.path().join(s).to_string_lossy());
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = {}\n[storage]\nbackend = \"fs\"\nroot = {}\n[proxy]\nlisten = \"127.0.0.1:0\"\n[control]\nlisten = \"0.0.0.0:0\"\n",
+            p("data"),
+            p("store")
+        ),
+    )
+    .expect("config");
+    let mut serve = Command::new(bin());
+    client_env(&mut serve);
+    serve.arg("serve").arg("--config").arg(&config);
+    let out = run_timeout(&mut serve, Duration::from_secs(30));
+    let err = text(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("control.listen 0.0.0.0:0 is not a loopback address"),
+        "{err}"
+    );
+    assert!(err.contains("control.insecure_plain_http = true"), "{err}");
+
+    // opted in: it serves, and warns
+    let mut server = BtrflyServer::start(
+        bin(),
+        "[control]\nlisten = \"0.0.0.0:0\"\ninsecure_plain_http = true\n",
+    );
+    let port = server.listener("control").expect("control").port();
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(&home).expect("home");
+    run_ok(
+        server
+            .cli(&home)
+            .env("BTRFLY_SERVER", format!("http://127.0.0.1:{port}"))
+            .arg("tags"),
+    );
+    server.stop();
+    assert!(
+        server
+            .stderr_log()
+            .contains("its token crosses the network in clear"),
+        "{}",
+        server.stderr_log()
+    );
+}

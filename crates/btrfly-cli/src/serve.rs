@@ -61,6 +61,25 @@ fn create_private_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The control API speaks plain HTTP: on an address other hosts reach,
+/// its token would cross the network in clear. Refused unless the
+/// operator says so (`control.insecure_plain_http`).
+fn check_control_listen(config: &Config) -> Result<()> {
+    let addr = config.control.listen;
+    if addr.ip().is_loopback() {
+        return Ok(());
+    }
+    if config.control.insecure_plain_http {
+        tracing::warn!(
+            "control.listen {addr} is not loopback and the control API speaks plain HTTP: its token crosses the network in clear (control.insecure_plain_http = true)"
+        );
+        return Ok(());
+    }
+    anyhow::bail!(
+        "control.listen {addr} is not a loopback address, and the control API speaks plain HTTP: its token would cross the network in clear. Keep control.listen on 127.0.0.1 (or [::1]) and reach it through a TLS-terminating proxy or an SSH tunnel, or set control.insecure_plain_http = true in [control] to accept the risk on a network you trust (README: \"Security notes\")"
+    )
+}
+
 /// `[storage]` as the store's options.
 pub(crate) fn store_options(config: &Config) -> Result<StoreOptions> {
     let storage = &config.storage;
@@ -284,6 +303,7 @@ pub async fn serve(config_path: Option<PathBuf>) -> Result<ExitCode> {
         .await
         .map_err(|e| bind_error("proxy", "proxy.listen", config.proxy.listen, e))?;
     let proxy_addr = proxy.local_addr()?;
+    check_control_listen(&config)?;
     let control = ControlServer::bind(
         config.control.listen,
         ControlState {
