@@ -254,7 +254,8 @@ async fn blobs_are_listed_with_their_users_and_old_temp_objects_swept(store: &St
     // a crashed write's leftover
     store
         .op
-        .write("tmp/crashed-write", vec![1u8; 10])
+        .write_with("tmp/crashed-write", vec![1u8; 10])
+        .content_type("application/octet-stream")
         .await
         .expect("tmp object");
     let young = store
