@@ -116,9 +116,11 @@ fn describe(head: &RequestHead) -> String {
 }
 
 fn store_failure(what: &str, tag: &Tag, e: btrfly_store::StoreError) -> Decision {
-    Decision::text(
-        StatusCode::SERVICE_UNAVAILABLE,
-        format!("btrfly: looking up {what} in tag {tag}: {e}"),
+    let message = format!("btrfly: looking up {what} in tag {tag}: {e}");
+    tracing::warn!("{message}");
+    Decision::Respond(
+        Reply::text(StatusCode::SERVICE_UNAVAILABLE, message)
+            .with_header("x-btrfly-error", "store-unavailable"),
     )
 }
 
