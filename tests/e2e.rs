@@ -8,6 +8,7 @@ mod cli;
 mod fidelity;
 mod gateway;
 mod hardening;
+mod integrity;
 mod npm;
 mod oci;
 mod pip;

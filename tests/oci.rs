@@ -667,6 +667,11 @@ fn token_authenticated_registry_replays_without_its_token_server() {
             "no token in a key: {e}"
         );
     }
+    // No token the token server issued is stored anywhere (every one
+    // starts with its JWT header `{"typ":"JWT","alg":"ES256",…`): the
+    // token answer holds a placeholder.
+    let found = crate::integrity::objects_containing(&server.store_dir(), b"eyJ0eXAiOiJKV1Qi");
+    assert!(found.is_empty(), "issued tokens are stored in {found:?}");
 
     // btrfly spoke HTTP/2 to the registry (it negotiates h2 over TLS).
     let log = registry.log();

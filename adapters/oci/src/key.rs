@@ -72,6 +72,11 @@ pub fn by_digest(req: &RequestHead, what: &str, digest: &Digest) -> RecordingKey
     }
 }
 
+/// Whether a key is a bearer-token request's (see [`token`]).
+pub fn is_token_key(key: &RecordingKey) -> bool {
+    key.namespace == NAME && key.primary.split(' ').nth(1) == Some("token")
+}
+
 /// A bearer-token request: the realm (scheme, host, port, path) and the
 /// service it is for.
 pub fn token(req: &RequestHead) -> RecordingKey {

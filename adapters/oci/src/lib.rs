@@ -187,6 +187,11 @@ impl Adapter for OciAdapter {
         resolve_location(&req.uri, location)
     }
 
+    /// Token answers hand out bearer tokens: stored with placeholders.
+    fn is_token_answer(&self, class: &Classification) -> bool {
+        key::is_token_key(&class.key)
+    }
+
     fn head_suffices(&self, class: &Classification, _status: u16) -> bool {
         // Clients read the version check's status and headers (the
         // authentication challenge) and often drop its body unread.

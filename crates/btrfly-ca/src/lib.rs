@@ -4,19 +4,25 @@
 //! and `ca-key.pem` with mode 0600); later starts load it, so clients that
 //! trust it keep trusting it. For every intercepted host a leaf certificate
 //! is minted on demand with its own fresh P-256 key (never the CA's), with
-//! the host as a DNS or IP subject alternative name, and cached in memory.
+//! the host as a DNS or IP subject alternative name, valid
+//! [`LEAF_VALIDITY`] (90 days), and kept in a bounded LRU cache; a cached
+//! leaf is minted again once less than [`LEAF_RENEW_MARGIN`] (30 days) of
+//! it is left. TLS server configs are cached the same way. Creating the CA
+//! cannot race between processes sharing a data dir (see
+//! [`CertificateAuthority::load_or_create`]).
 //! [`roots`] holds the rest of btrfly's trust: the OS store and PEM
 //! bundles of it.
 
 pub mod roots;
 
-use std::collections::HashMap;
 use std::fs;
 use std::io::Write;
 use std::net::IpAddr;
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use lru::LruCache;
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
@@ -88,8 +94,41 @@ pub enum MintError {
     Tls(rustls::Error),
 }
 
-/// How many minted leaves are kept; past this the cache starts over.
-const LEAF_CACHE_LIMIT: usize = 10_000;
+/// How many minted leaves are kept (least recently used go first).
+const LEAF_CACHE_LIMIT: NonZeroUsize = match NonZeroUsize::new(10_000) {
+    Some(n) => n,
+    None => unreachable!(),
+};
+
+/// How many TLS server configs are kept (one per CONNECT target name).
+const CONFIG_CACHE_LIMIT: NonZeroUsize = match NonZeroUsize::new(10_000) {
+    Some(n) => n,
+    None => unreachable!(),
+};
+
+/// How long a minted leaf is valid: 90 days (clients cap leaf lifetimes;
+/// 398 days is the strictest common cap).
+pub const LEAF_VALIDITY: Duration = Duration::days(90);
+
+/// A cached leaf is minted again once less than this is left of its
+/// validity, so no client ever sees one about to expire, however long the
+/// server runs.
+pub const LEAF_RENEW_MARGIN: Duration = Duration::days(30);
+
+/// How long a process waits for another one creating the CA.
+pub const CREATE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// A CA creation lock older than this was left by a process that died.
+pub const STALE_LOCK_AGE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// A minted leaf and when it must be minted again.
+struct CachedLeaf {
+    key: Arc<CertifiedKey>,
+    renew_at: OffsetDateTime,
+}
+
+/// What a TLS server config is cached under: the fallback name and ALPN.
+type ConfigKey = (Option<String>, Vec<Vec<u8>>);
 
 /// btrfly's certificate authority (see the crate docs).
 pub struct CertificateAuthority {
@@ -97,7 +136,8 @@ pub struct CertificateAuthority {
     cert_der: CertificateDer<'static>,
     issuer: Issuer<'static, KeyPair>,
     provider: Arc<CryptoProvider>,
-    leaves: Mutex<HashMap<String, Arc<CertifiedKey>>>,
+    leaves: Mutex<LruCache<String, CachedLeaf>>,
+    configs: Mutex<LruCache<ConfigKey, Arc<ServerConfig>>>,
 }
 
 impl std::fmt::Debug for CertificateAuthority {
@@ -116,30 +156,113 @@ pub fn crypto_provider() -> Arc<CryptoProvider> {
 impl CertificateAuthority {
     /// Loads `dir/ca.pem` + `dir/ca-key.pem`, or creates them.
     ///
+    /// Creation cannot race: of several processes starting at once on one
+    /// data dir, the one that creates `dir/ca.lock` (`O_EXCL`) generates the
+    /// CA, writing the key and then the certificate (each to a temp file
+    /// renamed into place, the certificate last); the others wait for
+    /// `ca.pem` and load it, so all end with one CA. A lock left by a
+    /// process that died mid-creation is taken over after
+    /// [`STALE_LOCK_AGE`].
+    ///
     /// # Errors
-    /// [`CaError`]: unreadable or unwritable files, a CA that does not load.
+    /// [`CaError`]: unreadable or unwritable files, a CA that does not load,
+    /// a key without its certificate, no CA after waiting
+    /// [`CREATE_WAIT`] for another process.
     pub fn load_or_create(dir: &Path) -> Result<CertificateAuthority, CaError> {
         let cert_path = dir.join("ca.pem");
         let key_path = dir.join("ca-key.pem");
+        let lock_path = dir.join("ca.lock");
         let ioerr = |path: &Path| {
             let path = path.to_owned();
             move |source| CaError::Io { path, source }
         };
-        if cert_path.exists() || key_path.exists() {
-            let cert_pem = fs::read_to_string(&cert_path).map_err(ioerr(&cert_path))?;
-            let key_pem = fs::read_to_string(&key_path).map_err(ioerr(&key_path))?;
-            return Self::from_pem(&cert_pem, &key_pem).map_err(|source| CaError::Load {
-                path: dir.to_owned(),
-                source,
-            });
-        }
         fs::create_dir_all(dir).map_err(ioerr(dir))?;
+        let deadline = std::time::Instant::now() + CREATE_WAIT;
+        loop {
+            if cert_path.exists() {
+                return Self::load(dir, &cert_path, &key_path);
+            }
+            match fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&lock_path)
+            {
+                Ok(_) => {
+                    let made = Self::create_locked(dir, &cert_path, &key_path);
+                    let _ = fs::remove_file(&lock_path);
+                    return made;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let stale = fs::metadata(&lock_path)
+                        .and_then(|m| m.modified())
+                        .ok()
+                        .and_then(|t| t.elapsed().ok())
+                        .is_some_and(|age| age > STALE_LOCK_AGE);
+                    if stale {
+                        tracing::warn!(
+                            path = %lock_path.display(),
+                            "taking over a CA creation lock left by a process that died"
+                        );
+                        let _ = fs::remove_file(&lock_path);
+                        continue;
+                    }
+                    if std::time::Instant::now() > deadline {
+                        return Err(CaError::Io {
+                            path: lock_path,
+                            source: std::io::Error::new(
+                                std::io::ErrorKind::TimedOut,
+                                "another process is creating the CA and has not finished; remove the lock if no btrfly is starting",
+                            ),
+                        });
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(e) => return Err(ioerr(&lock_path)(e)),
+            }
+        }
+    }
+
+    fn load(
+        dir: &Path,
+        cert_path: &Path,
+        key_path: &Path,
+    ) -> Result<CertificateAuthority, CaError> {
+        let ioerr = |path: &Path| {
+            let path = path.to_owned();
+            move |source| CaError::Io { path, source }
+        };
+        let cert_pem = fs::read_to_string(cert_path).map_err(ioerr(cert_path))?;
+        let key_pem = fs::read_to_string(key_path).map_err(ioerr(key_path))?;
+        Self::from_pem(&cert_pem, &key_pem).map_err(|source| CaError::Load {
+            path: dir.to_owned(),
+            source,
+        })
+    }
+
+    /// Generates and writes the CA; the caller holds `ca.lock`.
+    fn create_locked(
+        dir: &Path,
+        cert_path: &Path,
+        key_path: &Path,
+    ) -> Result<CertificateAuthority, CaError> {
+        let ioerr = |path: &Path| {
+            let path = path.to_owned();
+            move |source| CaError::Io { path, source }
+        };
+        // finished by another process between our check and the lock
+        if cert_path.exists() {
+            return Self::load(dir, cert_path, key_path);
+        }
         let (cert_pem, key_pem) = generate_ca().map_err(|e| CaError::Load {
             path: dir.to_owned(),
             source: PemError::Generate(e),
         })?;
-        write_private(&key_path, key_pem.as_bytes()).map_err(ioerr(&key_path))?;
-        fs::write(&cert_path, &cert_pem).map_err(ioerr(&cert_path))?;
+        let key_tmp = dir.join(".ca-key.pem.tmp");
+        write_private(&key_tmp, key_pem.as_bytes()).map_err(ioerr(&key_tmp))?;
+        fs::rename(&key_tmp, key_path).map_err(ioerr(key_path))?;
+        let cert_tmp = dir.join(".ca.pem.tmp");
+        fs::write(&cert_tmp, &cert_pem).map_err(ioerr(&cert_tmp))?;
+        fs::rename(&cert_tmp, cert_path).map_err(ioerr(cert_path))?;
         tracing::info!(path = %cert_path.display(), "generated a new certificate authority");
         Self::from_pem(&cert_pem, &key_pem).map_err(|source| CaError::Load {
             path: dir.to_owned(),
@@ -161,7 +284,8 @@ impl CertificateAuthority {
             cert_der,
             issuer,
             provider: crypto_provider(),
-            leaves: Mutex::new(HashMap::new()),
+            leaves: Mutex::new(LruCache::new(LEAF_CACHE_LIMIT)),
+            configs: Mutex::new(LruCache::new(CONFIG_CACHE_LIMIT)),
         })
     }
 
@@ -175,32 +299,43 @@ impl CertificateAuthority {
         &self.cert_der
     }
 
-    /// The leaf for `name` (a DNS name or an IP address), minted on first use.
+    /// The leaf for `name` (a DNS name or an IP address), minted on first
+    /// use and kept in a bounded LRU cache; valid [`LEAF_VALIDITY`], and
+    /// minted again once less than [`LEAF_RENEW_MARGIN`] is left.
     ///
     /// # Errors
     /// [`CaError::Mint`]: not a name a certificate can carry, or signing
     /// failed.
     pub fn leaf(&self, name: &str) -> Result<Arc<CertifiedKey>, CaError> {
+        self.leaf_at(name, OffsetDateTime::now_utc())
+    }
+
+    /// [`CertificateAuthority::leaf`] as of `now` (tests move the clock).
+    fn leaf_at(&self, name: &str, now: OffsetDateTime) -> Result<Arc<CertifiedKey>, CaError> {
         let name = name.trim_end_matches('.').to_ascii_lowercase();
         if let Some(hit) = self.cache().get(&name) {
-            return Ok(hit.clone());
+            if now < hit.renew_at {
+                return Ok(hit.key.clone());
+            }
         }
-        let minted = Arc::new(self.mint(&name)?);
-        let mut cache = self.cache();
-        if cache.len() >= LEAF_CACHE_LIMIT {
-            cache.clear();
-        }
-        cache.insert(name, minted.clone());
+        let minted = Arc::new(self.mint(&name, now)?);
+        self.cache().put(
+            name,
+            CachedLeaf {
+                key: minted.clone(),
+                renew_at: now + LEAF_VALIDITY - LEAF_RENEW_MARGIN,
+            },
+        );
         Ok(minted)
     }
 
-    fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<CertifiedKey>>> {
+    fn cache(&self) -> std::sync::MutexGuard<'_, LruCache<String, CachedLeaf>> {
         // A poisoned cache only means another thread panicked mid-insert;
         // the map itself is still consistent.
         self.leaves.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn mint(&self, name: &str) -> Result<CertifiedKey, CaError> {
+    fn mint(&self, name: &str, now: OffsetDateTime) -> Result<CertifiedKey, CaError> {
         let fail = |source: MintError| CaError::Mint {
             name: name.to_owned(),
             source,
@@ -218,9 +353,8 @@ impl CertificateAuthority {
         let mut dn = DistinguishedName::new();
         dn.push(DnType::CommonName, name);
         params.distinguished_name = dn;
-        let now = OffsetDateTime::now_utc();
         params.not_before = now - Duration::hours(1);
-        params.not_after = now + Duration::days(365);
+        params.not_after = now + LEAF_VALIDITY;
         params.serial_number = Some(random_serial());
         params.is_ca = IsCa::ExplicitNoCa;
         params.key_usages = vec![
@@ -244,11 +378,31 @@ impl CertificateAuthority {
 
     /// A TLS server config that picks the leaf by SNI, falling back to
     /// `fallback` (the CONNECT target) when the client sent no SNI, as
-    /// clients do for IP addresses.
+    /// clients do for IP addresses. Configs are kept in a bounded LRU
+    /// cache (one per fallback name and ALPN list); the leaf is resolved
+    /// at each handshake, so a cached config never serves a stale leaf.
     ///
     /// # Errors
     /// rustls refused the configuration.
     pub fn server_config(
+        self: &Arc<Self>,
+        fallback: Option<&str>,
+        alpn: &[&[u8]],
+    ) -> Result<Arc<ServerConfig>, CaError> {
+        let key: ConfigKey = (
+            fallback.map(str::to_owned),
+            alpn.iter().map(|p| p.to_vec()).collect(),
+        );
+        let mut configs = self.configs.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(hit) = configs.get(&key) {
+            return Ok(hit.clone());
+        }
+        let config = self.new_server_config(fallback, alpn)?;
+        configs.put(key, config.clone());
+        Ok(config)
+    }
+
+    fn new_server_config(
         self: &Arc<Self>,
         fallback: Option<&str>,
         alpn: &[&[u8]],

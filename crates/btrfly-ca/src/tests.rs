@@ -101,3 +101,69 @@ fn garbage_ca_files_are_a_clear_error() {
         .to_string();
     assert!(err.contains("certificate authority in"), "{err}");
 }
+
+#[test]
+fn processes_starting_at_once_end_with_one_ca() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("data");
+    let handles: Vec<_> = (0..8)
+        .map(|_| {
+            let p = path.clone();
+            std::thread::spawn(move || {
+                CertificateAuthority::load_or_create(&p)
+                    .map(|ca| ca.cert_pem().to_owned())
+                    .map_err(|e| e.to_string())
+            })
+        })
+        .collect();
+    let pems: Vec<String> = handles
+        .into_iter()
+        .map(|h| h.join().expect("thread").expect("ca"))
+        .collect();
+    assert!(pems.iter().all(|p| p == &pems[0]), "one CA for all");
+    assert_eq!(
+        std::fs::read_to_string(path.join("ca.pem")).expect("ca.pem"),
+        pems[0]
+    );
+    assert!(!path.join("ca.lock").exists(), "the lock is released");
+}
+
+#[test]
+fn leaves_are_reminted_before_they_expire() {
+    let dir = tempfile::tempdir().expect("dir");
+    let ca = CertificateAuthority::load_or_create(dir.path()).expect("ca");
+    let now = OffsetDateTime::now_utc();
+    let first = ca.leaf_at("renew.example.test", now).expect("leaf");
+    let same = ca
+        .leaf_at(
+            "renew.example.test",
+            now + LEAF_VALIDITY - LEAF_RENEW_MARGIN - Duration::days(1),
+        )
+        .expect("leaf");
+    assert!(Arc::ptr_eq(&first, &same), "cached while far from expiry");
+    let renewed = ca
+        .leaf_at(
+            "renew.example.test",
+            now + LEAF_VALIDITY - LEAF_RENEW_MARGIN + Duration::days(1),
+        )
+        .expect("leaf");
+    assert!(!Arc::ptr_eq(&first, &renewed), "minted again near expiry");
+    assert_ne!(first.cert[0], renewed.cert[0]);
+}
+
+#[test]
+fn server_configs_are_cached_per_name() {
+    let dir = tempfile::tempdir().expect("dir");
+    let ca = Arc::new(CertificateAuthority::load_or_create(dir.path()).expect("ca"));
+    let a = ca
+        .server_config(Some("a.example.test"), &[b"h2"])
+        .expect("a");
+    let a2 = ca
+        .server_config(Some("a.example.test"), &[b"h2"])
+        .expect("a2");
+    let b = ca
+        .server_config(Some("b.example.test"), &[b"h2"])
+        .expect("b");
+    assert!(Arc::ptr_eq(&a, &a2));
+    assert!(!Arc::ptr_eq(&a, &b));
+}

@@ -8,6 +8,7 @@ use btrfly_client::{archive, commands as client};
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 mod serve;
+mod verify;
 
 #[derive(Parser)]
 #[command(
@@ -147,6 +148,23 @@ enum Command {
     Tag {
         #[command(subcommand)]
         action: TagAction,
+    },
+    /// Check the store: re-hash every blob against its address, name the
+    /// entries of each corrupt or missing one, and sweep temp objects left
+    /// by crashed writes. Reads the store with the server's config (no
+    /// server needed). Exits 1 when anything is wrong.
+    Verify {
+        /// The server's TOML configuration (the store to check).
+        #[arg(long, env = "BTRFLY_CONFIG", value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Check only the blobs this tag uses (repeatable); without it,
+        /// every blob in the store.
+        #[arg(long = "tag", value_name = "TAG")]
+        tags: Vec<String>,
+        /// Remove temp objects (under tmp/) older than this many seconds;
+        /// younger ones may be a replica's write in flight.
+        #[arg(long, value_name = "SECONDS", default_value_t = btrfly_store::DEFAULT_SWEEP_AGE.as_secs())]
+        sweep_age: u64,
     },
     /// The certificate authority btrfly intercepts TLS with.
     Ca {
@@ -354,6 +372,18 @@ fn main() -> ExitCode {
             Command::Tag {
                 action: TagAction::Diff { a, b, json, server },
             } => Ok(archive::diff(&with_source(server), &a, &b, json).await),
+            Command::Verify {
+                config,
+                tags,
+                sweep_age,
+            } => {
+                verify::verify(verify::VerifyArgs {
+                    config,
+                    tags,
+                    sweep_age: std::time::Duration::from_secs(sweep_age),
+                })
+                .await
+            }
             Command::Ca {
                 action: CaAction::Export { server },
             } => client::ca_export(&with_source(server)).await,

@@ -64,8 +64,27 @@ fn create_private_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The control API speaks plain HTTP: on an address other hosts reach,
+/// its token would cross the network in clear. Refused unless the
+/// operator says so (`control.insecure_plain_http`).
+fn check_control_listen(config: &Config) -> Result<()> {
+    let addr = config.control.listen;
+    if addr.ip().is_loopback() {
+        return Ok(());
+    }
+    if config.control.insecure_plain_http {
+        tracing::warn!(
+            "control.listen {addr} is not loopback and the control API speaks plain HTTP: its token crosses the network in clear (control.insecure_plain_http = true)"
+        );
+        return Ok(());
+    }
+    anyhow::bail!(
+        "control.listen {addr} is not a loopback address, and the control API speaks plain HTTP: its token would cross the network in clear. Keep control.listen on 127.0.0.1 (or [::1]) and reach it through a TLS-terminating proxy or an SSH tunnel, or set control.insecure_plain_http = true in [control] to accept the risk on a network you trust (README: \"Security notes\")"
+    )
+}
+
 /// `[storage]` as the store's options.
-fn store_options(config: &Config) -> Result<StoreOptions> {
+pub(crate) fn store_options(config: &Config) -> Result<StoreOptions> {
     let storage = &config.storage;
     let missing = |b: Backend| {
         anyhow::anyhow!(
@@ -234,6 +253,20 @@ pub async fn serve(config_path: Option<PathBuf>) -> Result<ExitCode> {
     // before any listener opens.
     let store = Store::open(&store_options(&config)?).context("storage is not usable")?;
     store.check().await.context("storage is not usable")?;
+    // Temp objects of writes that crashed (a killed server) are removed
+    // once they are old enough that no replica can still be writing them.
+    let sweeper = store.clone();
+    tokio::spawn(async move {
+        match sweeper.sweep_tmp(btrfly_store::DEFAULT_SWEEP_AGE).await {
+            Ok(s) if !s.removed.is_empty() => tracing::info!(
+                "swept {} temp object(s) left by crashed writes (older than {}s)",
+                s.removed.len(),
+                btrfly_store::DEFAULT_SWEEP_AGE.as_secs()
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::warn!("sweeping temp objects of crashed writes: {e}"),
+        }
+    });
 
     // Every replica of a store shares one CA and token: a data dir
     // without a CA does not mint a new one for a store that has one.
@@ -311,6 +344,7 @@ pub async fn serve(config_path: Option<PathBuf>) -> Result<ExitCode> {
     .with_limits(limits);
     let proxy_addr = proxy.local_addr()?;
     policy.add_own_listener(proxy_addr);
+    check_control_listen(&config)?;
     let control = ControlServer::bind(
         config.control.listen,
         ControlState {

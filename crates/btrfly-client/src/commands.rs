@@ -176,7 +176,21 @@ fn print_summary(s: &Summary) {
 /// it is not 0. `allow_incomplete` turns "some answers could not be
 /// recorded" into a warning.
 fn outcome(s: &Summary, allow_incomplete: bool) -> ExitCode {
-    if s.mode == Mode::Playback && s.misses > 0 {
+    if s.mode == Mode::Playback && s.unserved > 0 {
+        // The store no longer holds what was recorded: the build got an
+        // error or a cut response instead of the recorded bytes.
+        eprintln!(
+            "btrfly: playback of tag {} could not serve {} recorded answer(s) intact: their bodies are missing from the store or no longer match their digests (see problems); check the store with `btrfly verify --tag {}`",
+            s.tag, s.unserved, s.tag
+        );
+        if s.misses > 0 {
+            eprintln!(
+                "btrfly: playback of tag {} also missed {} request(s)",
+                s.tag, s.misses
+            );
+        }
+        ExitCode::from(1)
+    } else if s.mode == Mode::Playback && s.misses > 0 {
         eprintln!(
             "btrfly: playback of tag {} missed {} request(s): the build asked for something that was not recorded",
             s.tag, s.misses

@@ -266,6 +266,11 @@ pub struct ControlConfig {
     /// The HTTP API the CLI talks to.
     #[serde(default = "default_control_listen")]
     pub listen: SocketAddr,
+    /// Accept a `listen` address that is not loopback although the API
+    /// speaks plain HTTP (its token then crosses the network in clear).
+    /// Default false: such an address is refused at start.
+    #[serde(default)]
+    pub insecure_plain_http: bool,
 }
 
 fn default_control_listen() -> SocketAddr {
@@ -276,6 +281,7 @@ impl Default for ControlConfig {
     fn default() -> Self {
         ControlConfig {
             listen: default_control_listen(),
+            insecure_plain_http: false,
         }
     }
 }

@@ -256,6 +256,14 @@ pub trait Adapter: Send + Sync + 'static {
     fn replay_fallbacks(&self, _class: &Classification) -> Vec<RecordingKey> {
         Vec::new()
     }
+
+    /// Whether a successful answer to this request hands out a credential
+    /// (an OCI bearer-token answer): its body is then stored with its
+    /// token fields replaced by a placeholder (see btrfly-record's
+    /// `secrets`), and the client still gets the real answer.
+    fn is_token_answer(&self, _class: &Classification) -> bool {
+        false
+    }
 }
 
 /// Largest body shown to [`Adapter::digest_hints`].

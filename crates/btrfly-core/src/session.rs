@@ -227,6 +227,12 @@ pub struct Summary {
     /// `errors`.
     #[serde(default)]
     pub egress_refused: u64,
+    /// Playback answers found in the tag whose body could not be served:
+    /// the blob is missing from the store or its bytes no longer hash to
+    /// its address (the client got an error or a cut response); their
+    /// messages are in `errors`. A playback with any fails.
+    #[serde(default)]
+    pub unserved: u64,
     /// The missed requests (`METHOD URL`, with their `Range`).
     pub missed: Vec<String>,
     /// Problems, one message each.

@@ -1,11 +1,17 @@
 //! What the gateway tells the Pingora hooks to do.
 
+use std::sync::Arc;
+
 use btrfly_core::Sha256;
 use btrfly_record::RecordPlan;
+use btrfly_session::LiveSession;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode};
 
-/// The gateway's verdict on a request.
+/// The gateway's verdict on a request. (A `Reply` is a little over
+/// clippy's size limit; a decision is moved a few times per request, and
+/// boxing it would cost an allocation on every replay.)
+#[allow(clippy::large_enum_variant)]
 pub enum Decision {
     /// Answer the client from btrfly: a replay hit, a miss, a rejection.
     Respond(Reply),
@@ -30,6 +36,43 @@ pub struct Reply {
     /// An HTTP/1 reason phrase other than the status's own (HTTP/1
     /// clients print it with the status).
     pub reason: Option<&'static str>,
+    /// For an answer from the tag: who to tell when its body cannot be
+    /// served (see [`Replayed`]).
+    pub replayed: Option<Replayed>,
+}
+
+/// A playback hit on its way to the client. When its body cannot be
+/// served whole and intact (the blob is missing from the store, or its
+/// bytes no longer hash to its address), the writer calls
+/// [`Replayed::failed`]: the hit is taken back and the session lists the
+/// problem, so `btrfly stop playback` fails.
+/// One pointer wide, since every [`Reply`] carries the field.
+#[derive(Clone)]
+pub struct Replayed(Arc<ReplayedHit>);
+
+struct ReplayedHit {
+    session: Arc<LiveSession>,
+    what: String,
+}
+
+impl Replayed {
+    /// A hit of `session` for `what` (`METHOD URL`).
+    pub fn new(session: Arc<LiveSession>, what: String) -> Replayed {
+        Replayed(Arc::new(ReplayedHit { session, what }))
+    }
+
+    /// The request, as `METHOD URL`.
+    pub fn what(&self) -> &str {
+        &self.0.what
+    }
+
+    /// The body could not be served: `why` names the blob and the fault.
+    pub fn failed(&self, why: &str) {
+        let hit = &self.0;
+        hit.session
+            .stats
+            .note_unserved(format!("replaying {} failed: {why}", hit.what));
+    }
 }
 
 /// Where a reply's body comes from.
@@ -44,6 +87,11 @@ pub enum ReplyBody {
         offset: u64,
         /// Number of bytes.
         len: u64,
+        /// The bytes are the whole blob: the writer hashes them as they
+        /// stream and cuts the response (no end of body) when they do not
+        /// hash to `sha256`. A range cannot be checked without reading the
+        /// whole blob; `btrfly verify` checks those.
+        whole: bool,
     },
     /// Several byte ranges of a stored body, each after its own part head,
     /// then `tail` (a `multipart/byteranges` body, RFC 9110 §14.6).
@@ -85,6 +133,7 @@ impl Reply {
             headers,
             body: ReplyBody::Bytes(Bytes::from(message)),
             reason: None,
+            replayed: None,
         }
     }
 

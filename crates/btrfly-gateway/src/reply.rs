@@ -83,8 +83,10 @@ pub fn full_reply(entry: &Entry, method: &Method) -> Reply {
             sha256: entry.sha256.clone(),
             offset: 0,
             len: body_len,
+            whole: body_len == entry.size,
         },
         reason: None,
+        replayed: None,
     }
 }
 
@@ -103,8 +105,10 @@ fn partial_reply(entry: &Entry, start: u64, end: u64) -> Reply {
             sha256: entry.sha256.clone(),
             offset: start,
             len,
+            whole: start == 0 && len == entry.size,
         },
         reason: None,
+        replayed: None,
     }
 }
 
@@ -162,6 +166,7 @@ fn multipart_reply(entry: &Entry, ranges: &[std::ops::RangeInclusive<u64>]) -> R
         headers,
         body,
         reason: None,
+        replayed: None,
     };
     let len = reply.body_len();
     let mut reply = reply;

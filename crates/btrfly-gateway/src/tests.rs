@@ -145,6 +145,7 @@ async fn recorded_then_replayed_with_hop_by_hop_headers_dropped() {
         sha256,
         offset: 0,
         len: 7,
+        whole: true,
     } = &reply.body
     else {
         panic!("a hit streams the blob");
@@ -173,6 +174,7 @@ async fn recorded_then_replayed_with_hop_by_hop_headers_dropped() {
         ReplyBody::Blob {
             offset: 2,
             len: 3,
+            whole: false,
             ..
         }
     ));

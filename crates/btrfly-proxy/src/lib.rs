@@ -26,6 +26,7 @@ mod respond;
 mod target;
 pub mod transparent;
 pub mod tunnel;
+mod verified;
 
 pub use app::GatewayApp;
 pub use egress::EgressPolicy;

@@ -340,14 +340,33 @@ async fn read_head(tcp: &mut TcpStream) -> std::io::Result<(Vec<u8>, Vec<u8>)> {
             ));
         }
         buf.extend_from_slice(&chunk[..n]);
-        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let extra = buf.split_off(end + 4);
+        if let Some(end) = head_end(&buf) {
+            let extra = buf.split_off(end);
             return Ok((buf, extra));
         }
         if buf.len() > MAX_HEAD {
             return Err(std::io::Error::other("CONNECT head larger than 16 KiB"));
         }
     }
+}
+
+/// Where a request head ends in `buf`: the offset just past its blank
+/// line (`CRLF CRLF`), when it has arrived.
+pub fn head_end(buf: &[u8]) -> Option<usize> {
+    buf.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4)
+}
+
+/// A CONNECT head as the listener reads it (RFC 9110 §9.3.6): the tunnel's
+/// host (lower-case, without IPv6 brackets), port, and the
+/// `Proxy-Authorization` value. Public for the fuzz targets.
+///
+/// # Errors
+/// The head is incomplete, malformed (as `httparse` reads it), or its
+/// target is not `host:port`; the message names which.
+pub fn parse_connect_head(head: &[u8]) -> Result<(String, u16, Option<Vec<u8>>), String> {
+    parse_connect(head)
+        .map(|c| (c.host, c.port, c.credential))
+        .map_err(|e| e.to_string())
 }
 
 #[derive(Debug, PartialEq, Eq)]

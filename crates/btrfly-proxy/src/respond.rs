@@ -8,7 +8,9 @@ use pingora_error::{Error, ErrorType, Result};
 use pingora_http::ResponseHeader;
 use pingora_proxy::Session;
 
-use btrfly_store::Store;
+use btrfly_store::{BlobStream, Store};
+
+use crate::verified;
 
 /// Makes `resp` carry exactly `wanted`, touching only the names that
 /// differ (pingora keeps header-name case beside the map).
@@ -33,18 +35,26 @@ fn internal(e: impl std::fmt::Display) -> Box<Error> {
     Error::explain(ErrorType::InternalError, e.to_string())
 }
 
-/// Writes a reply of btrfly's own (a blob is streamed from `store`).
+/// Writes a reply of btrfly's own (a blob is streamed from `store` and
+/// checked on the way, see [`crate::verified`]).
 pub(crate) async fn write_reply(store: &Store, session: &mut Session, reply: Reply) -> Result<()> {
+    // A blob that cannot be opened is answered with the error instead.
+    let reply = match &reply.body {
+        ReplyBody::Blob {
+            sha256,
+            offset,
+            len,
+            ..
+        } if *len > 0 => {
+            match verified::open(store, sha256, *offset, *len, reply.replayed.as_ref()).await {
+                Ok(stream) => return write_blob_reply(session, reply, stream).await,
+                Err(failure) => failure_reply(failure),
+            }
+        }
+        _ => reply,
+    };
     let is_head = session.req_header().method == Method::HEAD;
-    let mut resp = ResponseHeader::build(reply.status, Some(reply.headers.len() + 1))?;
-    for (name, value) in reply.headers.iter() {
-        resp.append_header(name.clone(), value.clone())?;
-    }
-    if let Some(reason) = reply.reason {
-        // HTTP/1 clients print the reason phrase with the status
-        // (pip: "409 Client Error: … for url: …"): make it say why.
-        resp.set_reason_phrase(Some(reason))?;
-    }
+    let mut resp = head_of(&reply)?;
     match reply.body {
         ReplyBody::Bytes(bytes) => {
             resp.insert_header(header::CONTENT_LENGTH, bytes.len())?;
@@ -54,59 +64,106 @@ pub(crate) async fn write_reply(store: &Store, session: &mut Session, reply: Rep
                 session.write_response_body(Some(bytes), true).await?;
             }
         }
-        ReplyBody::Blob {
-            sha256,
-            offset,
-            len,
-        } => {
-            if len == 0 {
-                session.write_response_header(Box::new(resp), true).await?;
-                return Ok(());
-            }
-            // Open before the head goes out, so a missing blob is still
-            // a clean error response rather than a truncated body.
-            let mut stream = store
-                .read_blob(&sha256, Some(offset..offset + len))
-                .await
-                .map_err(internal)?;
-            session.write_response_header(Box::new(resp), false).await?;
-            let mut sent = 0u64;
-            while let Some(chunk) = stream.next().await {
-                let chunk = chunk.map_err(|e| {
-                    Error::explain(ErrorType::ReadError, format!("reading blob {sha256}: {e}"))
-                })?;
-                sent += chunk.len() as u64;
-                session.write_response_body(Some(chunk), false).await?;
-            }
-            if sent != len {
-                return Err(Error::explain(
-                    ErrorType::ReadError,
-                    format!("blob {sha256} ended after {sent} of {len} bytes"),
-                ));
-            }
-            session.write_response_body(None, true).await?;
+        ReplyBody::Blob { .. } => {
+            // an empty body (a non-empty one was written above)
+            session.write_response_header(Box::new(resp), true).await?;
         }
         ReplyBody::Parts {
             sha256,
             parts,
             tail,
         } => {
-            session.write_response_header(Box::new(resp), false).await?;
+            let replayed = reply.replayed.as_ref();
+            let mut first = Some(resp);
             for part in parts {
-                session.write_response_body(Some(part.head), false).await?;
-                let mut stream = store
-                    .read_blob(&sha256, Some(part.offset..part.offset + part.len))
-                    .await
-                    .map_err(internal)?;
-                while let Some(chunk) = stream.next().await {
-                    let chunk = chunk.map_err(|e| {
-                        Error::explain(ErrorType::ReadError, format!("reading blob {sha256}: {e}"))
-                    })?;
-                    session.write_response_body(Some(chunk), false).await?;
+                // The first part opens before the head goes out: a missing
+                // blob is then a clean error answer.
+                let stream =
+                    match verified::open(store, &sha256, part.offset, part.len, replayed).await {
+                        Ok(s) => s,
+                        Err(failure) if first.is_some() => {
+                            let reply = failure_reply(failure);
+                            return Box::pin(write_reply(store, session, reply)).await;
+                        }
+                        Err(failure) => return Err(internal(failure.message)),
+                    };
+                if let Some(resp) = first.take() {
+                    session.write_response_header(Box::new(resp), false).await?;
                 }
+                session.write_response_body(Some(part.head), false).await?;
+                stream_part(session, stream, &sha256, replayed).await?;
+            }
+            if let Some(resp) = first.take() {
+                session.write_response_header(Box::new(resp), false).await?;
             }
             session.write_response_body(Some(tail), true).await?;
         }
+    }
+    Ok(())
+}
+
+/// The response head of a reply.
+fn head_of(reply: &Reply) -> Result<ResponseHeader> {
+    let mut resp = ResponseHeader::build(reply.status, Some(reply.headers.len() + 1))?;
+    for (name, value) in reply.headers.iter() {
+        resp.append_header(name.clone(), value.clone())?;
+    }
+    if let Some(reason) = reply.reason {
+        // HTTP/1 clients print the reason phrase with the status
+        // (pip: "409 Client Error: … for url: …"): make it say why.
+        resp.set_reason_phrase(Some(reason))?;
+    }
+    Ok(resp)
+}
+
+/// The answer sent instead of a stored body that cannot be opened.
+fn failure_reply(failure: verified::OpenFailure) -> Reply {
+    let mut reply =
+        Reply::text(failure.status, failure.message).with_header("x-btrfly-error", failure.kind);
+    reply.reason = Some(failure.reason);
+    reply
+}
+
+/// A reply whose body is a blob already opened.
+async fn write_blob_reply(session: &mut Session, reply: Reply, stream: BlobStream) -> Result<()> {
+    let ReplyBody::Blob {
+        sha256, len, whole, ..
+    } = &reply.body
+    else {
+        return Err(internal("a blob reply without a blob"));
+    };
+    let resp = head_of(&reply)?;
+    session.write_response_header(Box::new(resp), false).await?;
+    verified::stream(
+        session,
+        stream,
+        sha256,
+        *len,
+        *whole,
+        reply.replayed.as_ref(),
+    )
+    .await
+}
+
+/// One part of a multipart answer: streamed, not verified (a range).
+async fn stream_part(
+    session: &mut Session,
+    mut stream: BlobStream,
+    sha256: &btrfly_core::Sha256,
+    replayed: Option<&btrfly_gateway::Replayed>,
+) -> Result<()> {
+    while let Some(chunk) = stream.next().await {
+        let chunk = match chunk {
+            Ok(c) => c,
+            Err(e) => {
+                let why = format!("reading blob {sha256}: {e}");
+                if let Some(r) = replayed {
+                    r.failed(&why);
+                }
+                return Err(Error::explain(ErrorType::ReadError, why));
+            }
+        };
+        session.write_response_body(Some(chunk), false).await?;
     }
     Ok(())
 }

@@ -22,6 +22,7 @@ use tokio::task::JoinHandle;
 use btrfly_session::LiveSession;
 
 use crate::plan::RecordPlan;
+use crate::secrets;
 
 /// A body whose digest is not the one announced for it: the client must
 /// not get it whole, and it is not recorded.
@@ -141,17 +142,31 @@ impl Recorder {
             .flatten();
         let writer = plan.store.blob_writer(verified.clone()).await?;
         let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
-        let task = tokio::spawn(write_body(writer, rx));
+        let token_answer =
+            (200..300).contains(&status) && plan.adapter.is_token_answer(&plan.classification);
+        let task = if token_answer {
+            tokio::spawn(write_token_answer(writer, rx))
+        } else {
+            tokio::spawn(write_body(writer, rx))
+        };
         let content_length = headers
             .get(http::header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse().ok());
+        // Credentials never enter a key, whatever a `Vary` names.
         let vary = plan
             .adapter
-            .vary_headers(&plan.classification, btrfly_core::vary_names(headers));
+            .vary_headers(&plan.classification, btrfly_core::vary_names(headers))
+            .into_iter()
+            .filter(|n| !secrets::UNKEYED_REQUEST_HEADERS.contains(&n.as_str()))
+            .collect();
         let headers = headers
             .iter()
-            .filter(|(k, _)| !HOP_BY_HOP.contains(&k.as_str()))
+            .filter(|(k, _)| {
+                !HOP_BY_HOP.contains(&k.as_str())
+                    && !secrets::UNSTORED_RESPONSE_HEADERS.contains(&k.as_str())
+            })
+            .filter(|(k, _)| !token_answer || *k != http::header::CONTENT_LENGTH)
             .map(|(k, v)| (k.as_str().to_owned(), FieldValue::from(v)))
             .collect();
         let verify = verified.map(|expected| Verify {
@@ -354,7 +369,7 @@ impl Recorder {
         let entry = Entry {
             key,
             method: self.plan.method.clone(),
-            url: self.plan.url.clone(),
+            url: secrets::stored_url(&self.plan.url, &self.plan.classification.key),
             status: self.status,
             headers: std::mem::take(&mut self.headers),
             sha256: blob.sha256,
@@ -464,6 +479,40 @@ impl Recorder {
         self.tx = None;
         self.pending.clear();
         self.pending_bytes = 0;
+    }
+}
+
+/// A token answer (see [`crate::secrets`]): read whole (it is small), its
+/// tokens replaced, then stored; the real token never reaches the store.
+async fn write_token_answer(
+    mut writer: BlobWriter,
+    mut rx: mpsc::Receiver<Msg>,
+) -> Result<StoredBlob, StoreError> {
+    let mut body = Vec::new();
+    loop {
+        match rx.recv().await {
+            Some(Msg::Chunk(chunk)) => {
+                if body.len() + chunk.len() > secrets::MAX_TOKEN_ANSWER {
+                    writer.abort().await;
+                    return Err(StoreError::TokenAnswerTooLarge(
+                        secrets::MAX_TOKEN_ANSWER as u64,
+                    ));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Some(Msg::Finish) => {
+                let redacted = secrets::redact_token_answer(&body);
+                if let Err(e) = writer.write(Bytes::from(redacted)).await {
+                    writer.abort().await;
+                    return Err(e);
+                }
+                return writer.finish().await;
+            }
+            None => {
+                writer.abort().await;
+                return Err(StoreError::Aborted);
+            }
+        }
     }
 }
 

@@ -290,6 +290,7 @@ impl LiveSession {
             refused: s.refused.load(Ordering::Relaxed),
             unrecorded: s.unrecorded.load(Ordering::Relaxed),
             egress_refused: s.egress_refused.load(Ordering::Relaxed),
+            unserved: s.unserved.load(Ordering::Relaxed),
             missed,
             errors,
             sealed: false,

@@ -172,6 +172,9 @@ pub struct ReplicaStats {
     /// See [`Summary::egress_refused`].
     #[serde(default)]
     pub egress_refused: u64,
+    /// See [`Summary::unserved`].
+    #[serde(default)]
+    pub unserved: u64,
     /// See [`Summary::missed`].
     #[serde(default)]
     pub missed: Vec<String>,
@@ -196,6 +199,7 @@ impl ReplicaStats {
             refused: sum.refused,
             unrecorded: sum.unrecorded,
             egress_refused: sum.egress_refused,
+            unserved: sum.unserved,
             missed: sum.missed,
             errors: sum.errors,
             last,
@@ -216,6 +220,7 @@ impl ReplicaStats {
         summary.refused += self.refused;
         summary.unrecorded += self.unrecorded;
         summary.egress_refused += self.egress_refused;
+        summary.unserved += self.unserved;
         for m in &self.missed {
             if !summary.missed.contains(m) {
                 summary.missed.push(m.clone());

@@ -22,6 +22,9 @@ pub struct Stats {
     pub unrecorded: AtomicU64,
     /// Upstream connections refused by the egress policy.
     pub egress_refused: AtomicU64,
+    /// Playback answers found in the tag that could not be served: the
+    /// blob was missing or did not hash to its address.
+    pub unserved: AtomicU64,
     missed: Mutex<Vec<String>>,
     errors: Mutex<Vec<String>>,
 }
@@ -68,6 +71,19 @@ impl Stats {
     /// the client got.
     pub fn note_egress_refused(&self, what: String) {
         self.egress_refused.fetch_add(1, Ordering::Relaxed);
+        self.note_error(what);
+    }
+
+    /// A hit whose body could not be served from the store (the blob is
+    /// missing, or its bytes do not hash to its address): no longer a hit,
+    /// counted so that `btrfly stop playback` fails, and listed under
+    /// `problems:`.
+    pub fn note_unserved(&self, what: String) {
+        // never below zero, even if a caller got the order wrong
+        let _ = self
+            .hits
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |h| h.checked_sub(1));
+        self.unserved.fetch_add(1, Ordering::Relaxed);
         self.note_error(what);
     }
 

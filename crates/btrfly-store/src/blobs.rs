@@ -99,6 +99,19 @@ impl Store {
     /// [`StoreError::DigestMismatch`] for a blob whose bytes changed; a
     /// missing blob; the backend failed.
     pub async fn verify_blob(&self, sha256: &Sha256) -> Result<u64> {
+        self.verify_blob_with(sha256, |_| {}).await
+    }
+
+    /// [`Store::verify_blob`], calling `progress` with the length of each
+    /// chunk read (for a progress bar).
+    ///
+    /// # Errors
+    /// As [`Store::verify_blob`].
+    pub async fn verify_blob_with(
+        &self,
+        sha256: &Sha256,
+        mut progress: impl FnMut(u64),
+    ) -> Result<u64> {
         let mut stream = self.read_blob(sha256, None).await?;
         let mut hasher = sha2::Sha256::new();
         let mut size = 0u64;
@@ -108,6 +121,7 @@ impl Store {
                 source,
             })?;
             size += chunk.len() as u64;
+            progress(chunk.len() as u64);
             hasher.update(&chunk);
         }
         let actual = Sha256::from_bytes(hasher.finalize().into());

@@ -56,6 +56,10 @@ pub enum StoreError {
         /// The digest of what was written.
         actual: Sha256,
     },
+    /// A token answer too large to be read whole and have its tokens
+    /// replaced (btrfly-record's `secrets`).
+    #[error("storage: a token answer larger than {0} bytes is not recorded")]
+    TokenAnswerTooLarge(u64),
     /// A body's writer went away before the body ended.
     #[error("storage: recording aborted before the body ended")]
     Aborted,

@@ -35,6 +35,7 @@ mod backends;
 mod blobs;
 mod error;
 mod identity;
+mod integrity;
 mod layout;
 mod options;
 mod sessions;
@@ -43,6 +44,7 @@ mod writer;
 
 pub use error::{Advice, ConfigProblem, Result, StoreError};
 pub use identity::{Identity, IdentityCheck};
+pub use integrity::{is_blob_fault, EntryRef, ListedBlob, Sweep, DEFAULT_SWEEP_AGE};
 pub use options::{GcsOptions, S3Options, StoreOptions};
 pub use store::{BlobStream, Store, TagIndex};
 pub use writer::{BlobWriter, StoredBlob};

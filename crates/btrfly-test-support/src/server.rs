@@ -32,6 +32,11 @@ pub struct StartOptions {
     /// copied into this server's data dir before it first starts: how the
     /// README starts a second replica of one store.
     pub identity_from: Option<PathBuf>,
+    /// A command the server runs under: `btrfly serve --config …` is
+    /// appended to it, and `{store}` in it is replaced by the fs store
+    /// root (e.g. `unshare -m` and a shell that mounts a small tmpfs
+    /// there first, for a disk that fills up).
+    pub wrapper: Vec<String>,
 }
 
 /// The files that make a replica's identity, in its data dir.
@@ -46,6 +51,7 @@ pub struct BtrflyServer {
     bin: PathBuf,
     dir: tempfile::TempDir,
     env: Vec<(String, String)>,
+    wrapper: Vec<String>,
     child: Option<Child>,
     pid: u32,
     listeners: HashMap<String, String>,
@@ -112,6 +118,7 @@ impl BtrflyServer {
             bin: bin.to_path_buf(),
             dir,
             env: opts.env,
+            wrapper: opts.wrapper,
             child: None,
             pid: 0,
             listeners: HashMap::new(),
@@ -133,7 +140,17 @@ impl BtrflyServer {
             .append(true)
             .open(&log_path)
             .unwrap_or_else(|e| panic!("open {}: {e}", log_path.display()));
-        let mut cmd = Command::new(&self.bin);
+        let mut cmd = match self.wrapper.split_first() {
+            None => Command::new(&self.bin),
+            Some((program, args)) => {
+                let store = self.store_dir();
+                let store = store.to_string_lossy();
+                let mut c = Command::new(program);
+                c.args(args.iter().map(|a| a.replace("{store}", &store)))
+                    .arg(&self.bin);
+                c
+            }
+        };
         client_env(&mut cmd);
         cmd.env("RUST_BACKTRACE", "1");
         for (k, v) in &self.env {
@@ -334,6 +351,12 @@ impl BtrflyServer {
     pub fn restart(&mut self) {
         self.stop();
         self.spawn();
+    }
+
+    /// SIGKILL, as a crash or the OOM killer would: no shutdown runs. The
+    /// temp dir stays; [`BtrflyServer::restart`] starts it again.
+    pub fn kill_hard(&mut self) {
+        self.kill();
     }
 
     /// True while the server process has not exited.

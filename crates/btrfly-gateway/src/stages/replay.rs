@@ -11,7 +11,7 @@ use btrfly_store::Store;
 use futures::future::BoxFuture;
 use http::StatusCode;
 
-use crate::decision::{Decision, Reply};
+use crate::decision::{Decision, Replayed, Reply};
 use crate::lookup::{Entries, IndexCache};
 use crate::reply::{full_reply, ranged_reply, MISS_HEADER, REPLAY_HEADER};
 use crate::stage::{Answer, Classified};
@@ -94,6 +94,8 @@ async fn replay(cache: &IndexCache, input: Classified) -> Decision {
     };
     stats.count_hit();
     stats.count_bytes(reply.body_len());
+    let mut reply = reply;
+    reply.replayed = Some(Replayed::new(session.clone(), what));
     Decision::Respond(reply)
 }
 
@@ -114,9 +116,11 @@ fn describe(head: &RequestHead) -> String {
 }
 
 fn store_failure(what: &str, tag: &Tag, e: btrfly_store::StoreError) -> Decision {
-    Decision::text(
-        StatusCode::SERVICE_UNAVAILABLE,
-        format!("btrfly: looking up {what} in tag {tag}: {e}"),
+    let message = format!("btrfly: looking up {what} in tag {tag}: {e}");
+    tracing::warn!("{message}");
+    Decision::Respond(
+        Reply::text(StatusCode::SERVICE_UNAVAILABLE, message)
+            .with_header("x-btrfly-error", "store-unavailable"),
     )
 }
 
