@@ -294,7 +294,9 @@ fn system_mode_records_and_replays_a_machine_in_network_namespaces() {
     let gateway = BtrflyServer::start(
         &wrapper,
         &format!(
-            "[control]\nlisten = \"{GATEWAY_IP}:3129\"\n\
+            // The control API is reached across the namespaces' private
+            // link, in plain HTTP: the explicit opt-in a network address needs.
+            "[control]\nlisten = \"{GATEWAY_IP}:3129\"\ninsecure_plain_http = true\n\
              [dns]\nlisten = \"{GATEWAY_IP}:53\"\nanswer_v4 = \"{GATEWAY_IP}\"\n\
              [transparent]\nlisten_tls = \"{GATEWAY_IP}:443\"\nlisten_http = \"{GATEWAY_IP}:80\"\n\
              [upstream]\nca_file = {ca}\n\
