@@ -311,8 +311,14 @@ pub async fn serve(config_path: Option<PathBuf>) -> Result<ExitCode> {
     // One Pingora app per listener, all over the same gateway stack.
     let make_app = || {
         let resolver = UpstreamResolver::new(config.upstream.resolve.clone());
-        let app = GatewayApp::new(stack.clone(), store.clone(), resolver, policy.clone(), timeout)
-            .with_limits(limits.clone());
+        let app = GatewayApp::new(
+            stack.clone(),
+            store.clone(),
+            resolver,
+            policy.clone(),
+            timeout,
+        )
+        .with_limits(limits.clone());
         pingora_proxy::http_proxy(&conf, app)
     };
     let proxy_app = make_app();
