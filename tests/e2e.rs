@@ -11,3 +11,4 @@ mod oci;
 mod pip;
 mod setup;
 mod storage;
+mod tokens;

@@ -108,6 +108,11 @@ enum Command {
         #[command(subcommand)]
         action: TagAction,
     },
+    /// Control API tokens (admin scope): create, list, revoke.
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
+    },
     /// The certificate authority btrfly intercepts TLS with.
     Ca {
         #[command(subcommand)]
@@ -128,6 +133,59 @@ enum TagAction {
         #[command(flatten)]
         server: ServerArgs,
     },
+}
+
+#[derive(Subcommand)]
+enum TokenAction {
+    /// Create a token and print it (only this once) on stdout.
+    Create {
+        /// Who holds it (A-Z a-z 0-9 . _ - @); mirror entries it adds
+        /// record this name.
+        #[arg(long, value_name = "NAME")]
+        name: String,
+        /// read: look at tags, sessions, the mirror; record: also start and
+        /// stop sessions and add mirror entries; admin: also manage tokens.
+        #[arg(long, value_name = "SCOPE")]
+        scope: ScopeArg,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// List the tokens: id, name, scope, created, by whom, live or revoked.
+    Ls {
+        /// Print the list as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Revoke a token: it is refused from then on.
+    Revoke {
+        /// The token's id (from `btrfly token ls`).
+        id: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+/// A token's scope on the command line.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ScopeArg {
+    /// Look at tags, sessions, the mirror, the web UI.
+    Read,
+    /// Also start and stop sessions, add mirror entries.
+    Record,
+    /// Also manage tokens.
+    Admin,
+}
+
+impl From<ScopeArg> for btrfly_core::Scope {
+    fn from(s: ScopeArg) -> Self {
+        match s {
+            ScopeArg::Read => btrfly_core::Scope::Read,
+            ScopeArg::Record => btrfly_core::Scope::Record,
+            ScopeArg::Admin => btrfly_core::Scope::Admin,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -225,6 +283,19 @@ fn main() -> ExitCode {
             Command::Tag {
                 action: TagAction::Show { tag, json, server },
             } => client::tag_show(&with_source(server), &tag, json).await,
+            Command::Token { action } => match action {
+                TokenAction::Create {
+                    name,
+                    scope,
+                    server,
+                } => btrfly_client::tokens::create(&with_source(server), &name, scope.into()).await,
+                TokenAction::Ls { json, server } => {
+                    btrfly_client::tokens::ls(&with_source(server), json).await
+                }
+                TokenAction::Revoke { id, server } => {
+                    btrfly_client::tokens::revoke(&with_source(server), &id).await
+                }
+            },
             Command::Ca {
                 action: CaAction::Export { server },
             } => client::ca_export(&with_source(server)).await,

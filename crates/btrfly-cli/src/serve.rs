@@ -33,7 +33,8 @@ fn init_logging() {
         .try_init();
 }
 
-/// The admin token for the control API, created on first start (0600).
+/// The first admin token of the control API, created on first start
+/// (0600).
 fn load_or_create_token(data_dir: &Path) -> Result<String> {
     let path = data_dir.join("token");
     if let Ok(t) = std::fs::read_to_string(&path) {
@@ -255,6 +256,13 @@ pub async fn serve(config_path: Option<PathBuf>) -> Result<ExitCode> {
         config.upstream.ca_file.as_deref(),
         &data_dir.join("upstream-roots.pem"),
     )?;
+    // The token of <data_dir>/token is the store's first admin token.
+    let tokens = Arc::new(
+        btrfly_control::Tokens::open(store.clone(), &token)
+            .await
+            .context("reading the control tokens")?,
+    );
+    drop(token);
     let sessions = Arc::new(SessionRegistry::new(store.clone()));
     let stack = btrfly_gateway::gateway(sessions.clone(), adapters(&config)?, store.clone());
     let resolver = UpstreamResolver::new(config.upstream.resolve.clone());
@@ -276,7 +284,7 @@ pub async fn serve(config_path: Option<PathBuf>) -> Result<ExitCode> {
             sessions: sessions.clone(),
             ca_pem: ca.cert_pem().to_owned(),
             proxy_advertise: advertised(&config, proxy_addr),
-            token,
+            tokens,
         },
     )
     .await

@@ -1,6 +1,6 @@
 //! btrfly-client: what the `btrfly` CLI needs to drive a server, without
 //! the data plane: the control API client ([`control`]), the commands
-//! (`start`, `stop`, `run`, `tags`, …: [`commands`]), which server and
+//! (`start`, `stop`, `run`, `tags`, …: [`commands`]; `token`: [`tokens`]), which server and
 //! token ([`target`]), the files in `BTRFLY_HOME` ([`home`]: the active
 //! session, CA bundles) and what a session exports to each client
 //! ([`exports`]).
@@ -11,5 +11,6 @@ pub mod control;
 pub mod exports;
 pub mod home;
 pub mod target;
+pub mod tokens;
 
 pub use control::{parse_server_url, ClientError, ControlClient};

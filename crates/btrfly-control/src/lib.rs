@@ -9,12 +9,22 @@
 //! | POST   | /v1/sessions/{id}/stop    | stop it; seals the tag when recording  |
 //! | GET    | /v1/tags                  | every tag                              |
 //! | GET    | /v1/tags/{tag}            | a tag and its entries                  |
+//! | GET    | /v1/whoami                | the calling token: id, name, scope     |
+//! | GET    | /v1/tokens                | every token (admin)                    |
+//! | POST   | /v1/tokens                | create one `{name, scope}` (admin)     |
+//! | POST   | /v1/tokens/{id}/revoke    | revoke one (admin)                     |
 //!
-//! Every other call needs `Authorization: Bearer TOKEN`. Errors are JSON
+//! Every other call needs `Authorization: Bearer TOKEN` of a live token
+//! ([`tokens`]) whose scope covers the call: `read` for the `GET`s,
+//! `record` for sessions, `admin` for tokens (401 without a token, 403
+//! with too narrow a one). Errors are JSON
 //! `{"error": "..."}` with a status that says whose fault it was. The
 //! bodies are `btrfly_core::api`'s types; the client is `btrfly-client`.
 //! New endpoints (the web UI, metrics) are routes of [`server::router`].
 
+pub mod auth;
 pub mod server;
+pub mod tokens;
 
 pub use server::{router, ControlServer, ControlState};
+pub use tokens::Tokens;

@@ -1,23 +1,29 @@
-//! The control API server: an axum router, the token checked in constant
-//! time (`subtle`) by one middleware for every route but the open ones.
+//! The control API server: an axum router; tokens checked by one
+//! middleware ([`crate::auth::authenticate`]), the scope each route needs
+//! named by its handler's [`Need`] argument.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, Request, State};
-use axum::middleware::{self, Next};
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use btrfly_core::api::{ErrorBody, StartRequest, StartResponse, StopRequest, TagList, TagShow};
-use btrfly_core::{Mode, Tag};
+use btrfly_core::api::{
+    ErrorBody, StartRequest, StartResponse, StopRequest, TagList, TagShow, TokenCreateRequest,
+    TokenList, WhoAmI,
+};
+use btrfly_core::{Mode, Tag, TokenId, TokenName};
 use btrfly_session::{SessionError, SessionRegistry};
 use http::{header, HeaderValue, Method, StatusCode};
 use serde::Serialize;
-use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
+
+use crate::auth::{authenticate, Admin, Need, Read, Record};
+use crate::tokens::{TokenError, Tokens};
 
 /// What the control API serves from.
 pub struct ControlState {
@@ -27,8 +33,8 @@ pub struct ControlState {
     pub ca_pem: String,
     /// What clients put in their proxy URL.
     pub proxy_advertise: String,
-    /// The control token (`Authorization: Bearer TOKEN`).
-    pub token: String,
+    /// The control tokens (`Authorization: Bearer TOKEN`).
+    pub tokens: Arc<Tokens>,
 }
 
 /// The control API's listener and router.
@@ -57,7 +63,7 @@ fn json<T: Serialize>(status: StatusCode, value: &T) -> Response {
         .into_response()
 }
 
-fn error(status: StatusCode, message: impl Into<String>) -> Response {
+pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response {
     json(
         status,
         &ErrorBody {
@@ -88,30 +94,14 @@ pub fn router(state: Arc<ControlState>) -> Router {
         .route("/v1/sessions/{id}/stop", post(stop))
         .route("/v1/tags", get(tags))
         .route("/v1/tags/{tag}", get(tag))
+        .route("/v1/whoami", get(whoami))
+        .route("/v1/tokens", get(token_list).post(token_create))
+        .route("/v1/tokens/{id}/revoke", post(token_revoke))
         .fallback(not_found)
         .method_not_allowed_fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY))
-        .layer(middleware::from_fn_with_state(state.clone(), authorize))
+        .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .with_state(state)
-}
-
-/// Every call but `GET /v1/health` and `GET /v1/ca` needs the token.
-async fn authorize(State(state): Shared, req: Request, next: Next) -> Response {
-    let open = req.method() == Method::GET && matches!(req.uri().path(), "/v1/health" | "/v1/ca");
-    let expected = format!("Bearer {}", state.token);
-    let presented = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .map(HeaderValue::as_bytes)
-        .unwrap_or_default();
-    if open || bool::from(presented.ct_eq(expected.as_bytes())) {
-        next.run(req).await
-    } else {
-        error(
-            StatusCode::UNAUTHORIZED,
-            "wrong or missing control token: pass --token or BTRFLY_TOKEN (the server writes it to <data_dir>/token)",
-        )
-    }
 }
 
 async fn not_found(method: Method, uri: http::Uri) -> Response {
@@ -176,7 +166,11 @@ async fn start_warnings(
     }
 }
 
-async fn start(State(state): Shared, body: Result<Bytes, BytesRejection>) -> Response {
+async fn start(
+    _: Need<Record>,
+    State(state): Shared,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     let start: StartRequest = match parse_json(body, None) {
         Ok(s) => s,
         Err(resp) => return resp,
@@ -206,7 +200,7 @@ async fn start(State(state): Shared, body: Result<Bytes, BytesRejection>) -> Res
     }
 }
 
-async fn session(State(state): Shared, Path(id): Path<String>) -> Response {
+async fn session(_: Need<Read>, State(state): Shared, Path(id): Path<String>) -> Response {
     match state.sessions.get(&id) {
         Some(s) => json(StatusCode::OK, &s.summary()),
         None => error(
@@ -217,6 +211,7 @@ async fn session(State(state): Shared, Path(id): Path<String>) -> Response {
 }
 
 async fn stop(
+    _: Need<Record>,
     State(state): Shared,
     Path(id): Path<String>,
     body: Result<Bytes, BytesRejection>,
@@ -231,14 +226,14 @@ async fn stop(
     }
 }
 
-async fn tags(State(state): Shared) -> Response {
+async fn tags(_: Need<Read>, State(state): Shared) -> Response {
     match state.sessions.store().list_tags().await {
         Ok(tags) => json(StatusCode::OK, &TagList { tags }),
         Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     }
 }
 
-async fn tag(State(state): Shared, Path(name): Path<String>) -> Response {
+async fn tag(_: Need<Read>, State(state): Shared, Path(name): Path<String>) -> Response {
     let tag = match Tag::new(&name) {
         Ok(t) => t,
         Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
@@ -252,6 +247,74 @@ async fn tag(State(state): Shared, Path(name): Path<String>) -> Response {
     match store.list_entries(&tag).await {
         Ok(entries) => json(StatusCode::OK, &TagShow { meta, entries }),
         Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
+}
+
+async fn whoami(need: Need<Read>) -> Response {
+    let c = need.caller;
+    json(
+        StatusCode::OK,
+        &WhoAmI {
+            id: c.id,
+            name: c.name,
+            scope: c.scope,
+        },
+    )
+}
+
+fn token_error(e: TokenError) -> Response {
+    let status = match &e {
+        TokenError::NameTaken(_) | TokenError::AlreadyRevoked(_) => StatusCode::CONFLICT,
+        TokenError::NotFound(_) => StatusCode::NOT_FOUND,
+        TokenError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    error(status, e.to_string())
+}
+
+async fn token_list(_: Need<Admin>, State(state): Shared) -> Response {
+    match state.tokens.list().await {
+        Ok(tokens) => json(StatusCode::OK, &TokenList { tokens }),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
+}
+
+async fn token_create(
+    need: Need<Admin>,
+    State(state): Shared,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let req: TokenCreateRequest = match parse_json(body, None) {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
+    let name = match TokenName::new(&req.name) {
+        Ok(n) => n,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    match state
+        .tokens
+        .create(name, req.scope, &need.caller.name)
+        .await
+    {
+        Ok(created) => {
+            tracing::info!(id = %created.info.id, name = %created.info.name, scope = %created.info.scope, by = %need.caller.name, "control token created");
+            json(StatusCode::CREATED, &created)
+        }
+        Err(e) => token_error(e),
+    }
+}
+
+async fn token_revoke(need: Need<Admin>, State(state): Shared, Path(id): Path<String>) -> Response {
+    let id = match TokenId::new(&id) {
+        Ok(i) => i,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    match state.tokens.revoke(&id).await {
+        Ok(info) => {
+            tracing::info!(id = %info.id, name = %info.name, by = %need.caller.name, "control token revoked");
+            json(StatusCode::OK, &info)
+        }
+        Err(e) => token_error(e),
     }
 }
 

@@ -6,7 +6,8 @@
 //! pip, OCI, ...) turn a request into a key, and the validated newtypes
 //! ([`Sha256`], [`SessionId`], [`Tag`], [`HostPattern`], [`Origin`]) that
 //! make sure what reaches a storage path or a key was checked once. The
-//! control API's wire types are in [`api`].
+//! control API's wire types are in [`api`], its tokens' scopes in
+//! [`token`].
 
 pub mod adapter;
 pub mod api;
@@ -15,6 +16,7 @@ pub mod entry;
 pub mod host;
 pub mod key;
 pub mod session;
+pub mod token;
 
 pub use adapter::{
     canonical_url, Adapter, Classification, DigestHint, HeadError, RequestHead, MAX_INSPECTED_BODY,
@@ -26,3 +28,4 @@ pub use key::{vary_names, vary_value, RecordingKey, BODY_VARIANCE, NEVER_VARY, V
 pub use session::{
     Mode, ModeError, SessionId, SessionIdError, SessionInfo, Summary, Tag, TagError,
 };
+pub use token::{Scope, ScopeError, TokenId, TokenIdError, TokenName, TokenNameError};

@@ -12,6 +12,7 @@
 //! sessions/<id>.json                 SessionInfo of running sessions
 //! sessions/<id>/stats/<replica>.json one replica's counters for a session
 //! identity.json                      the CA certificate and token digest every replica shares
+//! tokens/<id>.json                   a control token: name, scope, sha256 of its secret
 //! ```
 //!
 //! Commit protocol: a body is streamed into `tmp/`, hashed on the way; only
@@ -39,10 +40,12 @@ mod layout;
 mod options;
 mod sessions;
 mod store;
+mod tokens;
 mod writer;
 
 pub use error::{Advice, ConfigProblem, Result, StoreError};
 pub use identity::{Identity, IdentityCheck};
 pub use options::{GcsOptions, S3Options, StoreOptions};
 pub use store::{BlobStream, Store, TagIndex};
+pub use tokens::TokenRecord;
 pub use writer::{BlobWriter, StoredBlob};
