@@ -256,6 +256,10 @@ pub async fn serve(config_path: Option<PathBuf>) -> Result<ExitCode> {
         config.upstream.ca_file.as_deref(),
         &data_dir.join("upstream-roots.pem"),
     )?;
+    // /metrics: the store's operations (OpenDAL's layer, on every clone
+    // made from here on) and the sessions' counters.
+    let mut registry = prometheus_client::registry::Registry::with_prefix("btrfly");
+    let store = store.with_metrics(&mut registry);
     // The token of <data_dir>/token is the store's first admin token.
     let tokens = Arc::new(
         btrfly_control::Tokens::open(store.clone(), &token)
@@ -264,6 +268,7 @@ pub async fn serve(config_path: Option<PathBuf>) -> Result<ExitCode> {
     );
     drop(token);
     let sessions = Arc::new(SessionRegistry::new(store.clone()));
+    sessions.metrics().register(&mut registry);
     let stack = btrfly_gateway::gateway(sessions.clone(), adapters(&config)?, store.clone());
     let resolver = UpstreamResolver::new(config.upstream.resolve.clone());
     let timeout = Duration::from_secs(config.upstream.connect_timeout_secs.unwrap_or(10));
@@ -285,6 +290,7 @@ pub async fn serve(config_path: Option<PathBuf>) -> Result<ExitCode> {
             ca_pem: ca.cert_pem().to_owned(),
             proxy_advertise: advertised(&config, proxy_addr),
             tokens,
+            metrics: Arc::new(registry),
         },
     )
     .await

@@ -21,9 +21,10 @@ use crate::server::{error, ControlState};
 #[derive(Clone, Debug)]
 pub struct Caller(pub TokenInfo);
 
-/// Routes anyone may call: liveness and the CA certificate (public).
+/// Routes anyone may call: liveness, the CA certificate (public) and the
+/// metrics (counts only).
 fn open(method: &Method, path: &str) -> bool {
-    method == Method::GET && matches!(path, "/v1/health" | "/v1/ca")
+    method == Method::GET && matches!(path, "/v1/health" | "/v1/ca" | "/metrics")
 }
 
 /// The token of `Authorization: Bearer TOKEN`, if the header has that form.

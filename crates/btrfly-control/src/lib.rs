@@ -4,6 +4,7 @@
 //! |--------|---------------------------|----------------------------------------|
 //! | GET    | /v1/health                | liveness (no token)                    |
 //! | GET    | /v1/ca                    | the CA certificate, PEM (no token)     |
+//! | GET    | /metrics                  | OpenMetrics text (no token)            |
 //! | POST   | /v1/sessions              | start a session `{tag, mode, force}`   |
 //! | GET    | /v1/sessions/{id}         | a running session's summary so far     |
 //! | POST   | /v1/sessions/{id}/stop    | stop it; seals the tag when recording  |

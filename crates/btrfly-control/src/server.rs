@@ -35,6 +35,10 @@ pub struct ControlState {
     pub proxy_advertise: String,
     /// The control tokens (`Authorization: Bearer TOKEN`).
     pub tokens: Arc<Tokens>,
+    /// What `GET /metrics` shows: the sessions' counters
+    /// ([`btrfly_session::Metrics`], registered by `btrfly serve`) and the
+    /// store's operations.
+    pub metrics: Arc<prometheus_client::registry::Registry>,
 }
 
 /// The control API's listener and router.
@@ -88,6 +92,7 @@ fn session_error(e: SessionError) -> Response {
 pub fn router(state: Arc<ControlState>) -> Router {
     Router::new()
         .route("/v1/health", get(health))
+        .route("/metrics", get(metrics))
         .route("/v1/ca", get(ca))
         .route("/v1/sessions", post(start))
         .route("/v1/sessions/{id}", get(session))
@@ -113,6 +118,28 @@ async fn not_found(method: Method, uri: http::Uri) -> Response {
 
 async fn health() -> Response {
     json(StatusCode::OK, &serde_json::json!({"ok": true}))
+}
+
+/// `GET /metrics`: the OpenMetrics text exposition (what Prometheus
+/// scrapes), no token needed: counts and durations only.
+async fn metrics(State(state): Shared) -> Response {
+    // Brings the active-session gauges up to date.
+    let _ = state.sessions.metrics();
+    let mut text = String::new();
+    if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &state.metrics) {
+        return error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("encoding the metrics: {e}"),
+        );
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        )],
+        text,
+    )
+        .into_response()
 }
 
 async fn ca(State(state): Shared) -> Response {

@@ -331,7 +331,7 @@ impl Recorder {
             .put_entry(session.tag(), &entry)
             .await
             .map_err(fail)?;
-        session.stats.count_recorded();
+        session.stats.count_recorded(entry.size);
         self.inspect(&entry).await;
         Ok(entry)
     }

@@ -11,6 +11,7 @@ use time::OffsetDateTime;
 use crate::credential;
 use crate::error::SessionError;
 use crate::live::LiveSession;
+use crate::metrics::Metrics;
 use crate::replicas::{Replication, FLUSH_EVERY, SHUTDOWN_SETTLE, SWEEP_EVERY};
 
 /// A freshly created session and the secret its client must present.
@@ -30,6 +31,8 @@ pub struct SessionRegistry {
     create_lock: tokio::sync::Mutex<()>,
     /// This replica's part of the replica protocol (see [`replicas`]).
     replication: Replication,
+    /// The `/metrics` counters every session counts into.
+    metrics: Arc<Metrics>,
 }
 
 impl SessionRegistry {
@@ -40,7 +43,22 @@ impl SessionRegistry {
             live: RwLock::new(HashMap::new()),
             create_lock: tokio::sync::Mutex::new(()),
             replication: Replication::new(credential::random_hex(8)),
+            metrics: Arc::new(Metrics::default()),
         }
+    }
+
+    /// The `/metrics` counters of this replica's sessions; `active_sessions`
+    /// is brought up to date here.
+    pub fn metrics(&self) -> &Metrics {
+        for mode in [Mode::Record, Mode::Playback] {
+            let n = self
+                .live_sessions()
+                .iter()
+                .filter(|s| s.is_active() && s.mode() == mode)
+                .count();
+            self.metrics.set_active(mode, n as u64);
+        }
+        &self.metrics
     }
 
     /// The store sessions and tags are kept in.
@@ -114,7 +132,7 @@ impl SessionRegistry {
             started_at: OffsetDateTime::now_utc(),
         };
         self.store.put_session(&info).await?;
-        let session = Arc::new(LiveSession::new(info));
+        let session = Arc::new(LiveSession::new(info, &self.metrics));
         self.write_live().insert(id.to_string(), session.clone());
         Ok(NewSession { session, secret })
     }
@@ -127,7 +145,7 @@ impl SessionRegistry {
             None => {
                 let id = SessionId::new(id).ok()?;
                 let info = self.store.get_session(&id).await.ok().flatten()?;
-                let live = Arc::new(LiveSession::new(info));
+                let live = Arc::new(LiveSession::new(info, &self.metrics));
                 self.write_live()
                     .entry(id.to_string())
                     .or_insert(live)
@@ -180,7 +198,7 @@ impl SessionRegistry {
             None => {
                 let sid = SessionId::new(id).map_err(|_| not_found())?;
                 let info = self.store.get_session(&sid).await?.ok_or_else(not_found)?;
-                Arc::new(LiveSession::new(info))
+                Arc::new(LiveSession::new(info, &self.metrics))
             }
         };
         let id = session.info.id.clone();
