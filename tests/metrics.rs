@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use btrfly_test_support::*;
 
@@ -183,4 +184,105 @@ fn metrics_move_with_a_recording_and_a_playback_and_parse() {
     assert!(!exposition.contains(&server.token()));
     assert!(!exposition.contains(NAME));
     assert!(exposition.ends_with("# EOF\n"));
+}
+
+/// The `request` lines of a JSON log, as JSON objects.
+fn request_lines(log: &str) -> Vec<serde_json::Value> {
+    log.lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {l}"))
+        })
+        .filter(|v| v["fields"]["message"] == "request")
+        .collect()
+}
+
+/// `btrfly serve --log-format json` (here `BTRFLY_LOG_FORMAT=json`): every
+/// stderr line is one JSON object, and each request ends with one
+/// `request` line naming its session, tag, mode, adapter, key, outcome,
+/// status and duration.
+#[test]
+fn json_logs_have_one_line_per_request() {
+    let root = tempfile::tempdir().expect("root");
+    std::fs::create_dir_all(root.path().join("files")).expect("files dir");
+    std::fs::write(root.path().join("files/j.txt"), "jjj\n").expect("j");
+    let ca = TestCa::new();
+    let nginx = Nginx::start(root.path(), &ca, &[NAME]);
+    let server = BtrflyServer::start_with(
+        bin(),
+        StartOptions {
+            extra: format!(
+                "[upstream]\nca_file = {}\n[upstream.resolve]\n\"{NAME}\" = \"127.0.0.1\"\n",
+                BtrflyServer::toml_str(nginx.ca_file().to_string_lossy())
+            ),
+            env: vec![("BTRFLY_LOG_FORMAT".into(), "json".into())],
+            ..StartOptions::default()
+        },
+    );
+    let work = tempfile::tempdir().expect("work");
+    let home = work.path();
+    let url = format!("https://{NAME}:{}/files/j.txt", nginx.port());
+    let missing = format!("https://{NAME}:{}/files/missing.txt", nginx.port());
+
+    let env = start(&server, home, "record", "j1");
+    let record_id = env
+        .iter()
+        .find(|(k, _)| k == "BTRFLY_SESSION")
+        .map(|(_, v)| v.clone());
+    curl(&env, &url, true);
+    run_ok(server.cli(home).args(["stop"]));
+    let env = start(&server, home, "playback", "j1");
+    curl(&env, &url, true);
+    curl(&env, &missing, false);
+    let _ = run(server.cli(home).args(["stop"]));
+
+    let log = server.stderr_log();
+    let lines = wait_until(Duration::from_secs(10), "three request lines", || {
+        let l = request_lines(&server.stderr_log());
+        (l.len() >= 3).then_some(l)
+    });
+    assert!(!log.is_empty());
+    assert_eq!(lines.len(), 3, "{log}");
+    let outcomes: Vec<(&str, &str, u64)> = lines
+        .iter()
+        .map(|l| {
+            (
+                l["span"]["mode"].as_str().unwrap_or_default(),
+                l["span"]["outcome"].as_str().unwrap_or_default(),
+                l["fields"]["status"].as_u64().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            ("record", "upstream", 200),
+            ("playback", "hit", 200),
+            ("playback", "miss", 404)
+        ],
+        "{log}"
+    );
+    for l in &lines {
+        let span = &l["span"];
+        assert_eq!(span["name"], "request");
+        assert_eq!(span["tag"], "j1");
+        assert_eq!(span["adapter"], "files");
+        assert_eq!(span["method"], "GET");
+        assert!(
+            span["session"].as_str().is_some_and(|s| s.len() == 16),
+            "{l}"
+        );
+        assert!(
+            span["key"].as_str().is_some_and(|k| k.contains("/files/")),
+            "{l}"
+        );
+        assert!(l["fields"]["duration_ms"].as_f64().is_some(), "{l}");
+        assert_eq!(l["level"], "INFO");
+    }
+    if let Some(id) = record_id {
+        assert!(lines[0]["span"]["session"]
+            .as_str()
+            .is_some_and(|s| id.contains(s)));
+    }
+    assert!(!log.contains(&server.token()), "no token in the log");
 }

@@ -29,6 +29,17 @@ enum Command {
         /// 127.0.0.1:3129.
         #[arg(long, env = "BTRFLY_CONFIG", value_name = "FILE")]
         config: Option<PathBuf>,
+        /// How log lines look on stderr: human (text; colour on a
+        /// terminal), or json (one JSON object a line, for log pipelines).
+        /// Either way each request ends with one `request` line naming its
+        /// session, tag, adapter, key, outcome, status and duration.
+        #[arg(
+            long,
+            env = "BTRFLY_LOG_FORMAT",
+            value_name = "FORMAT",
+            default_value = "human"
+        )]
+        log_format: serve::LogFormat,
     },
     /// Start a session and print shell exports for it: eval "$(btrfly start record --tag=T)".
     Start {
@@ -235,7 +246,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Serve { config } => serve::serve(config).await,
+            Command::Serve { config, log_format } => serve::serve(config, log_format).await,
             Command::Start {
                 mode,
                 tag,

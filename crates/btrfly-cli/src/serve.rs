@@ -19,18 +19,37 @@ use btrfly_store::{GcsOptions, Identity, IdentityCheck, S3Options, Store, StoreO
 use pingora_core::server::configuration::ServerConf;
 use tokio::sync::watch;
 
-fn init_logging() {
+/// How `btrfly serve` writes its log lines (`--log-format`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Text for a person (colour on a terminal).
+    Human,
+    /// One JSON object a line: `timestamp`, `level`, `fields` (the
+    /// message and the event's fields) and `span` (a request's session,
+    /// tag, mode, adapter, key, outcome).
+    Json,
+}
+
+fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new("info,pingora_core=warn,pingora_proxy=warn")
     });
-    // Colour only for a person at a terminal: a log file or a pipe gets
-    // plain text (NO_COLOR turns it off everywhere).
-    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(ansi)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Human => {
+            // Colour only for a person at a terminal: a log file or a pipe
+            // gets plain text (NO_COLOR turns it off everywhere).
+            let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+            builder.with_ansi(ansi).try_init()
+        }
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init(),
+    };
 }
 
 /// The first admin token of the control API, created on first start
@@ -216,8 +235,8 @@ fn advertised(config: &Config, bound: SocketAddr) -> String {
 /// # Errors
 /// An unreadable or invalid config, an unusable store, a store that
 /// belongs to another CA or token, a listener that cannot bind.
-pub async fn serve(config_path: Option<PathBuf>) -> Result<ExitCode> {
-    init_logging();
+pub async fn serve(config_path: Option<PathBuf>, log_format: LogFormat) -> Result<ExitCode> {
+    init_logging(log_format);
     // Both ring and aws-lc may be compiled in; pick one explicitly.
     let _ = rustls::crypto::ring::default_provider().install_default();
 
