@@ -131,7 +131,11 @@ fn metrics_move_with_a_recording_and_a_playback_and_parse() {
     // During a recording: one session, one request recorded.
     let env = start(&server, home, "record", "m1");
     curl(&env, &url, true);
-    let rec = scrape(&server);
+    // The answer is committed just after the client has it.
+    let rec = wait_until(Duration::from_secs(20), "the recording's commit", || {
+        let m = scrape(&server);
+        (get(&m, "btrfly_recorded_total{}") > 0.0).then_some(m)
+    });
     assert_eq!(get(&rec, r#"btrfly_active_sessions{mode="record"}"#), 1.0);
     assert_eq!(get(&rec, r#"btrfly_requests_total{mode="record"}"#), 1.0);
     assert_eq!(get(&rec, "btrfly_recorded_total{}"), 1.0);
