@@ -7,7 +7,7 @@
 //! ([`Sha256`], [`SessionId`], [`Tag`], [`HostPattern`], [`Origin`]) that
 //! make sure what reaches a storage path or a key was checked once. The
 //! control API's wire types are in [`api`], its tokens' scopes in
-//! [`token`].
+//! [`token`], what the explicit mirror may hold in [`mirror`].
 
 pub mod adapter;
 pub mod api;
@@ -15,6 +15,7 @@ pub mod digest;
 pub mod entry;
 pub mod host;
 pub mod key;
+pub mod mirror;
 pub mod session;
 pub mod token;
 
@@ -25,6 +26,7 @@ pub use digest::{is_sha256_hex, sha256_hex, DigestError, Sha256};
 pub use entry::{Entry, FieldValue, Mutability, TagMeta, VaryRecord};
 pub use host::{HostPattern, HostPatternError, Origin};
 pub use key::{vary_names, vary_value, RecordingKey, BODY_VARIANCE, NEVER_VARY, VARY_PREFIX};
+pub use mirror::{MirrorSource, MirrorSourceError, MirrorState};
 pub use session::{
     Mode, ModeError, SessionId, SessionIdError, SessionInfo, Summary, Tag, TagError,
 };
