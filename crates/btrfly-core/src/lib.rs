@@ -26,7 +26,7 @@ pub use digest::{is_sha256_hex, sha256_hex, DigestError, Sha256};
 pub use entry::{Entry, FieldValue, Mutability, TagMeta, VaryRecord};
 pub use host::{HostPattern, HostPatternError, Origin};
 pub use key::{vary_names, vary_value, RecordingKey, BODY_VARIANCE, NEVER_VARY, VARY_PREFIX};
-pub use mirror::{MirrorSource, MirrorSourceError, MirrorState};
+pub use mirror::{MirrorEntry, MirrorSource, MirrorSourceError, MirrorState};
 pub use session::{
     Mode, ModeError, SessionId, SessionIdError, SessionInfo, Summary, Tag, TagError,
 };

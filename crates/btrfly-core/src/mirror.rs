@@ -187,6 +187,40 @@ impl std::fmt::Display for MirrorState {
     }
 }
 
+/// One declared artifact, as the store keeps it (`mirror/<id>.json`) and
+/// the API shows it. Entries are never purged.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MirrorEntry {
+    /// Its id: 16 lower-case hex digits.
+    pub id: String,
+    /// What it declares.
+    pub source: MirrorSource,
+    /// Why it is needed (mandatory, not empty).
+    pub note: String,
+    /// The name of the token that added it.
+    pub added_by: String,
+    /// When it was added.
+    #[serde(with = "time::serde::rfc3339")]
+    pub added_at: time::OffsetDateTime,
+    /// Where it is.
+    pub state: MirrorState,
+    /// Why it failed (`failed`), or the last attempt's error (`pending`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Fetch attempts so far.
+    #[serde(default)]
+    pub attempts: u32,
+    /// When its state last changed.
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: time::OffsetDateTime,
+}
+
+/// Whether `id` can be a [`MirrorEntry::id`] (1-64 ASCII letters and
+/// digits; it names a storage object).
+pub fn valid_entry_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

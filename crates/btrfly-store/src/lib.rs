@@ -13,6 +13,7 @@
 //! sessions/<id>/stats/<replica>.json one replica's counters for a session
 //! identity.json                      the CA certificate and token digest every replica shares
 //! tokens/<id>.json                   a control token: name, scope, sha256 of its secret
+//! mirror/<id>.json                   an explicit mirror entry: source, note, who, state (never purged)
 //! ```
 //!
 //! Commit protocol: a body is streamed into `tmp/`, hashed on the way; only
@@ -37,6 +38,7 @@ mod blobs;
 mod error;
 mod identity;
 mod layout;
+mod mirror;
 mod options;
 mod sessions;
 mod store;
