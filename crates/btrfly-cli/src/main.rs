@@ -30,6 +30,17 @@ enum Command {
         /// 127.0.0.1:3129.
         #[arg(long, env = "BTRFLY_CONFIG", value_name = "FILE")]
         config: Option<PathBuf>,
+        /// How log lines look on stderr: human (text; colour on a
+        /// terminal), or json (one JSON object a line, for log pipelines).
+        /// Either way each request ends with one `request` line naming its
+        /// session, tag, adapter, key, outcome, status and duration.
+        #[arg(
+            long,
+            env = "BTRFLY_LOG_FORMAT",
+            value_name = "FORMAT",
+            default_value = "human"
+        )]
+        log_format: serve::LogFormat,
     },
     /// Start a session and print shell exports for it: eval "$(btrfly start record --tag=T)".
     Start {
@@ -166,6 +177,11 @@ enum Command {
         #[arg(long, value_name = "SECONDS", default_value_t = btrfly_store::DEFAULT_SWEEP_AGE.as_secs())]
         sweep_age: u64,
     },
+    /// Control API tokens (admin scope): create, list, revoke.
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
+    },
     /// The certificate authority btrfly intercepts TLS with.
     Ca {
         #[command(subcommand)]
@@ -235,6 +251,59 @@ impl ManifestFormat {
 }
 
 #[derive(Subcommand)]
+enum TokenAction {
+    /// Create a token and print it (only this once) on stdout.
+    Create {
+        /// Who holds it (A-Z a-z 0-9 . _ - @); mirror entries it adds
+        /// record this name.
+        #[arg(long, value_name = "NAME")]
+        name: String,
+        /// read: look at tags, sessions, the mirror; record: also start and
+        /// stop sessions and add mirror entries; admin: also manage tokens.
+        #[arg(long, value_name = "SCOPE")]
+        scope: ScopeArg,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// List the tokens: id, name, scope, created, by whom, live or revoked.
+    Ls {
+        /// Print the list as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Revoke a token: it is refused from then on.
+    Revoke {
+        /// The token's id (from `btrfly token ls`).
+        id: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+/// A token's scope on the command line.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ScopeArg {
+    /// Look at tags, sessions, the mirror, the web UI.
+    Read,
+    /// Also start and stop sessions, add mirror entries.
+    Record,
+    /// Also manage tokens.
+    Admin,
+}
+
+impl From<ScopeArg> for btrfly_core::Scope {
+    fn from(s: ScopeArg) -> Self {
+        match s {
+            ScopeArg::Read => btrfly_core::Scope::Read,
+            ScopeArg::Record => btrfly_core::Scope::Record,
+            ScopeArg::Admin => btrfly_core::Scope::Admin,
+        }
+    }
+}
+
+#[derive(Subcommand)]
 enum CaAction {
     /// Print the CA certificate (PEM) for clients to trust.
     Export {
@@ -281,7 +350,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Serve { config } => serve::serve(config).await,
+            Command::Serve { config, log_format } => serve::serve(config, log_format).await,
             Command::Start {
                 mode,
                 tag,
@@ -384,6 +453,19 @@ fn main() -> ExitCode {
                 })
                 .await
             }
+            Command::Token { action } => match action {
+                TokenAction::Create {
+                    name,
+                    scope,
+                    server,
+                } => btrfly_client::tokens::create(&with_source(server), &name, scope.into()).await,
+                TokenAction::Ls { json, server } => {
+                    btrfly_client::tokens::ls(&with_source(server), json).await
+                }
+                TokenAction::Revoke { id, server } => {
+                    btrfly_client::tokens::revoke(&with_source(server), &id).await
+                }
+            },
             Command::Ca {
                 action: CaAction::Export { server },
             } => client::ca_export(&with_source(server)).await,

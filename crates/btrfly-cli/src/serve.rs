@@ -22,21 +22,41 @@ use btrfly_store::{GcsOptions, Identity, IdentityCheck, S3Options, Store, StoreO
 use pingora_core::server::configuration::ServerConf;
 use tokio::sync::watch;
 
-fn init_logging() {
+/// How `btrfly serve` writes its log lines (`--log-format`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Text for a person (colour on a terminal).
+    Human,
+    /// One JSON object a line: `timestamp`, `level`, `fields` (the
+    /// message and the event's fields) and `span` (a request's session,
+    /// tag, mode, adapter, key, outcome).
+    Json,
+}
+
+fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new("info,pingora_core=warn,pingora_proxy=warn")
     });
-    // Colour only for a person at a terminal: a log file or a pipe gets
-    // plain text (NO_COLOR turns it off everywhere).
-    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(ansi)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Human => {
+            // Colour only for a person at a terminal: a log file or a pipe
+            // gets plain text (NO_COLOR turns it off everywhere).
+            let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+            builder.with_ansi(ansi).try_init()
+        }
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init(),
+    };
 }
 
-/// The admin token for the control API, created on first start (0600).
+/// The first admin token of the control API, created on first start
+/// (0600).
 fn load_or_create_token(data_dir: &Path) -> Result<String> {
     let path = data_dir.join("token");
     if let Ok(t) = std::fs::read_to_string(&path) {
@@ -237,8 +257,8 @@ fn advertised(config: &Config, bound: SocketAddr) -> String {
 /// # Errors
 /// An unreadable or invalid config, an unusable store, a store that
 /// belongs to another CA or token, a listener that cannot bind.
-pub async fn serve(config_path: Option<PathBuf>) -> Result<ExitCode> {
-    init_logging();
+pub async fn serve(config_path: Option<PathBuf>, log_format: LogFormat) -> Result<ExitCode> {
+    init_logging(log_format);
     // Both ring and aws-lc may be compiled in; pick one explicitly.
     let _ = rustls::crypto::ring::default_provider().install_default();
 
@@ -291,7 +311,19 @@ pub async fn serve(config_path: Option<PathBuf>) -> Result<ExitCode> {
         config.upstream.ca_file.as_deref(),
         &data_dir.join("upstream-roots.pem"),
     )?;
+    // /metrics: the store's operations (OpenDAL's layer, on every clone
+    // made from here on) and the sessions' counters.
+    let mut registry = prometheus_client::registry::Registry::with_prefix("btrfly");
+    let store = store.with_metrics(&mut registry);
+    // The token of <data_dir>/token is the store's first admin token.
+    let tokens = Arc::new(
+        btrfly_control::Tokens::open(store.clone(), &token)
+            .await
+            .context("reading the control tokens")?,
+    );
+    drop(token);
     let sessions = Arc::new(SessionRegistry::new(store.clone()));
+    sessions.metrics().register(&mut registry);
     let adapters = adapters(&config)?;
     let stack = btrfly_gateway::gateway(sessions.clone(), adapters.clone(), store.clone());
     let timeout = Duration::from_secs(config.upstream.connect_timeout_secs.unwrap_or(10));
@@ -357,7 +389,8 @@ pub async fn serve(config_path: Option<PathBuf>) -> Result<ExitCode> {
             sessions: sessions.clone(),
             ca_pem: ca.cert_pem().to_owned(),
             proxy_advertise: advertised(&config, proxy_addr),
-            token,
+            tokens,
+            metrics: Arc::new(registry),
             dns_advertise: dns_advertise(&config),
             // Imports key exchanges as this gateway records them.
             classify: Arc::new(move |head| adapters.classify(head)),

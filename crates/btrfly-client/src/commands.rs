@@ -420,7 +420,7 @@ pub async fn run(
 }
 
 /// A time as RFC 3339 in UTC, to the second: `2026-11-30T00:37:40Z`.
-fn rfc3339(t: OffsetDateTime) -> String {
+pub(crate) fn rfc3339(t: OffsetDateTime) -> String {
     let t = t.to_offset(time::UtcOffset::UTC);
     let t = t.replace_nanosecond(0).unwrap_or(t);
     t.format(&time::format_description::well_known::Rfc3339)

@@ -12,8 +12,9 @@ use btrfly_core::Tag;
 
 use btrfly_core::api::{
     BindRequest, BindResponse, ErrorBody, StartRequest, StartResponse, StopRequest, Summary,
-    TagList, TagShow,
+    TagList, TagShow, TokenCreateRequest, TokenCreated, TokenInfo, TokenList, WhoAmI,
 };
+use btrfly_core::TokenId;
 
 /// What went wrong talking to the control API.
 #[derive(Debug, thiserror::Error)]
@@ -297,6 +298,47 @@ impl ControlClient {
     /// status 404.
     pub async fn tag(&self, tag: &Tag) -> Result<TagShow, ClientError> {
         self.call(Method::GET, &format!("/v1/tags/{tag}"), None)
+            .await
+    }
+
+    /// `GET /v1/whoami`: the token this client calls with.
+    ///
+    /// # Errors
+    /// See [`ClientError`].
+    pub async fn whoami(&self) -> Result<WhoAmI, ClientError> {
+        self.call(Method::GET, "/v1/whoami", None).await
+    }
+
+    /// `GET /v1/tokens` (admin scope): every token, revoked ones included.
+    ///
+    /// # Errors
+    /// See [`ClientError`]; a token without the admin scope is
+    /// [`ClientError::Server`] with status 403.
+    pub async fn tokens(&self) -> Result<TokenList, ClientError> {
+        self.call(Method::GET, "/v1/tokens", None).await
+    }
+
+    /// `POST /v1/tokens` (admin scope): a new token; its secret is in the
+    /// answer only.
+    ///
+    /// # Errors
+    /// See [`ClientError`]; a taken name is [`ClientError::Server`] with
+    /// status 409.
+    pub async fn create_token(
+        &self,
+        req: &TokenCreateRequest,
+    ) -> Result<TokenCreated, ClientError> {
+        self.call(Method::POST, "/v1/tokens", Some(to_json(req)))
+            .await
+    }
+
+    /// `POST /v1/tokens/{id}/revoke` (admin scope).
+    ///
+    /// # Errors
+    /// See [`ClientError`]; an unknown id is [`ClientError::Server`] with
+    /// status 404.
+    pub async fn revoke_token(&self, id: &TokenId) -> Result<TokenInfo, ClientError> {
+        self.call(Method::POST, &format!("/v1/tokens/{id}/revoke"), None)
             .await
     }
 

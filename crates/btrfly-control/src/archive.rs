@@ -13,6 +13,7 @@
 //! its last chunk (the client sees a cut body, never a clean end), and the
 //! server logs why.
 
+use crate::auth::{Need, Read, Record};
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -80,6 +81,7 @@ struct ExportQuery {
 }
 
 async fn export(
+    _: Need<Read>,
     State(state): Shared,
     Path(name): Path<String>,
     Query(query): Query<ExportQuery>,
@@ -144,7 +146,12 @@ async fn export(
         .into_response()
 }
 
-async fn import(State(state): Shared, Path(name): Path<String>, body: Body) -> Response {
+async fn import(
+    _: Need<Record>,
+    State(state): Shared,
+    Path(name): Path<String>,
+    body: Body,
+) -> Response {
     let tag = match parse_tag(&name) {
         Ok(t) => t,
         Err(resp) => return resp,
@@ -207,6 +214,7 @@ async fn manifest_of(state: &ControlState, name: &str) -> Result<Manifest, Respo
 }
 
 async fn manifest(
+    _: Need<Read>,
     State(state): Shared,
     Path(name): Path<String>,
     Query(query): Query<ManifestQuery>,
@@ -244,6 +252,7 @@ struct DiffQuery {
 }
 
 async fn diff(
+    _: Need<Read>,
     State(state): Shared,
     Path((a, b)): Path<(String, String)>,
     Query(query): Query<DiffQuery>,

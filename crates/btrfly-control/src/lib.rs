@@ -4,6 +4,7 @@
 //! |--------|---------------------------|----------------------------------------|
 //! | GET    | /v1/health                | liveness (no token)                    |
 //! | GET    | /v1/ca                    | the CA certificate, PEM (no token)     |
+//! | GET    | /metrics                  | OpenMetrics text (no token)            |
 //! | POST   | /v1/sessions              | start a session `{tag, mode, force}`   |
 //! | GET    | /v1/sessions/{id}         | a running session's summary so far     |
 //! | POST   | /v1/sessions/{id}/stop    | stop it; seals the tag when recording  |
@@ -14,8 +15,15 @@
 //! | POST   | /v1/tags/{tag}/import     | a WARC file into a new sealed tag      |
 //! | GET    | /v1/tags/{tag}/manifest   | its bill of materials                  |
 //! | GET    | /v1/tags/{a}/diff/{b}     | what changed between two tags          |
+//! | GET    | /v1/whoami                | the calling token: id, name, scope     |
+//! | GET    | /v1/tokens                | every token (admin)                    |
+//! | POST   | /v1/tokens                | create one `{name, scope}` (admin)     |
+//! | POST   | /v1/tokens/{id}/revoke    | revoke one (admin)                     |
 //!
-//! Every other call needs `Authorization: Bearer TOKEN`. Errors are JSON
+//! Every other call needs `Authorization: Bearer TOKEN` of a live token
+//! ([`tokens`]) whose scope covers the call: `read` for the `GET`s,
+//! `record` for sessions, `admin` for tokens (401 without a token, 403
+//! with too narrow a one). Errors are JSON
 //! `{"error": "..."}` with a status that says whose fault it was. The
 //! bodies are `btrfly_core::api`'s types; the client is `btrfly-client`.
 //! New endpoints (the web UI, metrics) are routes of [`server::router`].
@@ -23,5 +31,9 @@
 pub mod archive;
 pub mod server;
 mod transparent;
+pub mod auth;
+pub mod server;
+pub mod tokens;
 
 pub use server::{router, ControlServer, ControlState};
+pub use tokens::Tokens;

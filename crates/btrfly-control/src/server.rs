@@ -1,23 +1,29 @@
-//! The control API server: an axum router, the token checked in constant
-//! time (`subtle`) by one middleware for every route but the open ones.
+//! The control API server: an axum router; tokens checked by one
+//! middleware ([`crate::auth::authenticate`]), the scope each route needs
+//! named by its handler's [`Need`] argument.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, Request, State};
-use axum::middleware::{self, Next};
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use btrfly_core::api::{ErrorBody, StartRequest, StartResponse, StopRequest, TagList, TagShow};
-use btrfly_core::{Mode, Tag};
+use btrfly_core::api::{
+    ErrorBody, StartRequest, StartResponse, StopRequest, TagList, TagShow, TokenCreateRequest,
+    TokenList, WhoAmI,
+};
+use btrfly_core::{Mode, Tag, TokenId, TokenName};
 use btrfly_session::{SessionError, SessionRegistry};
 use http::{header, HeaderValue, Method, StatusCode};
 use serde::Serialize;
-use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
+
+use crate::auth::{authenticate, Admin, Need, Read, Record};
+use crate::tokens::{TokenError, Tokens};
 
 /// What the control API serves from.
 pub struct ControlState {
@@ -27,8 +33,12 @@ pub struct ControlState {
     pub ca_pem: String,
     /// What clients put in their proxy URL.
     pub proxy_advertise: String,
-    /// The control token (`Authorization: Bearer TOKEN`).
-    pub token: String,
+    /// The control tokens (`Authorization: Bearer TOKEN`).
+    pub tokens: Arc<Tokens>,
+    /// What `GET /metrics` shows: the sessions' counters
+    /// ([`btrfly_session::Metrics`], registered by `btrfly serve`) and the
+    /// store's operations.
+    pub metrics: Arc<prometheus_client::registry::Registry>,
     /// The address of btrfly's DNS server that build machines put in their
     /// resolver (transparent mode), when it serves on port 53.
     pub dns_advertise: Option<std::net::IpAddr>,
@@ -89,6 +99,7 @@ pub(crate) fn session_error(e: SessionError) -> Response {
 pub fn router(state: Arc<ControlState>) -> Router {
     Router::new()
         .route("/v1/health", get(health))
+        .route("/metrics", get(metrics))
         .route("/v1/ca", get(ca))
         .route("/v1/sessions", post(start))
         .route("/v1/sessions/{id}", get(session))
@@ -97,30 +108,14 @@ pub fn router(state: Arc<ControlState>) -> Router {
         .route("/v1/tags", get(tags))
         .route("/v1/tags/{tag}", get(tag))
         .merge(crate::archive::routes())
+        .route("/v1/whoami", get(whoami))
+        .route("/v1/tokens", get(token_list).post(token_create))
+        .route("/v1/tokens/{id}/revoke", post(token_revoke))
         .fallback(not_found)
         .method_not_allowed_fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY))
-        .layer(middleware::from_fn_with_state(state.clone(), authorize))
+        .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .with_state(state)
-}
-
-/// Every call but `GET /v1/health` and `GET /v1/ca` needs the token.
-async fn authorize(State(state): Shared, req: Request, next: Next) -> Response {
-    let open = req.method() == Method::GET && matches!(req.uri().path(), "/v1/health" | "/v1/ca");
-    let expected = format!("Bearer {}", state.token);
-    let presented = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .map(HeaderValue::as_bytes)
-        .unwrap_or_default();
-    if open || bool::from(presented.ct_eq(expected.as_bytes())) {
-        next.run(req).await
-    } else {
-        error(
-            StatusCode::UNAUTHORIZED,
-            "wrong or missing control token: pass --token or BTRFLY_TOKEN (the server writes it to <data_dir>/token)",
-        )
-    }
 }
 
 async fn not_found(method: Method, uri: http::Uri) -> Response {
@@ -132,6 +127,28 @@ async fn not_found(method: Method, uri: http::Uri) -> Response {
 
 async fn health() -> Response {
     json(StatusCode::OK, &serde_json::json!({"ok": true}))
+}
+
+/// `GET /metrics`: the OpenMetrics text exposition (what Prometheus
+/// scrapes), no token needed: counts and durations only.
+async fn metrics(State(state): Shared) -> Response {
+    // Brings the active-session gauges up to date.
+    let _ = state.sessions.metrics();
+    let mut text = String::new();
+    if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &state.metrics) {
+        return error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("encoding the metrics: {e}"),
+        );
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        )],
+        text,
+    )
+        .into_response()
 }
 
 async fn ca(State(state): Shared) -> Response {
@@ -185,7 +202,11 @@ async fn start_warnings(
     }
 }
 
-async fn start(State(state): Shared, body: Result<Bytes, BytesRejection>) -> Response {
+async fn start(
+    _: Need<Record>,
+    State(state): Shared,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     let start: StartRequest = match parse_json(body, None) {
         Ok(s) => s,
         Err(resp) => return resp,
@@ -215,7 +236,7 @@ async fn start(State(state): Shared, body: Result<Bytes, BytesRejection>) -> Res
     }
 }
 
-async fn session(State(state): Shared, Path(id): Path<String>) -> Response {
+async fn session(_: Need<Read>, State(state): Shared, Path(id): Path<String>) -> Response {
     match state.sessions.get(&id) {
         Some(s) => json(StatusCode::OK, &s.summary()),
         None => error(
@@ -226,6 +247,7 @@ async fn session(State(state): Shared, Path(id): Path<String>) -> Response {
 }
 
 async fn stop(
+    _: Need<Record>,
     State(state): Shared,
     Path(id): Path<String>,
     body: Result<Bytes, BytesRejection>,
@@ -240,14 +262,14 @@ async fn stop(
     }
 }
 
-async fn tags(State(state): Shared) -> Response {
+async fn tags(_: Need<Read>, State(state): Shared) -> Response {
     match state.sessions.store().list_tags().await {
         Ok(tags) => json(StatusCode::OK, &TagList { tags }),
         Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     }
 }
 
-async fn tag(State(state): Shared, Path(name): Path<String>) -> Response {
+async fn tag(_: Need<Read>, State(state): Shared, Path(name): Path<String>) -> Response {
     let tag = match Tag::new(&name) {
         Ok(t) => t,
         Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
@@ -261,6 +283,74 @@ async fn tag(State(state): Shared, Path(name): Path<String>) -> Response {
     match store.list_entries(&tag).await {
         Ok(entries) => json(StatusCode::OK, &TagShow { meta, entries }),
         Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
+}
+
+async fn whoami(need: Need<Read>) -> Response {
+    let c = need.caller;
+    json(
+        StatusCode::OK,
+        &WhoAmI {
+            id: c.id,
+            name: c.name,
+            scope: c.scope,
+        },
+    )
+}
+
+fn token_error(e: TokenError) -> Response {
+    let status = match &e {
+        TokenError::NameTaken(_) | TokenError::AlreadyRevoked(_) => StatusCode::CONFLICT,
+        TokenError::NotFound(_) => StatusCode::NOT_FOUND,
+        TokenError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    error(status, e.to_string())
+}
+
+async fn token_list(_: Need<Admin>, State(state): Shared) -> Response {
+    match state.tokens.list().await {
+        Ok(tokens) => json(StatusCode::OK, &TokenList { tokens }),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
+}
+
+async fn token_create(
+    need: Need<Admin>,
+    State(state): Shared,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let req: TokenCreateRequest = match parse_json(body, None) {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
+    let name = match TokenName::new(&req.name) {
+        Ok(n) => n,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    match state
+        .tokens
+        .create(name, req.scope, &need.caller.name)
+        .await
+    {
+        Ok(created) => {
+            tracing::info!(id = %created.info.id, name = %created.info.name, scope = %created.info.scope, by = %need.caller.name, "control token created");
+            json(StatusCode::CREATED, &created)
+        }
+        Err(e) => token_error(e),
+    }
+}
+
+async fn token_revoke(need: Need<Admin>, State(state): Shared, Path(id): Path<String>) -> Response {
+    let id = match TokenId::new(&id) {
+        Ok(i) => i,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    match state.tokens.revoke(&id).await {
+        Ok(info) => {
+            tracing::info!(id = %info.id, name = %info.name, by = %need.caller.name, "control token revoked");
+            json(StatusCode::OK, &info)
+        }
+        Err(e) => token_error(e),
     }
 }
 

@@ -11,9 +11,11 @@ use axum::response::Response;
 use btrfly_core::api::{BindRequest, BindResponse};
 use http::StatusCode;
 
+use crate::auth::{Need, Record};
 use crate::server::{error, json, parse_json, session_error, ControlState};
 
 pub(crate) async fn bind(
+    _: Need<Record>,
     State(state): State<Arc<ControlState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(id): Path<String>,

@@ -3,10 +3,12 @@
 //! are listed in `btrfly-control`.
 
 use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
 
 use crate::entry::{Entry, TagMeta};
 use crate::session::Mode;
 pub use crate::session::Summary;
+use crate::token::{Scope, TokenId, TokenName};
 
 /// Body of `POST /v1/sessions`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -109,4 +111,64 @@ pub struct BindResponse {
     pub dns: Option<std::net::IpAddr>,
     /// The CA certificate, PEM, for the machine's trust store.
     pub ca_pem: String,
+}
+
+/// A control token as the API shows it: never its secret, never its
+/// digest.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenInfo {
+    /// Its id (`btrfly token revoke ID`).
+    pub id: TokenId,
+    /// Who holds it; mirror entries it adds record this name.
+    pub name: TokenName,
+    /// What it may do.
+    pub scope: Scope,
+    /// When it was created.
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    /// The name of the token that created it (`btrfly serve` for the
+    /// token the server wrote to `<data_dir>/token`).
+    pub created_by: String,
+    /// When it was revoked; a revoked token is refused.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub revoked_at: Option<OffsetDateTime>,
+}
+
+/// Body of `POST /v1/tokens` (admin scope).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TokenCreateRequest {
+    /// The new token's name (see [`TokenName`]); unique among tokens that
+    /// are not revoked.
+    pub name: String,
+    /// What it may do.
+    pub scope: Scope,
+}
+
+/// Answer to `POST /v1/tokens`: the token itself, shown this once.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TokenCreated {
+    /// The token's record.
+    #[serde(flatten)]
+    pub info: TokenInfo,
+    /// The secret to pass as `Authorization: Bearer TOKEN`; the server
+    /// keeps only its sha256.
+    pub token: String,
+}
+
+/// Answer to `GET /v1/tokens` (admin scope).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TokenList {
+    /// Every token, revoked ones included, by creation time.
+    pub tokens: Vec<TokenInfo>,
+}
+
+/// Answer to `GET /v1/whoami`: the token the request was made with.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct WhoAmI {
+    /// Its id.
+    pub id: TokenId,
+    /// Its name.
+    pub name: TokenName,
+    /// Its scope.
+    pub scope: Scope,
 }

@@ -21,6 +21,7 @@ pub mod adapters;
 pub mod body;
 pub mod coding;
 pub mod decision;
+pub mod log;
 pub mod lookup;
 pub mod pipeline;
 pub mod reply;

@@ -20,7 +20,7 @@
 
 use async_trait::async_trait;
 use btrfly_core::Origin;
-use btrfly_gateway::{Decision, GatewayService, Reply, RequestBody};
+use btrfly_gateway::{Decision, GatewayService, Reply, RequestBody, REPLAY_HEADER};
 use btrfly_record::{Ending, Exchange, Failure, RequestBodySource, ResponseHead};
 use btrfly_store::Store;
 use bytes::Bytes;
@@ -33,6 +33,7 @@ use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tower::ServiceExt;
+use tracing::Instrument;
 
 use crate::egress::EgressPolicy;
 use crate::failure::{self, Cause};
@@ -89,7 +90,8 @@ pub struct Target {
     pub path_and_query: String,
 }
 
-/// Per-request state: the target and, once forwarded, the exchange.
+/// Per-request state: the target and, once forwarded, the exchange; the
+/// request log's span and start.
 #[derive(Default)]
 pub struct Ctx {
     target: Option<Target>,
@@ -97,6 +99,9 @@ pub struct Ctx {
     /// before the request was forwarded.
     addr: Option<SocketAddr>,
     exchange: Option<Exchange>,
+    /// The request log's span (see `btrfly_gateway::log`) and when the
+    /// request arrived.
+    log: Option<(tracing::Span, std::time::Instant)>,
 }
 
 fn internal(e: impl std::fmt::Display) -> Box<Error> {
@@ -151,6 +156,8 @@ impl ProxyHttp for GatewayApp {
             .path_and_query()
             .map_or_else(|| "/".to_owned(), |pq| pq.as_str().to_owned());
         let url = format!("{origin}{pq}");
+        let span = btrfly_gateway::log::request_span(&req.method, &url);
+        ctx.log = Some((span.clone(), std::time::Instant::now()));
         let mut builder = http::Request::builder()
             .method(req.method.clone())
             .uri(url.as_str());
@@ -182,7 +189,7 @@ impl ProxyHttp for GatewayApp {
             }
         };
         let decision = {
-            let decide = self.stack.clone().oneshot(request);
+            let decide = self.stack.clone().oneshot(request).instrument(span.clone());
             // The gateway pulls the body only when it needs it (playback
             // hashes it); feed it from the client concurrently.
             let feed = async {
@@ -214,6 +221,15 @@ impl ProxyHttp for GatewayApp {
                 _ = feed => unreachable!("the feeder never completes"),
             }
         };
+        let outcome = match &decision {
+            Decision::Respond(reply) => match reply.headers.get(REPLAY_HEADER) {
+                Some(v) => v.to_str().unwrap_or("answered"),
+                None if reply.status.as_u16() >= 400 => "refused",
+                None => "answered",
+            },
+            Decision::Forward(_) => "upstream",
+        };
+        span.record(btrfly_gateway::log::field::OUTCOME, outcome);
         match decision {
             Decision::Respond(reply) => {
                 if present && !session.is_body_done() {
@@ -455,6 +471,14 @@ impl ProxyHttp for GatewayApp {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
+        if let Some((span, started)) = &ctx.log {
+            let status = session.response_written().map(|r| r.status.as_u16());
+            let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+            let error = e.map(|e| e.to_string());
+            span.in_scope(|| {
+                tracing::info!(status, duration_ms, error, "request");
+            });
+        }
         let Some(exchange) = ctx.exchange.as_mut() else {
             return;
         };

@@ -45,6 +45,9 @@ pub struct Exchange {
     framing: Framing,
     /// Why the body was refused (it did not match its expected digest).
     refused: Option<Mismatch>,
+    /// When the request was decided to go upstream (for the upstream
+    /// latency of `/metrics`).
+    started: std::time::Instant,
 }
 
 /// What the response head said about its body, and how it ended.
@@ -127,6 +130,7 @@ impl Exchange {
             request_body,
             framing: Framing::default(),
             refused: None,
+            started: std::time::Instant::now(),
         }
     }
 
@@ -158,6 +162,9 @@ impl Exchange {
         let status = head.status;
         if (100..200).contains(&status) && status != 101 {
             return;
+        }
+        if let Some(s) = &self.session {
+            s.stats.observe_upstream(self.started.elapsed());
         }
         let headers = head.headers;
         let f = &mut self.framing;

@@ -382,7 +382,7 @@ impl Recorder {
             .put_entry(session.tag(), &entry)
             .await
             .map_err(fail)?;
-        session.stats.count_recorded();
+        session.stats.count_recorded(entry.size);
         self.inspect(&entry).await;
         Ok(entry)
     }

@@ -7,12 +7,15 @@
 //! still recognises them; their counters ([`stats`]) live in the process
 //! that serves them, and are written to the store so that `stop` on any
 //! replica sums them (see [`replicas`]). A [`LiveSession`] also keeps what
-//! its recordings taught it about later requests ([`live`]).
+//! its recordings taught it about later requests ([`live`]). Every
+//! session's counters also count into the replica's `/metrics`
+//! ([`metrics`]).
 
 pub mod address;
 pub mod credential;
 pub mod error;
 pub mod live;
+pub mod metrics;
 pub mod registry;
 pub mod replicas;
 pub mod stats;
@@ -20,6 +23,7 @@ pub mod stats;
 pub use credential::parse_basic;
 pub use error::SessionError;
 pub use live::{Alias, InflightGuard, LiveSession, PageGuard};
+pub use metrics::Metrics;
 pub use registry::{NewSession, SessionRegistry};
 pub use replicas::ReplicaStats;
 pub use stats::Stats;

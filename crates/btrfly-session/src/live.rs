@@ -128,10 +128,11 @@ impl LiveSession {
         &self.playback_index
     }
 
-    pub(crate) fn new(info: SessionInfo) -> LiveSession {
+    pub(crate) fn new(info: SessionInfo, metrics: &crate::metrics::Metrics) -> LiveSession {
+        let stats = Stats::with_metrics(metrics.for_mode(info.mode));
         LiveSession {
             info,
-            stats: Stats::default(),
+            stats,
             active: AtomicBool::new(true),
             hints: Mutex::new(HashMap::new()),
             refusals: Mutex::new(HashMap::new()),

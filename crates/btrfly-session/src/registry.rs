@@ -12,6 +12,7 @@ use crate::address::AddressBindings;
 use crate::credential;
 use crate::error::SessionError;
 use crate::live::LiveSession;
+use crate::metrics::Metrics;
 use crate::replicas::{Replication, FLUSH_EVERY, SHUTDOWN_SETTLE, SWEEP_EVERY};
 
 /// A freshly created session and the secret its client must present.
@@ -36,6 +37,8 @@ pub struct SessionRegistry {
     /// Session ids recently looked up in the store and not found, so that
     /// an unauthenticated client cannot cause a store read per request.
     unknown: std::sync::Mutex<HashMap<String, Instant>>,
+    /// The `/metrics` counters every session counts into.
+    metrics: Arc<Metrics>,
 }
 
 /// How long an id not found in the store is answered "unknown" without
@@ -54,7 +57,22 @@ impl SessionRegistry {
             replication: Replication::new(credential::random_hex(8)),
             addresses: AddressBindings::default(),
             unknown: std::sync::Mutex::new(HashMap::new()),
+            metrics: Arc::new(Metrics::default()),
         }
+    }
+
+    /// The `/metrics` counters of this replica's sessions; `active_sessions`
+    /// is brought up to date here.
+    pub fn metrics(&self) -> &Metrics {
+        for mode in [Mode::Record, Mode::Playback] {
+            let n = self
+                .live_sessions()
+                .iter()
+                .filter(|s| s.is_active() && s.mode() == mode)
+                .count();
+            self.metrics.set_active(mode, n as u64);
+        }
+        &self.metrics
     }
 
     /// The store sessions and tags are kept in.
@@ -128,7 +146,7 @@ impl SessionRegistry {
             started_at: OffsetDateTime::now_utc(),
         };
         self.store.put_session(&info).await?;
-        let session = Arc::new(LiveSession::new(info));
+        let session = Arc::new(LiveSession::new(info, &self.metrics));
         self.write_live().insert(id.to_string(), session.clone());
         Ok(NewSession { session, secret })
     }
@@ -157,7 +175,7 @@ impl SessionRegistry {
                     }
                     Err(_) => return None,
                 };
-                let live = Arc::new(LiveSession::new(info));
+                let live = Arc::new(LiveSession::new(info, &self.metrics));
                 self.write_live()
                     .entry(id.to_string())
                     .or_insert(live)
@@ -226,7 +244,7 @@ impl SessionRegistry {
             None => {
                 let sid = SessionId::new(id).map_err(|_| not_found())?;
                 let info = self.store.get_session(&sid).await?.ok_or_else(not_found)?;
-                Arc::new(LiveSession::new(info))
+                Arc::new(LiveSession::new(info, &self.metrics))
             }
         };
         let id = session.info.id.clone();

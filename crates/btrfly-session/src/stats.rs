@@ -2,6 +2,9 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::time::Duration;
+
+use crate::metrics::ModeCounters;
 
 /// Counters of one session, shared by all its requests.
 #[derive(Debug, Default)]
@@ -27,36 +30,71 @@ pub struct Stats {
     pub unserved: AtomicU64,
     missed: Mutex<Vec<String>>,
     errors: Mutex<Vec<String>>,
+    /// The replica's `/metrics` counters of this session's mode, counted
+    /// along (none in unit tests).
+    global: Option<ModeCounters>,
 }
 
 /// Lists in a summary are capped so a runaway build cannot grow memory.
 pub(crate) const LIST_LIMIT: usize = 1000;
 
 impl Stats {
+    /// Counters that also count into the replica's `/metrics`.
+    pub(crate) fn with_metrics(global: ModeCounters) -> Stats {
+        Stats {
+            global: Some(global),
+            ..Stats::default()
+        }
+    }
+
     /// One more request.
     pub fn count_request(&self) {
         self.requests.fetch_add(1, Ordering::Relaxed);
+        if let Some(g) = &self.global {
+            g.requests.inc();
+        }
     }
 
     /// `n` more body bytes sent to a client.
     pub fn count_bytes(&self, n: u64) {
         self.bytes.fetch_add(n, Ordering::Relaxed);
+        if let Some(g) = &self.global {
+            g.served_bytes.inc_by(n);
+        }
     }
 
     /// One more answer from the tag.
     pub fn count_hit(&self) {
         self.hits.fetch_add(1, Ordering::Relaxed);
+        if let Some(g) = &self.global {
+            g.hits.inc();
+        }
     }
 
     /// One more playback miss, for `what` (`METHOD URL`).
     pub fn count_miss(&self, what: String) {
         self.misses.fetch_add(1, Ordering::Relaxed);
+        if let Some(g) = &self.global {
+            g.misses.inc();
+        }
         push_capped(&self.missed, what);
     }
 
-    /// One more answer recorded.
-    pub fn count_recorded(&self) {
+    /// One more answer recorded, with a body of `size` bytes.
+    pub fn count_recorded(&self, size: u64) {
         self.recorded.fetch_add(1, Ordering::Relaxed);
+        if let Some(g) = &self.global {
+            g.recorded.inc();
+            g.recorded_bytes.inc_by(size);
+        }
+    }
+
+    /// How long an upstream took from the request being forwarded to its
+    /// response head (only `/metrics` keeps it).
+    pub fn observe_upstream(&self, took: Duration) {
+        if let Some(g) = &self.global {
+            g.observe_upstream(took);
+        }
     }
 
     /// An answer the client received (or a failure it saw instead of

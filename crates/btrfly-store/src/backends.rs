@@ -211,6 +211,18 @@ impl Store {
         }
     }
 
+    /// This store with OpenDAL's Prometheus layer registered in
+    /// `registry`: every backend operation counted and timed by operation
+    /// (`opendal_operation_*`), failures by error kind
+    /// (`opendal_operation_errors_total`). The `root` label is left out
+    /// (it is where the data is, not how it goes).
+    pub fn with_metrics(self, registry: &mut prometheus_client::registry::Registry) -> Store {
+        let layer = opendal::layers::PrometheusClientLayer::builder()
+            .disable_label_root(true)
+            .register(registry);
+        self.layer(layer)
+    }
+
     /// `fs`, `memory`, `s3` or `gcs`.
     pub fn backend(&self) -> &'static str {
         self.backend

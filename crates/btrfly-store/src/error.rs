@@ -45,6 +45,15 @@ pub enum StoreError {
         /// The probe object.
         path: String,
     },
+    /// A name that cannot name a storage object (it was not checked
+    /// where it came from).
+    #[error("storage: invalid {what} {name:?}")]
+    InvalidName {
+        /// What it should name.
+        what: &'static str,
+        /// The name as given.
+        name: String,
+    },
     /// A blob an entry points at is not there.
     #[error("storage: blob {0} is missing")]
     MissingBlob(Sha256),

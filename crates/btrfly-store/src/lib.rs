@@ -12,6 +12,8 @@
 //! sessions/<id>.json                 SessionInfo of running sessions
 //! sessions/<id>/stats/<replica>.json one replica's counters for a session
 //! identity.json                      the CA certificate and token digest every replica shares
+//! tokens/<id>.json                   a control token: name, scope, sha256 of its secret
+//! mirror/<id>.json                   an explicit mirror entry: source, note, who, state (never purged)
 //! ```
 //!
 //! Commit protocol: a body is streamed into `tmp/`, hashed on the way; only
@@ -37,9 +39,11 @@ mod error;
 mod identity;
 mod integrity;
 mod layout;
+mod mirror;
 mod options;
 mod sessions;
 mod store;
+mod tokens;
 mod writer;
 
 pub use error::{Advice, ConfigProblem, Result, StoreError};
@@ -47,4 +51,5 @@ pub use identity::{Identity, IdentityCheck};
 pub use integrity::{is_blob_fault, EntryRef, ListedBlob, Sweep, DEFAULT_SWEEP_AGE};
 pub use options::{GcsOptions, S3Options, StoreOptions};
 pub use store::{BlobStream, Store, TagIndex};
+pub use tokens::TokenRecord;
 pub use writer::{BlobWriter, StoredBlob};

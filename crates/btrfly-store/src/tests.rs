@@ -101,7 +101,8 @@ macro_rules! suite {
             vary_records_round_trip_and_seal,
             the_first_identity_claims_the_store,
             a_ranged_read_is_one_backend_request,
-            blobs_are_listed_with_their_users_and_old_temp_objects_swept
+            blobs_are_listed_with_their_users_and_old_temp_objects_swept,
+            mirror_entries_round_trip
         )
     };
     (@run $backend:expr, $make:expr, $($behaviour:ident),*) => {
@@ -139,6 +140,41 @@ async fn suite_gcs() {
 }
 
 // === behaviours ===
+
+async fn mirror_entries_round_trip(store: &Store) {
+    use btrfly_core::{MirrorEntry, MirrorSource, MirrorState};
+    assert!(store.list_mirror_entries().await.expect("empty").is_empty());
+    let at = time::OffsetDateTime::now_utc();
+    let mut entries = Vec::new();
+    for (i, id) in ["b1", "a2"].into_iter().enumerate() {
+        let e = MirrorEntry {
+            id: id.to_owned(),
+            source: MirrorSource::parse(&format!("https://files.example.test/{id}"), None)
+                .expect("source"),
+            note: format!("needed by build {i}"),
+            added_by: "ci".to_owned(),
+            added_at: at + time::Duration::seconds(i as i64),
+            state: MirrorState::Pending,
+            reason: None,
+            attempts: 0,
+            updated_at: at,
+        };
+        store.put_mirror_entry(&e).await.expect("put");
+        entries.push(e);
+    }
+    // Oldest first, whatever the ids.
+    assert_eq!(store.list_mirror_entries().await.expect("list"), entries);
+    let mut failed = entries[0].clone();
+    failed.state = MirrorState::Failed;
+    failed.reason = Some("sha256 mismatch".to_owned());
+    store.put_mirror_entry(&failed).await.expect("update");
+    assert_eq!(
+        store.get_mirror_entry("b1").await.expect("get"),
+        Some(failed)
+    );
+    assert_eq!(store.get_mirror_entry("zz").await.expect("get"), None);
+    assert!(store.get_mirror_entry("../x").await.is_err());
+}
 
 async fn write_blob(
     store: &Store,

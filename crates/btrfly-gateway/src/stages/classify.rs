@@ -8,6 +8,7 @@ use http::StatusCode;
 
 use crate::adapters::Adapters;
 use crate::decision::{Decision, Reply};
+use crate::log::{field, note};
 use crate::stage::{pass, Classified, Next, Routed, Stage};
 
 /// Adapter → recording key, mutability and expected digest.
@@ -55,6 +56,8 @@ impl Stage for Classify {
             );
             return Box::pin(async move { Decision::text(StatusCode::FORBIDDEN, msg) });
         };
+        note(field::ADAPTER, adapter.name());
+        note(field::KEY, &class.key);
         let ranged = head.headers.contains_key(http::header::RANGE);
         // An index page recorded earlier in this session may have announced
         // this URL's digest (of the whole body: a part of it, as a `Range`

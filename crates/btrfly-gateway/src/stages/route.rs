@@ -3,6 +3,7 @@
 use futures::future::BoxFuture;
 
 use crate::decision::Decision;
+use crate::log::{field, note};
 use crate::stage::{pass, Authenticated, Next, Routed, Stage};
 
 /// Session → tag and mode; counts the request.
@@ -16,6 +17,9 @@ impl Stage for Routing {
     fn run(&self, input: Authenticated, next: Next<Routed>) -> BoxFuture<'static, Decision> {
         let Authenticated { request, session } = input;
         session.stats.count_request();
+        note(field::SESSION, &session.info.id);
+        note(field::TAG, session.tag());
+        note(field::MODE, session.mode());
         let routed = Routed {
             tag: session.tag().clone(),
             mode: session.mode(),
