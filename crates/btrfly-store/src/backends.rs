@@ -57,10 +57,15 @@ impl Store {
             Operator::new(builder).map_err(|source| StoreError::Backend { backend, source })?;
         if matches!(backend, "s3" | "gcs") {
             // Object stores answer 500/503 (SlowDown) now and then; OpenDAL
-            // marks those temporary and this retries them with backoff.
+            // marks those temporary and this retries them with backoff:
+            // 0.25, 0.5, 1, 2 and 4 s (with jitter), so that a store that is
+            // down is reported within seconds per operation, not minutes
+            // (OpenDAL's default delays grow to 60 s).
             op = op.layer(
                 opendal::layers::RetryLayer::new()
                     .with_jitter()
+                    .with_min_delay(std::time::Duration::from_millis(250))
+                    .with_max_delay(std::time::Duration::from_secs(4))
                     .with_max_times(5),
             );
         }
