@@ -29,11 +29,10 @@
 //! New endpoints (the web UI, metrics) are routes of [`server::router`].
 
 pub mod archive;
-pub mod server;
-mod transparent;
 pub mod auth;
 pub mod server;
 pub mod tokens;
+mod transparent;
 
 pub use server::{router, ControlServer, ControlState};
 pub use tokens::Tokens;
