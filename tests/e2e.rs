@@ -15,6 +15,6 @@ mod oci;
 mod pip;
 mod setup;
 mod storage;
+mod tokens;
 mod transparent;
 mod transparent_system;
-mod tokens;
