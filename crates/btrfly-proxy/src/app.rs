@@ -276,7 +276,14 @@ impl ProxyHttp for GatewayApp {
                     // the upstream body short: it is still recorded whole.
                     session.as_downstream_mut().set_abort_on_close(false);
                 }
-                ctx.exchange = Some(Exchange::new(url, forward.recording, present));
+                let declared = session
+                    .req_header()
+                    .headers
+                    .get(header::CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+                ctx.exchange = Some(
+                    Exchange::new(url, forward.recording, present).with_request_body_len(declared),
+                );
                 ctx.target = Some(Target {
                     origin,
                     path_and_query: pq,

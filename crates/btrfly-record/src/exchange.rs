@@ -42,6 +42,10 @@ pub struct Exchange {
     /// The request body's digest so far, when the request has a body and is
     /// being recorded.
     request_body: Option<(sha2::Sha256, u64)>,
+    /// The request's `Content-Length`, when it declared one: a body that
+    /// reached it is whole even if the client's end-of-stream never came
+    /// (an HTTP/2 client may reset its stream once the answer is complete).
+    request_body_len: Option<u64>,
     framing: Framing,
     /// Why the body was refused (it did not match its expected digest).
     refused: Option<Mismatch>,
@@ -128,10 +132,18 @@ impl Exchange {
             session,
             recorder: None,
             request_body,
+            request_body_len: None,
             framing: Framing::default(),
             refused: None,
             started: std::time::Instant::now(),
         }
+    }
+
+    /// The request body's declared length in bytes (its `Content-Length`).
+    #[must_use]
+    pub fn with_request_body_len(mut self, len: Option<u64>) -> Exchange {
+        self.request_body_len = len;
+        self
     }
 
     /// The request's URL.
@@ -303,23 +315,14 @@ impl Exchange {
         let Some(recorder) = self.recorder.take() else {
             return;
         };
+        let declared = self.request_body_len;
         if let Some((hasher, size)) = self.request_body.as_mut() {
-            let drain = async {
-                while !body.is_done() {
-                    match body.next_chunk().await {
-                        Ok(Some(chunk)) => {
-                            hasher.update(&chunk);
-                            *size += chunk.len() as u64;
-                        }
-                        Ok(None) => break,
-                        Err(_) => return false,
-                    }
-                }
-                true
-            };
-            let drained = tokio::time::timeout(DRAIN_TIMEOUT, drain)
-                .await
-                .unwrap_or(false);
+            let drained = tokio::time::timeout(
+                DRAIN_TIMEOUT,
+                drain_request_body(hasher, size, declared, body),
+            )
+            .await
+            .unwrap_or(false);
             if !drained {
                 recorder.session().stats.note_unrecorded(format!(
                     "not recorded: {}: the request body did not arrive whole",
@@ -365,5 +368,86 @@ impl Exchange {
             note(format!("not recorded: {}: {why}", self.url));
             recorder.abort();
         }
+    }
+}
+
+/// Reads the rest of a request body into `hasher` and `size` (bytes).
+/// Whether the body is whole: it reached its declared length (`declared`,
+/// its `Content-Length`: an HTTP/2 client may reset the stream instead of
+/// ending it once it has the answer), or it ended when no length was
+/// declared.
+async fn drain_request_body<B: RequestBodySource>(
+    hasher: &mut sha2::Sha256,
+    size: &mut u64,
+    declared: Option<u64>,
+    body: &mut B,
+) -> bool {
+    let mut ended = true;
+    while !body.is_done() && declared != Some(*size) {
+        match body.next_chunk().await {
+            Ok(Some(chunk)) => {
+                hasher.update(&chunk);
+                *size += chunk.len() as u64;
+            }
+            Ok(None) => break,
+            Err(_) => {
+                ended = false;
+                break;
+            }
+        }
+    }
+    declared.map_or(ended, |len| len == *size)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A client body: its chunks, then an end or a reset.
+    struct Scripted {
+        chunks: Vec<&'static [u8]>,
+        then_reset: bool,
+        done: bool,
+    }
+
+    impl RequestBodySource for Scripted {
+        fn is_done(&mut self) -> bool {
+            self.done
+        }
+
+        async fn next_chunk(&mut self) -> std::io::Result<Option<Bytes>> {
+            if !self.chunks.is_empty() {
+                return Ok(Some(Bytes::from_static(self.chunks.remove(0))));
+            }
+            if self.then_reset {
+                return Err(std::io::Error::other("stream reset"));
+            }
+            self.done = true;
+            Ok(None)
+        }
+    }
+
+    async fn drain(chunks: Vec<&'static [u8]>, then_reset: bool, declared: Option<u64>) -> bool {
+        let mut body = Scripted {
+            chunks,
+            then_reset,
+            done: false,
+        };
+        let (mut hasher, mut size) = (sha2::Sha256::new(), 0);
+        drain_request_body(&mut hasher, &mut size, declared, &mut body).await
+    }
+
+    #[tokio::test]
+    async fn a_body_that_reached_its_length_is_whole_even_if_reset() {
+        assert!(drain(vec![b"al", b"pha"], true, Some(5)).await);
+        assert!(drain(vec![b"alpha"], false, Some(5)).await);
+    }
+
+    #[tokio::test]
+    async fn a_short_or_reset_body_is_not_whole() {
+        assert!(!drain(vec![b"al"], true, Some(5)).await);
+        assert!(!drain(vec![b"al"], false, Some(5)).await);
+        assert!(!drain(vec![b"alpha"], true, None).await);
+        assert!(drain(vec![b"alpha"], false, None).await);
     }
 }
