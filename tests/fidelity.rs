@@ -86,19 +86,8 @@ impl Fx {
         v["entries"].as_array().expect("entries").clone()
     }
 
-    /// Waits (at most 20 s) until `tag` holds `n` entries: a recording
-    /// commits just after its client has the whole body, and a request
-    /// sent before that joins the recording in flight (single flight)
-    /// instead of going upstream.
     fn wait_for_entries(&self, tag: &str, n: usize) {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        while self.tag_entries(tag).len() < n {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "{tag} never reached {n} entries"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
+        self.server.wait_for_entries(&self.home(), tag, n);
     }
 }
 

@@ -526,7 +526,9 @@ fn disk_full_is_a_clear_error_and_recording_recovers() {
             .arg(fx.out("r-small"))
             .arg(fx.url("/files/small.txt")),
     );
-    // fill the disk (dd stops with ENOSPC)
+    // The small recording commits just after curl has its body: fill the
+    // disk only behind that commit (dd stops with ENOSPC).
+    fx.server.wait_for_entries(&fx.home(), "full1", 1);
     let _ = run(in_server_ns(&fx.server, "sh").args([
         "-c",
         &format!("head -c 64000000 /dev/zero > {store_s}/filler"),

@@ -388,6 +388,30 @@ impl BtrflyServer {
         cmd
     }
 
+    /// Waits (at most 20 s) until `tag` holds at least `n` entries, read
+    /// with `btrfly tag show TAG --json`. A recording commits just after
+    /// its client has the whole body: a test whose next step depends on
+    /// the commit (a retry that must not join it in flight, a disk filled
+    /// behind it) waits for it here.
+    ///
+    /// # Panics
+    /// When the tag does not reach `n` entries in time.
+    pub fn wait_for_entries(&self, home: &Path, tag: &str, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let show = super::run(self.cli(home).args(["tag", "show", tag, "--json"]));
+            let count = serde_json::from_slice::<serde_json::Value>(&show.stdout)
+                .ok()
+                .and_then(|v| v["entries"].as_array().map(Vec::len))
+                .unwrap_or(0);
+            if count >= n {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{tag} never reached {n} entries");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Parses the `export NAME='VALUE'` lines printed by
     /// `btrfly start record --tag=T` (for `eval`); see [`parse_exports`].
     pub fn env_from_start(&self, output_stdout: &str) -> Vec<(String, String)> {
