@@ -383,6 +383,7 @@ pub async fn serve(config_path: Option<PathBuf>, log_format: LogFormat) -> Resul
     let proxy_addr = proxy.local_addr()?;
     policy.add_own_listener(proxy_addr);
     check_control_listen(&config)?;
+    let mirror_added = Arc::new(tokio::sync::Notify::new());
     let control = ControlServer::bind(
         config.control.listen,
         ControlState {
@@ -394,6 +395,7 @@ pub async fn serve(config_path: Option<PathBuf>, log_format: LogFormat) -> Resul
             dns_advertise: dns_advertise(&config),
             // Imports key exchanges as this gateway records them.
             classify: Arc::new(move |head| adapters.classify(head)),
+            mirror_added: mirror_added.clone(),
         },
     )
     .await
