@@ -219,6 +219,12 @@ async fn start(
         Ok(t) => t,
         Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
     };
+    if start.mode == Mode::Record && tag.as_str() == btrfly_core::mirror::MIRROR_TAG {
+        return error(
+            StatusCode::FORBIDDEN,
+            format!("tag {tag} is the explicit mirror's own: it is recorded by the server's mirror fetcher only (declare artifacts with `btrfly mirror add`)"),
+        );
+    }
     let warnings = match start_warnings(&state, &tag, start.mode).await {
         Ok(w) => w,
         Err(resp) => return resp,

@@ -1,0 +1,298 @@
+//! The explicit mirror through the real binary: `btrfly mirror add` of
+//! files (without and with `--sha256`, and with a wrong one) from nginx
+//! and of a multi-architecture image by digest from Debian's
+//! docker-registry; the server's fetcher stores them through its own proxy
+//! listener (or fails the wrong digest, naming both); then, with every
+//! upstream stopped, playback of a tag that never recorded them serves
+//! the files (curl, identical bytes) and the image (skopeo, by digest)
+//! from the mirror, and `btrfly stop playback` counts the mirror hits.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use btrfly_test_support::*;
+
+const FILES: &str = "files.example.test";
+const REGISTRY: &str = "registry.example.test";
+
+fn fails_with(out: &Output, needle: &str) {
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stderr: {err}");
+    assert!(err.contains(needle), "expected {needle:?} in: {err}");
+}
+
+/// skopeo with a private policy and no system registries configuration.
+fn skopeo(work: &Path, env: &[(String, String)]) -> Command {
+    let policy = work.join("policy.json");
+    std::fs::write(
+        &policy,
+        r#"{"default":[{"type":"insecureAcceptAnything"}]}"#,
+    )
+    .expect("policy");
+    let empty = work.join("empty.d");
+    std::fs::create_dir_all(&empty).expect("empty dir");
+    let registries = work.join("registries.conf");
+    std::fs::write(&registries, "").expect("registries.conf");
+    let mut c = Command::new("skopeo");
+    client_env(&mut c);
+    apply_env(&mut c, env);
+    c.env("CONTAINERS_REGISTRIES_CONF", &registries)
+        .arg("--policy")
+        .arg(&policy)
+        .arg("--registries.d")
+        .arg(&empty);
+    c
+}
+
+fn mirror_ls(server: &BtrflyServer, home: &Path) -> Vec<serde_json::Value> {
+    let out = run_ok(server.cli(home).args(["mirror", "ls", "--json"]));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("mirror ls --json");
+    v["entries"].as_array().cloned().expect("entries")
+}
+
+fn add(server: &BtrflyServer, home: &Path, args: &[&str]) -> String {
+    let out = run_ok(server.cli(home).args(["mirror", "add"]).args(args));
+    let id = text(&out.stdout).trim().to_owned();
+    assert_eq!(id.len(), 16, "an entry id: {id:?}");
+    id
+}
+
+#[test]
+fn declared_files_and_images_are_fetched_and_serve_playback_with_the_upstreams_gone() {
+    let root = tempfile::tempdir().expect("root");
+    let files = root.path().join("files");
+    std::fs::create_dir_all(&files).expect("files dir");
+    let a = write_random_file(&files.join("a.bin"), 300_000, 1);
+    let b = write_random_file(&files.join("b.bin"), 200_000, 2);
+    let c = write_random_file(&files.join("c.bin"), 1000, 3);
+    std::fs::write(files.join("other.txt"), "recorded by the build\n").expect("other");
+    let ca = TestCa::new();
+    let nginx = Nginx::start(root.path(), &ca, &[FILES]);
+    let storage = tempfile::tempdir().expect("registry storage");
+    let registry = DockerRegistry::start(
+        &ca,
+        storage.path(),
+        &[REGISTRY],
+        &RegistryOptions::default(),
+    );
+    let work = tempfile::tempdir().expect("work");
+    let home = work.path().join("home");
+    std::fs::create_dir_all(&home).expect("home");
+
+    // A two-platform image, pushed straight to the registry.
+    let image = write_oci_layout(
+        &work.path().join("layout"),
+        "1.0",
+        &["amd64", "arm64"],
+        "mirror",
+    );
+    let certs = work.path().join("push-certs");
+    std::fs::create_dir_all(&certs).expect("certs");
+    std::fs::write(certs.join("ca.crt"), ca.cert_pem()).expect("ca.crt");
+    run_ok(
+        skopeo(work.path(), &[])
+            .args(["copy", "--all", "--dest-cert-dir"])
+            .arg(&certs)
+            .arg(image.reference())
+            .arg(format!(
+                "docker://127.0.0.1:{}/team/app:1.0",
+                registry.port()
+            )),
+    );
+
+    let upstream_ca = work.path().join("upstream-ca.pem");
+    std::fs::write(&upstream_ca, ca.cert_pem()).expect("ca file");
+    let server = BtrflyServer::start(
+        bin(),
+        &format!(
+            "[upstream]\nca_file = {}\n[upstream.resolve]\n\"{FILES}\" = \"127.0.0.1\"\n\"{REGISTRY}\" = \"127.0.0.1\"\n[mirror]\nretry_delay_secs = 0\n",
+            BtrflyServer::toml_str(upstream_ca.to_string_lossy())
+        ),
+    );
+    let files_port = nginx.port();
+    let url = |f: &str| format!("https://{FILES}:{files_port}/files/{f}");
+    let reg = format!("{REGISTRY}:{}", registry.port());
+
+    // --- refusals: a tag-only image, a blank note, no note ---
+    fails_with(
+        &run(server.cli(&home).args([
+            "mirror",
+            "add",
+            &format!("{reg}/team/app:1.0"),
+            "--note",
+            "x",
+        ])),
+        "images are mirrored by digest only",
+    );
+    fails_with(
+        &run(server
+            .cli(&home)
+            .args(["mirror", "add", &url("a.bin"), "--note", "  "])),
+        "needs a note",
+    );
+    let out = run(server.cli(&home).args(["mirror", "add", &url("a.bin")]));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("--note"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(mirror_ls(&server, &home).is_empty());
+
+    // --- declarations ---
+    let plain = add(
+        &server,
+        &home,
+        &[&url("a.bin"), "--note", "the compiler tarball"],
+    );
+    let pinned = add(
+        &server,
+        &home,
+        &[
+            &url("b.bin"),
+            "--note",
+            "firmware blob, pinned",
+            "--sha256",
+            &b,
+        ],
+    );
+    let wrong = sha256_bytes(b"not the body of c.bin");
+    let mismatch = add(
+        &server,
+        &home,
+        &[
+            &url("c.bin"),
+            "--note",
+            "pinned to the wrong digest",
+            "--sha256",
+            &wrong,
+        ],
+    );
+    let img = add(
+        &server,
+        &home,
+        &[
+            &format!("{reg}/team/app@{}", image.index),
+            "--note",
+            "the build image",
+        ],
+    );
+
+    // --- the fetcher settles every entry ---
+    let entries = wait_until(Duration::from_secs(180), "mirror entries settled", || {
+        let e = mirror_ls(&server, &home);
+        e.iter().all(|e| e["state"] != "pending").then_some(e)
+    });
+    let by_id: BTreeMap<String, serde_json::Value> = entries
+        .iter()
+        .map(|e| (e["id"].as_str().expect("id").to_owned(), e.clone()))
+        .collect();
+    for id in [&plain, &pinned, &img] {
+        assert_eq!(by_id[id]["state"], "stored", "{:#}", by_id[id]);
+        assert_eq!(by_id[id]["added_by"], "admin", "{:#}", by_id[id]);
+    }
+    let failed = &by_id[&mismatch];
+    assert_eq!(failed["state"], "failed", "{failed:#}");
+    let reason = failed["reason"].as_str().expect("a reason");
+    eprintln!("failed entry's reason: {reason}");
+    assert!(reason.contains(&c) && reason.contains(&wrong), "{reason}");
+    assert_eq!(by_id[&plain]["note"], "the compiler tarball");
+    let shown = run_ok(server.cli(&home).args(["mirror", "show", &mismatch]));
+    let shown = text(&shown.stdout);
+    assert!(
+        shown.contains("state:    failed") && shown.contains(&wrong),
+        "{shown}"
+    );
+    assert!(shown.contains("pinned to the wrong digest"), "{shown}");
+    let table = text(&run_ok(server.cli(&home).args(["mirror", "ls"])).stdout);
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with(&img) && l.contains("stored")),
+        "{table}"
+    );
+
+    // The wrong body was not recorded into the mirror's tag.
+    let tag = run_ok(
+        server
+            .cli(&home)
+            .args(["tag", "show", "btrfly-mirror", "--json"]),
+    );
+    let tag: serde_json::Value = serde_json::from_slice(&tag.stdout).expect("tag json");
+    let recorded = tag["entries"].as_array().expect("entries");
+    assert!(
+        recorded.iter().any(|e| e["sha256"] == a.as_str()),
+        "{tag:#}"
+    );
+    assert!(!recorded
+        .iter()
+        .any(|e| e["url"].as_str().is_some_and(|u| u.ends_with("c.bin"))));
+    // The mirror's tag is the fetcher's alone.
+    fails_with(
+        &run(server
+            .cli(&home)
+            .args(["start", "record", "--tag=btrfly-mirror"])),
+        "recorded by the server's mirror fetcher only",
+    );
+
+    // --- a build records something else ---
+    run_ok(
+        server
+            .cli(&home)
+            .args(["run", "--record", "--tag=build", "--"])
+            .args([
+                "curl",
+                "-sS",
+                "--fail",
+                "--max-time",
+                "60",
+                "-o",
+                "/dev/null",
+            ])
+            .arg(url("other.txt")),
+    );
+
+    // --- every upstream goes away ---
+    nginx.stop();
+    registry.stop();
+
+    // --- playback of `build`: the declared artifacts come from the mirror ---
+    let out = run_ok(server.cli(&home).args(["start", "playback", "--tag=build"]));
+    let env = server.env_from_start(&text(&out.stdout));
+    for (file, digest) in [("a.bin", &a), ("b.bin", &b)] {
+        let dest = work.path().join(format!("played-{file}"));
+        let mut curl = Command::new("curl");
+        client_env(&mut curl);
+        apply_env(&mut curl, &env);
+        run_ok(
+            curl.args(["-sS", "--fail", "--max-time", "60", "-o"])
+                .arg(&dest)
+                .arg(url(file)),
+        );
+        assert_eq!(&sha256_file(&dest), digest, "{file} from the mirror");
+    }
+    let dir = work.path().join("played-image");
+    run_ok(
+        skopeo(work.path(), &env)
+            .args(["copy", "--all"])
+            .arg(format!("docker://{reg}/team/app@{}", image.index))
+            .arg(format!("dir:{}", dir.display())),
+    );
+    for platform in &image.images {
+        for layer in &platform.layers {
+            let hex = layer.trim_start_matches("sha256:");
+            assert_eq!(sha256_file(&dir.join(hex)), hex, "{} layer", platform.arch);
+        }
+    }
+    let stop = run(server.cli(&home).args(["stop", "playback"]));
+    let summary = text(&stop.stderr);
+    eprintln!("{summary}");
+    assert!(stop.status.success(), "{summary}");
+    assert_eq!(field(&summary, "misses"), 0, "{summary}");
+    assert_eq!(field(&summary, "hits"), 0, "{summary}");
+    // two files, the version check, the index, two manifests, two configs
+    // and three distinct layers (the base layer is shared)
+    assert!(field(&summary, "mirror hits") >= 8, "{summary}");
+}
