@@ -296,3 +296,119 @@ fn declared_files_and_images_are_fetched_and_serve_playback_with_the_upstreams_g
     // and three distinct layers (the base layer is shared)
     assert!(field(&summary, "mirror hits") >= 8, "{summary}");
 }
+
+/// An entry whose upstream answers 503 stays `pending` with the reason and
+/// is retried; a restarted server picks it up at once (the store, not the
+/// process, holds the work). `/metrics` counts entries by state, and with
+/// `[mirror] serve_in_playback = false` playback does not answer from the
+/// mirror: the request is a miss.
+#[test]
+fn pending_entries_survive_a_restart_and_the_fallback_can_be_turned_off() {
+    let root = tempfile::tempdir().expect("root");
+    let files = root.path().join("files");
+    std::fs::create_dir_all(&files).expect("files dir");
+    let late = write_random_file(&files.join("late.bin"), 50_000, 7);
+    std::fs::write(files.join("other.txt"), "recorded by the build\n").expect("other");
+    let ca = TestCa::new();
+    // late.bin answers 503 until late.bin.ready exists.
+    let nginx = Nginx::start_with(
+        root.path(),
+        &ca,
+        &[FILES],
+        &NginxExtra {
+            server: r#"
+        location = /files/late.bin {
+            if (!-f $request_filename.ready) {
+                return 503;
+            }
+        }
+"#
+            .into(),
+            ..NginxExtra::default()
+        },
+    );
+    let work = tempfile::tempdir().expect("work");
+    let home = work.path().join("home");
+    std::fs::create_dir_all(&home).expect("home");
+    let mut server = BtrflyServer::start(
+        bin(),
+        &format!(
+            "[upstream]\nca_file = {}\n[upstream.resolve]\n\"{FILES}\" = \"127.0.0.1\"\n[mirror]\nattempts = 50\nretry_delay_secs = 600\nserve_in_playback = false\n",
+            BtrflyServer::toml_str(nginx.ca_file().to_string_lossy())
+        ),
+    );
+    let url = |f: &str| format!("https://{FILES}:{}/files/{f}", nginx.port());
+    let id = add(
+        &server,
+        &home,
+        &[&url("late.bin"), "--note", "published late"],
+    );
+    let entry = wait_until(Duration::from_secs(60), "a first attempt", || {
+        let e = mirror_ls(&server, &home).pop()?;
+        (e["attempts"] == 1).then_some(e)
+    });
+    assert_eq!(entry["state"], "pending", "{entry:#}");
+    let reason = entry["reason"].as_str().expect("the attempt's error");
+    assert!(reason.contains("503"), "{reason}");
+
+    // The next attempt would be in 10 minutes; a restart starts it now.
+    std::fs::write(files.join("late.bin.ready"), "").expect("ready");
+    server.restart();
+    let entry = wait_until(Duration::from_secs(60), "stored after the restart", || {
+        let e = mirror_ls(&server, &home).pop()?;
+        (e["state"] != "pending").then_some(e)
+    });
+    assert_eq!(entry["id"], id.as_str());
+    assert_eq!(entry["state"], "stored", "{entry:#}");
+    assert_eq!(entry["attempts"], 2, "{entry:#}");
+
+    let mut metrics = Command::new("curl");
+    client_env(&mut metrics);
+    let metrics = run_ok(
+        metrics
+            .args(["-sS", "--fail", "--max-time", "30"])
+            .arg(format!("{}/metrics", server.control_url())),
+    );
+    let metrics = text(&metrics.stdout);
+    assert!(
+        metrics.contains("btrfly_mirror_entries{state=\"stored\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("btrfly_mirror_entries{state=\"pending\"} 0"),
+        "{metrics}"
+    );
+
+    // A build that never recorded late.bin: with the fallback off, a miss.
+    run_ok(
+        server
+            .cli(&home)
+            .args(["run", "--record", "--tag=build", "--"])
+            .args([
+                "curl",
+                "-sS",
+                "--fail",
+                "--max-time",
+                "60",
+                "-o",
+                "/dev/null",
+            ])
+            .arg(url("other.txt")),
+    );
+    let out = run_ok(server.cli(&home).args(["start", "playback", "--tag=build"]));
+    let env = server.env_from_start(&text(&out.stdout));
+    let mut curl = Command::new("curl");
+    client_env(&mut curl);
+    apply_env(&mut curl, &env);
+    let got = run(curl
+        .args(["-sS", "--fail", "--max-time", "60", "-o", "/dev/null"])
+        .arg(url("late.bin")));
+    assert!(!got.status.success(), "served although the fallback is off");
+    let stop = run(server.cli(&home).args(["stop", "playback"]));
+    let summary = text(&stop.stderr);
+    assert_eq!(stop.status.code(), Some(1), "{summary}");
+    assert_eq!(field(&summary, "misses"), 1, "{summary}");
+    assert_eq!(field(&summary, "mirror hits"), 0, "{summary}");
+    assert!(summary.contains("late.bin"), "{summary}");
+    let _ = late;
+}
