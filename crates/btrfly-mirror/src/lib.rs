@@ -22,17 +22,20 @@
 //!   digest and the recorder verifies them; the fetcher checks each
 //!   manifest's bytes against its digest too before following it.
 //!
-//! A failure worth retrying (the upstream unreachable, a 5xx, 408 or 429,
-//! a body that could not be recorded) is retried with a doubling delay
+//! Entries are attempted one at a time, oldest first. A failure worth
+//! retrying (the upstream unreachable, a 5xx, 408 or 429, a body that
+//! could not be recorded) is retried with a doubling delay — meanwhile the
+//! other entries go ahead —
 //! ([`FetcherConfig::first_delay`] up to [`FetcherConfig::max_delay`],
 //! [`FetcherConfig::attempts`] attempts in all, counted in the entry so a
 //! restart goes on counting); then the entry ends `failed` with the last
 //! reason. A digest mismatch, another 4xx or a malformed manifest fails at
 //! once. Entries are never deleted.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use btrfly_core::mirror::mirror_tag;
 use btrfly_core::{
@@ -130,21 +133,32 @@ impl Fetcher {
 
     /// Fetches pending entries until `shutdown` turns true.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        // When each entry waiting for a retry is due (this process's
+        // memory: after a restart every pending entry is due at once).
+        let mut due: HashMap<String, Instant> = HashMap::new();
         loop {
             if *shutdown.borrow() {
                 return;
             }
-            self.pass(&mut shutdown).await;
+            self.pass(&mut due, &shutdown).await;
+            let now = Instant::now();
+            let next = due
+                .values()
+                .map(|at| at.saturating_duration_since(now))
+                .min()
+                .map_or(self.config.poll, |d| d.min(self.config.poll));
             tokio::select! {
                 () = self.wake.notified() => {}
-                () = tokio::time::sleep(self.config.poll) => {}
+                () = tokio::time::sleep(next) => {}
                 r = shutdown.changed() => if r.is_err() { return },
             }
         }
     }
 
-    /// One look at the store: every pending entry, oldest first.
-    async fn pass(&self, shutdown: &mut watch::Receiver<bool>) {
+    /// One look at the store: one attempt at every pending entry that is
+    /// due, oldest first. An entry waiting for its retry does not hold up
+    /// the others.
+    async fn pass(&self, due: &mut HashMap<String, Instant>, shutdown: &watch::Receiver<bool>) {
         let entries = match self.sessions.store().list_mirror_entries().await {
             Ok(e) => e,
             Err(e) => {
@@ -153,16 +167,31 @@ impl Fetcher {
             }
         };
         self.count(&entries);
+        due.retain(|id, _| {
+            entries
+                .iter()
+                .any(|e| &e.id == id && e.state == MirrorState::Pending)
+        });
         let mut changed = false;
         for entry in entries {
-            if entry.state != MirrorState::Pending {
+            if entry.state != MirrorState::Pending
+                || due.get(&entry.id).is_some_and(|at| *at > Instant::now())
+            {
                 continue;
             }
             if *shutdown.borrow() {
                 return;
             }
             changed = true;
-            self.fetch_entry(entry, shutdown).await;
+            let id = entry.id.clone();
+            match self.fetch_once(entry).await {
+                Some(delay) => {
+                    due.insert(id, Instant::now() + delay);
+                }
+                None => {
+                    due.remove(&id);
+                }
+            }
         }
         if changed {
             if let Ok(entries) = self.sessions.store().list_mirror_entries().await {
@@ -183,73 +212,60 @@ impl Fetcher {
         }
     }
 
-    /// Attempts `entry` until it is stored or failed (or shutdown), writing
-    /// its state after each attempt.
-    async fn fetch_entry(&self, mut entry: MirrorEntry, shutdown: &mut watch::Receiver<bool>) {
+    /// One attempt at `entry`, its new state written to the store; the
+    /// delay before the next attempt when it stays pending.
+    async fn fetch_once(&self, entry: MirrorEntry) -> Option<Duration> {
         let store = self.sessions.store().clone();
-        loop {
-            // Another replica may have finished it meanwhile.
-            match store.get_mirror_entry(&entry.id).await {
-                Ok(Some(now)) if now.state == MirrorState::Pending => entry = now,
-                Ok(_) => return,
-                Err(e) => {
-                    tracing::warn!(id = %entry.id, "mirror: reading the entry: {e}");
-                    return;
-                }
+        // Another replica may have finished it meanwhile.
+        let mut entry = match store.get_mirror_entry(&entry.id).await {
+            Ok(Some(now)) if now.state == MirrorState::Pending => now,
+            Ok(_) => return None,
+            Err(e) => {
+                tracing::warn!(id = %entry.id, "mirror: reading the entry: {e}");
+                return Some(self.config.poll);
             }
-            entry.attempts = entry.attempts.saturating_add(1);
-            tracing::info!(id = %entry.id, source = %entry.source, attempt = entry.attempts, "mirror: fetching");
-            let outcome = self.attempt(&entry).await;
-            entry.updated_at = OffsetDateTime::now_utc();
-            let retry = match outcome {
-                Ok(()) => {
-                    entry.state = MirrorState::Stored;
-                    entry.reason = None;
-                    false
-                }
-                Err(Trouble::Permanent(why)) => {
-                    entry.state = MirrorState::Failed;
-                    entry.reason = Some(why);
-                    false
-                }
-                Err(Trouble::Transient(why)) if entry.attempts >= self.config.attempts.max(1) => {
-                    entry.state = MirrorState::Failed;
-                    entry.reason =
-                        Some(format!("gave up after {} attempts: {why}", entry.attempts));
-                    false
-                }
-                Err(Trouble::Transient(why)) => {
-                    entry.reason = Some(why);
-                    true
-                }
-            };
-            if let Err(e) = store.put_mirror_entry(&entry).await {
-                tracing::warn!(id = %entry.id, "mirror: writing the entry: {e}");
-                return;
+        };
+        entry.attempts = entry.attempts.saturating_add(1);
+        tracing::info!(id = %entry.id, source = %entry.source, attempt = entry.attempts, "mirror: fetching");
+        let outcome = self.attempt(&entry).await;
+        entry.updated_at = OffsetDateTime::now_utc();
+        let retry = match outcome {
+            Ok(()) => {
+                entry.state = MirrorState::Stored;
+                entry.reason = None;
+                None
             }
-            match entry.state {
-                MirrorState::Stored => {
-                    tracing::info!(id = %entry.id, source = %entry.source, "mirror: stored")
-                }
-                MirrorState::Failed => {
-                    tracing::warn!(id = %entry.id, source = %entry.source, reason = entry.reason.as_deref().unwrap_or(""), "mirror: failed")
-                }
-                MirrorState::Pending => {
-                    tracing::info!(id = %entry.id, reason = entry.reason.as_deref().unwrap_or(""), "mirror: will retry")
-                }
+            Err(Trouble::Permanent(why)) => {
+                entry.state = MirrorState::Failed;
+                entry.reason = Some(why);
+                None
             }
-            if !retry {
-                return;
+            Err(Trouble::Transient(why)) if entry.attempts >= self.config.attempts.max(1) => {
+                entry.state = MirrorState::Failed;
+                entry.reason = Some(format!("gave up after {} attempts: {why}", entry.attempts));
+                None
             }
-            let delay = self.config.delay_after(entry.attempts);
-            tokio::select! {
-                () = tokio::time::sleep(delay) => {}
-                _ = shutdown.changed() => return,
+            Err(Trouble::Transient(why)) => {
+                entry.reason = Some(why);
+                Some(self.config.delay_after(entry.attempts))
             }
-            if *shutdown.borrow() {
-                return;
+        };
+        if let Err(e) = store.put_mirror_entry(&entry).await {
+            tracing::warn!(id = %entry.id, "mirror: writing the entry: {e}");
+            return Some(self.config.poll);
+        }
+        match entry.state {
+            MirrorState::Stored => {
+                tracing::info!(id = %entry.id, source = %entry.source, "mirror: stored");
+            }
+            MirrorState::Failed => {
+                tracing::warn!(id = %entry.id, source = %entry.source, reason = entry.reason.as_deref().unwrap_or(""), "mirror: failed");
+            }
+            MirrorState::Pending => {
+                tracing::info!(id = %entry.id, reason = entry.reason.as_deref().unwrap_or(""), "mirror: will retry");
             }
         }
+        retry
     }
 
     /// One attempt: a record session on the mirror tag, the downloads
