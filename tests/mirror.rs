@@ -297,22 +297,12 @@ fn declared_files_and_images_are_fetched_and_serve_playback_with_the_upstreams_g
     assert!(field(&summary, "mirror hits") >= 8, "{summary}");
 }
 
-/// An entry whose upstream answers 503 stays `pending` with the reason and
-/// is retried; a restarted server picks it up at once (the store, not the
-/// process, holds the work). `/metrics` counts entries by state, and with
-/// `[mirror] serve_in_playback = false` playback does not answer from the
-/// mirror: the request is a miss.
-#[test]
-fn pending_entries_survive_a_restart_and_the_fallback_can_be_turned_off() {
-    let root = tempfile::tempdir().expect("root");
-    let files = root.path().join("files");
-    std::fs::create_dir_all(&files).expect("files dir");
-    let late = write_random_file(&files.join("late.bin"), 50_000, 7);
-    std::fs::write(files.join("other.txt"), "recorded by the build\n").expect("other");
+/// nginx serving `root` where `files/late.bin` answers 503 until
+/// `files/late.bin.ready` exists.
+fn late_publisher(root: &Path) -> Nginx {
     let ca = TestCa::new();
-    // late.bin answers 503 until late.bin.ready exists.
-    let nginx = Nginx::start_with(
-        root.path(),
+    Nginx::start_with(
+        root,
         &ca,
         &[FILES],
         &NginxExtra {
@@ -326,7 +316,22 @@ fn pending_entries_survive_a_restart_and_the_fallback_can_be_turned_off() {
             .into(),
             ..NginxExtra::default()
         },
-    );
+    )
+}
+
+/// An entry whose upstream answers 503 stays `pending` with the reason and
+/// is retried; a restarted server picks it up at once (the store, not the
+/// process, holds the work). `/metrics` counts entries by state, and with
+/// `[mirror] serve_in_playback = false` playback does not answer from the
+/// mirror: the request is a miss.
+#[test]
+fn pending_entries_survive_a_restart_and_the_fallback_can_be_turned_off() {
+    let root = tempfile::tempdir().expect("root");
+    let files = root.path().join("files");
+    std::fs::create_dir_all(&files).expect("files dir");
+    let late = write_random_file(&files.join("late.bin"), 50_000, 7);
+    std::fs::write(files.join("other.txt"), "recorded by the build\n").expect("other");
+    let nginx = late_publisher(root.path());
     let work = tempfile::tempdir().expect("work");
     let home = work.path().join("home");
     std::fs::create_dir_all(&home).expect("home");
@@ -411,4 +416,92 @@ fn pending_entries_survive_a_restart_and_the_fallback_can_be_turned_off() {
     assert_eq!(field(&summary, "mirror hits"), 0, "{summary}");
     assert!(summary.contains("late.bin"), "{summary}");
     let _ = late;
+}
+
+/// Two replicas of one store see one mirror: an entry declared through
+/// replica A (whose own retry is far off) is fetched by replica B, which
+/// finds it in the store, and A's playback serves it from the mirror.
+#[test]
+fn an_entry_declared_through_one_replica_is_fetched_by_another_and_served_by_both() {
+    let root = tempfile::tempdir().expect("root");
+    let files = root.path().join("files");
+    std::fs::create_dir_all(&files).expect("files dir");
+    let late = write_random_file(&files.join("late.bin"), 80_000, 9);
+    std::fs::write(files.join("other.txt"), "recorded by the build\n").expect("other");
+    let nginx = late_publisher(root.path());
+    let shared = tempfile::tempdir().expect("shared store");
+    let options = |mirror: &str| {
+        StartOptions {
+        extra: format!(
+            "[storage]\nbackend = \"fs\"\nroot = {}\n[upstream]\nca_file = {}\n[upstream.resolve]\n\"{FILES}\" = \"127.0.0.1\"\n[mirror]\n{mirror}",
+            BtrflyServer::toml_str(shared.path().join("store").to_string_lossy()),
+            BtrflyServer::toml_str(nginx.ca_file().to_string_lossy())
+        ),
+        ..StartOptions::default()
+    }
+    };
+    let a = BtrflyServer::start_with(bin(), options("retry_delay_secs = 600\n"));
+    let work = tempfile::tempdir().expect("work");
+    let home = work.path().join("home");
+    std::fs::create_dir_all(&home).expect("home");
+    let port = nginx.port();
+    let url = |f: &str| format!("https://{FILES}:{port}/files/{f}");
+
+    let id = add(&a, &home, &[&url("late.bin"), "--note", "published late"]);
+    wait_until(Duration::from_secs(60), "A's first attempt", || {
+        let e = mirror_ls(&a, &home).pop()?;
+        (e["attempts"] == 1 && e["state"] == "pending").then_some(())
+    });
+    std::fs::write(files.join("late.bin.ready"), "").expect("ready");
+
+    // Replica B: the same store and identity, its own fetcher.
+    let mut b_options = options("poll_secs = 1\n");
+    b_options.identity_from = Some(a.data_dir());
+    let b = BtrflyServer::start_with(bin(), b_options);
+    let entry = wait_until(Duration::from_secs(60), "stored by replica B", || {
+        let e = mirror_ls(&a, &home).pop()?;
+        (e["state"] != "pending").then_some(e)
+    });
+    assert_eq!(entry["id"], id.as_str());
+    assert_eq!(entry["state"], "stored", "{entry:#}");
+    assert_eq!(entry["attempts"], 2, "{entry:#}");
+    assert!(
+        b.stderr_log().contains(&id),
+        "replica B fetched it: {}",
+        b.stderr_log()
+    );
+
+    // A build recorded through A, played back through A: late.bin comes
+    // from the mirror B filled.
+    run_ok(
+        a.cli(&home)
+            .args(["run", "--record", "--tag=build", "--"])
+            .args([
+                "curl",
+                "-sS",
+                "--fail",
+                "--max-time",
+                "60",
+                "-o",
+                "/dev/null",
+            ])
+            .arg(url("other.txt")),
+    );
+    nginx.stop();
+    let out = run_ok(a.cli(&home).args(["start", "playback", "--tag=build"]));
+    let env = a.env_from_start(&text(&out.stdout));
+    let dest = work.path().join("late.bin");
+    let mut curl = Command::new("curl");
+    client_env(&mut curl);
+    apply_env(&mut curl, &env);
+    run_ok(
+        curl.args(["-sS", "--fail", "--max-time", "60", "-o"])
+            .arg(&dest)
+            .arg(url("late.bin")),
+    );
+    assert_eq!(sha256_file(&dest), late);
+    let stop = run(a.cli(&home).args(["stop", "playback"]));
+    let summary = text(&stop.stderr);
+    assert!(stop.status.success(), "{summary}");
+    assert_eq!(field(&summary, "mirror hits"), 1, "{summary}");
 }
