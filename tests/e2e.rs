@@ -10,6 +10,7 @@ mod gateway;
 mod hardening;
 mod integrity;
 mod metrics;
+mod mirror;
 mod npm;
 mod oci;
 mod pip;

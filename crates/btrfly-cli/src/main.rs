@@ -182,6 +182,13 @@ enum Command {
         #[command(subcommand)]
         action: TokenAction,
     },
+    /// The explicit mirror: artifacts declared on purpose, with a note
+    /// saying why, fetched by the server and never purged; playback
+    /// answers from it what a tag did not record.
+    Mirror {
+        #[command(subcommand)]
+        action: MirrorAction,
+    },
     /// The certificate authority btrfly intercepts TLS with.
     Ca {
         #[command(subcommand)]
@@ -277,6 +284,45 @@ enum TokenAction {
     Revoke {
         /// The token's id (from `btrfly token ls`).
         id: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum MirrorAction {
+    /// Declare a file (an http(s) URL) or an image
+    /// (REGISTRY/REPOSITORY@sha256:DIGEST; never by tag only) and print the
+    /// new entry's id. The server fetches it in the background.
+    Add {
+        /// The URL, or the image by digest.
+        source: String,
+        /// Why it is needed (kept with the entry, with who added it and
+        /// when).
+        #[arg(long, value_name = "TEXT")]
+        note: String,
+        /// The sha256 the file's body must have; a body that differs ends
+        /// the entry `failed`.
+        #[arg(long, value_name = "HEX")]
+        sha256: Option<String>,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// List the entries: id, state, added, by whom, source, note.
+    Ls {
+        /// Print the list as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Show one entry: source, state, why it failed, note.
+    Show {
+        /// The entry's id (from `btrfly mirror ls`).
+        id: String,
+        /// Print the entry as JSON.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         server: ServerArgs,
     },
@@ -464,6 +510,28 @@ fn main() -> ExitCode {
                 }
                 TokenAction::Revoke { id, server } => {
                     btrfly_client::tokens::revoke(&with_source(server), &id).await
+                }
+            },
+            Command::Mirror { action } => match action {
+                MirrorAction::Add {
+                    source,
+                    note,
+                    sha256,
+                    server,
+                } => {
+                    btrfly_client::mirror::add(
+                        &with_source(server),
+                        &source,
+                        sha256.as_deref(),
+                        &note,
+                    )
+                    .await
+                }
+                MirrorAction::Ls { json, server } => {
+                    btrfly_client::mirror::ls(&with_source(server), json).await
+                }
+                MirrorAction::Show { id, json, server } => {
+                    btrfly_client::mirror::show(&with_source(server), &id, json).await
                 }
             },
             Command::Ca {

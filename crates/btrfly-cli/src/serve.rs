@@ -325,7 +325,12 @@ pub async fn serve(config_path: Option<PathBuf>, log_format: LogFormat) -> Resul
     let sessions = Arc::new(SessionRegistry::new(store.clone()));
     sessions.metrics().register(&mut registry);
     let adapters = adapters(&config)?;
-    let stack = btrfly_gateway::gateway(sessions.clone(), adapters.clone(), store.clone());
+    let stack = btrfly_gateway::gateway_with_mirror(
+        sessions.clone(),
+        adapters.clone(),
+        store.clone(),
+        config.mirror.serve_in_playback(),
+    );
     let timeout = Duration::from_secs(config.upstream.connect_timeout_secs.unwrap_or(10));
     let policy = Arc::new(
         EgressPolicy::new(
@@ -383,6 +388,7 @@ pub async fn serve(config_path: Option<PathBuf>, log_format: LogFormat) -> Resul
     let proxy_addr = proxy.local_addr()?;
     policy.add_own_listener(proxy_addr);
     check_control_listen(&config)?;
+    let mirror_added = Arc::new(tokio::sync::Notify::new());
     let control = ControlServer::bind(
         config.control.listen,
         ControlState {
@@ -394,6 +400,7 @@ pub async fn serve(config_path: Option<PathBuf>, log_format: LogFormat) -> Resul
             dns_advertise: dns_advertise(&config),
             // Imports key exchanges as this gateway records them.
             classify: Arc::new(move |head| adapters.classify(head)),
+            mirror_added: mirror_added.clone(),
         },
     )
     .await
@@ -457,6 +464,22 @@ pub async fn serve(config_path: Option<PathBuf>, log_format: LogFormat) -> Resul
     // Session counters to the store, sessions stopped through other
     // replicas; the last counters are written on shutdown.
     tasks.spawn(sessions.clone().run_replication(shutdown_rx.clone()));
+    // The explicit mirror's fetcher, a client of the proxy listener.
+    let mut fetcher =
+        btrfly_mirror::FetcherConfig::new(dialable(proxy_addr), ca.cert_pem().to_owned());
+    if let Some(n) = config.mirror.attempts {
+        fetcher.attempts = n.max(1);
+    }
+    if let Some(s) = config.mirror.retry_delay_secs {
+        fetcher.first_delay = Duration::from_secs(s);
+    }
+    if let Some(s) = config.mirror.poll_secs {
+        fetcher.poll = Duration::from_secs(s.max(1));
+    }
+    tasks.spawn(
+        btrfly_mirror::Fetcher::new(sessions.clone(), fetcher, mirror_added)
+            .run(shutdown_rx.clone()),
+    );
     tracing::info!(
         data_dir = %data_dir.display(),
         storage = store.backend(),
@@ -471,6 +494,20 @@ pub async fn serve(config_path: Option<PathBuf>, log_format: LogFormat) -> Resul
     })
     .await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// An address this process can connect to for a listener bound to
+/// `addr` (a wildcard becomes the loopback address of its family).
+fn dialable(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        IpAddr::V4(v4) if v4.is_unspecified() => {
+            SocketAddr::new(Ipv4Addr::LOCALHOST.into(), addr.port())
+        }
+        IpAddr::V6(v6) if v6.is_unspecified() => {
+            SocketAddr::new(std::net::Ipv6Addr::LOCALHOST.into(), addr.port())
+        }
+        _ => addr,
+    }
 }
 
 /// The DNS address a build machine's resolv.conf can name: `[dns] listen`

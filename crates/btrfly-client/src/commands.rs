@@ -152,6 +152,9 @@ fn print_summary(s: &Summary) {
     out.push_str(&format!("requests: {}\n", s.requests));
     out.push_str(&format!("hits: {}\n", s.hits));
     out.push_str(&format!("misses: {}\n", s.misses));
+    if s.mode == Mode::Playback {
+        out.push_str(&format!("mirror hits: {}\n", s.mirror_hits));
+    }
     out.push_str(&format!("recorded: {}\n", s.recorded));
     out.push_str(&format!("bytes: {}\n", s.bytes));
     if s.egress_refused > 0 {

@@ -11,8 +11,9 @@ use serde::Serialize;
 use btrfly_core::Tag;
 
 use btrfly_core::api::{
-    BindRequest, BindResponse, ErrorBody, StartRequest, StartResponse, StopRequest, Summary,
-    TagList, TagShow, TokenCreateRequest, TokenCreated, TokenInfo, TokenList, WhoAmI,
+    BindRequest, BindResponse, ErrorBody, MirrorAddRequest, MirrorList, StartRequest,
+    StartResponse, StopRequest, Summary, TagList, TagShow, TokenCreateRequest, TokenCreated,
+    TokenInfo, TokenList, WhoAmI,
 };
 use btrfly_core::TokenId;
 
@@ -339,6 +340,38 @@ impl ControlClient {
     /// status 404.
     pub async fn revoke_token(&self, id: &TokenId) -> Result<TokenInfo, ClientError> {
         self.call(Method::POST, &format!("/v1/tokens/{id}/revoke"), None)
+            .await
+    }
+
+    /// `POST /v1/mirror` (record scope): declares an artifact; the answer
+    /// is the new entry (`pending`).
+    ///
+    /// # Errors
+    /// See [`ClientError`]; a refused declaration (a tag-only image, no
+    /// note) is [`ClientError::Server`] with status 400 and the reason.
+    pub async fn mirror_add(
+        &self,
+        req: &MirrorAddRequest,
+    ) -> Result<btrfly_core::MirrorEntry, ClientError> {
+        self.call(Method::POST, "/v1/mirror", Some(to_json(req)))
+            .await
+    }
+
+    /// `GET /v1/mirror`: every mirror entry, oldest first.
+    ///
+    /// # Errors
+    /// See [`ClientError`].
+    pub async fn mirror_list(&self) -> Result<MirrorList, ClientError> {
+        self.call(Method::GET, "/v1/mirror", None).await
+    }
+
+    /// `GET /v1/mirror/{id}`: one mirror entry.
+    ///
+    /// # Errors
+    /// See [`ClientError`]; an unknown id is [`ClientError::Server`] with
+    /// status 404.
+    pub async fn mirror_entry(&self, id: &str) -> Result<btrfly_core::MirrorEntry, ClientError> {
+        self.call(Method::GET, &format!("/v1/mirror/{id}"), None)
             .await
     }
 

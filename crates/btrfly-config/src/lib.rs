@@ -78,6 +78,35 @@ pub struct Config {
     #[serde(default)]
     /// `[limits]`: connections, request heads, timeouts.
     pub limits: LimitsConfig,
+    #[serde(default)]
+    /// `[mirror]`: the explicit mirror's fetcher and playback fallback.
+    pub mirror: MirrorConfig,
+}
+
+/// `[mirror]`: the explicit mirror (`btrfly mirror add`). Absent keys take
+/// the defaults given here.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MirrorConfig {
+    /// Whether playback answers a request its tag does not have from the
+    /// mirror. Default true.
+    pub serve_in_playback: Option<bool>,
+    /// Attempts per entry before it ends `failed` (failures worth
+    /// retrying: an unreachable upstream, a 5xx, 408, 429). Default 5.
+    pub attempts: Option<u32>,
+    /// The delay before the second attempt, in seconds; it doubles after
+    /// each attempt, up to 60. Default 1.
+    pub retry_delay_secs: Option<u64>,
+    /// How often the store is looked at for entries declared through
+    /// other replicas, in seconds. Default 5.
+    pub poll_secs: Option<u64>,
+}
+
+impl MirrorConfig {
+    /// `serve_in_playback`, default true.
+    pub fn serve_in_playback(&self) -> bool {
+        self.serve_in_playback.unwrap_or(true)
+    }
 }
 
 /// `[limits]`: every limit that is hit answers a clear error naming its

@@ -51,11 +51,24 @@ fn unknown_keys_are_rejected_by_name() {
         ("[adapters.files]\nenable = true", "enable"),
         ("[adapters.nope]\nenabled = true", "nope"),
         ("[adapters.pip]\nindex_host = [\"x\"]", "index_host"),
+        ("[mirror]\nserve_playback = false", "serve_playback"),
     ] {
         let err = parse(text).unwrap_err().to_string();
         assert!(err.contains(key), "{text:?} gave {err}");
         assert!(err.contains("/etc/btrfly/btrfly.toml"), "{err}");
     }
+}
+
+#[test]
+fn the_mirror_serves_playback_unless_turned_off() {
+    assert!(parse("").expect("empty").mirror.serve_in_playback());
+    let c = parse(
+        "[mirror]\nserve_in_playback = false\nattempts = 2\nretry_delay_secs = 0\npoll_secs = 1",
+    )
+    .expect("mirror table");
+    assert!(!c.mirror.serve_in_playback());
+    assert_eq!(c.mirror.attempts, Some(2));
+    assert!(parse("[mirror]\nserve_in_playback = \"no\"").is_err());
 }
 
 #[test]

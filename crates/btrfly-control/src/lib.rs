@@ -15,6 +15,9 @@
 //! | POST   | /v1/tags/{tag}/import     | a WARC file into a new sealed tag      |
 //! | GET    | /v1/tags/{tag}/manifest   | its bill of materials                  |
 //! | GET    | /v1/tags/{a}/diff/{b}     | what changed between two tags          |
+//! | POST   | /v1/mirror                | declare an artifact `{source, sha256?, note}` (record) |
+//! | GET    | /v1/mirror                | every mirror entry ([`mirror`])        |
+//! | GET    | /v1/mirror/{id}           | one mirror entry                       |
 //! | GET    | /v1/whoami                | the calling token: id, name, scope     |
 //! | GET    | /v1/tokens                | every token (admin)                    |
 //! | POST   | /v1/tokens                | create one `{name, scope}` (admin)     |
@@ -30,6 +33,7 @@
 
 pub mod archive;
 pub mod auth;
+pub mod mirror;
 pub mod server;
 pub mod tokens;
 mod transparent;

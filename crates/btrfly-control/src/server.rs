@@ -44,6 +44,9 @@ pub struct ControlState {
     pub dns_advertise: Option<std::net::IpAddr>,
     /// The gateway's adapter registry, for keying imported exchanges.
     pub classify: crate::archive::Classifier,
+    /// Notified when a mirror entry is declared here, so this replica's
+    /// fetcher starts on it at once (others find it on their next look).
+    pub mirror_added: Arc<tokio::sync::Notify>,
 }
 
 /// The control API's listener and router.
@@ -108,6 +111,7 @@ pub fn router(state: Arc<ControlState>) -> Router {
         .route("/v1/tags", get(tags))
         .route("/v1/tags/{tag}", get(tag))
         .merge(crate::archive::routes())
+        .merge(crate::mirror::routes())
         .route("/v1/whoami", get(whoami))
         .route("/v1/tokens", get(token_list).post(token_create))
         .route("/v1/tokens/{id}/revoke", post(token_revoke))
@@ -215,6 +219,12 @@ async fn start(
         Ok(t) => t,
         Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
     };
+    if start.mode == Mode::Record && tag.as_str() == btrfly_core::mirror::MIRROR_TAG {
+        return error(
+            StatusCode::FORBIDDEN,
+            format!("tag {tag} is the explicit mirror's own: it is recorded by the server's mirror fetcher only (declare artifacts with `btrfly mirror add`)"),
+        );
+    }
     let warnings = match start_warnings(&state, &tag, start.mode).await {
         Ok(w) => w,
         Err(resp) => return resp,

@@ -172,3 +172,23 @@ pub struct WhoAmI {
     /// Its scope.
     pub scope: Scope,
 }
+
+/// Body of `POST /v1/mirror`: an artifact to declare.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct MirrorAddRequest {
+    /// An `http(s)://` URL, or an image `REGISTRY/REPOSITORY@sha256:HEX`
+    /// (parsed by the server with [`crate::MirrorSource::parse`]).
+    pub source: String,
+    /// The sha256 a file's body must have (64 hex digits), when pinned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// Why it is needed (mandatory, not blank).
+    pub note: String,
+}
+
+/// Answer to `GET /v1/mirror`: every mirror entry, oldest first.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct MirrorList {
+    /// The entries.
+    pub entries: Vec<crate::MirrorEntry>,
+}

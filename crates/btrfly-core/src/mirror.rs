@@ -11,6 +11,17 @@
 use serde::{Deserialize, Serialize};
 
 use crate::digest::Sha256;
+use crate::session::Tag;
+
+/// The tag the mirror's fetcher records into (a record session of its own
+/// per fetch, through the server's proxy listener), and the one playback
+/// falls back to: reserved, no user session may record into it.
+pub const MIRROR_TAG: &str = "btrfly-mirror";
+
+/// [`MIRROR_TAG`] as a [`Tag`].
+pub fn mirror_tag() -> Tag {
+    Tag::new(MIRROR_TAG).unwrap_or_else(|_| unreachable!("{MIRROR_TAG} is a valid tag"))
+}
 
 /// What a mirror entry declares.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -209,6 +209,10 @@ pub struct Summary {
     pub hits: u64,
     /// Playback requests that were not recorded.
     pub misses: u64,
+    /// Playback answers the session's tag did not have, answered from the
+    /// explicit mirror (not counted in `hits`).
+    #[serde(default)]
+    pub mirror_hits: u64,
     /// Answers recorded into the tag.
     pub recorded: u64,
     /// Body bytes sent to clients.

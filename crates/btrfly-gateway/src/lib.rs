@@ -31,7 +31,7 @@ pub mod stages;
 pub use adapters::Adapters;
 pub use body::{BodyFeeder, RequestBody};
 pub use decision::{Decision, Forward, Part, Replayed, Reply, ReplyBody};
-pub use pipeline::{gateway, GatewayService};
+pub use pipeline::{gateway, gateway_with_mirror, GatewayService};
 pub use reply::{MISS_HEADER, REPLAY_HEADER};
 
 #[cfg(test)]

@@ -101,6 +101,22 @@ impl IndexCache {
         }
     }
 
+    /// Lookups in another tag than a session's (the explicit mirror's):
+    /// from its cached index when it is sealed, from the store while it is
+    /// being recorded; `None` when the tag does not exist.
+    ///
+    /// # Errors
+    /// The store failed reading the tag's meta or snapshot.
+    pub async fn other_tag(&self, tag: &Tag) -> Result<Option<Entries>, StoreError> {
+        if self.store.tag_meta(tag).await?.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(Entries {
+            store: self.store.clone(),
+            index: self.load(tag).await?,
+        }))
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Arc<TagIndex>>> {
         self.tags.lock().unwrap_or_else(|p| p.into_inner())
     }

@@ -29,8 +29,21 @@ pub type GatewayService = BoxCloneSyncService<Request<RequestBody>, Decision, In
 
 /// The request path over `sessions`, `adapters` and `store`.
 pub fn gateway(sessions: Arc<SessionRegistry>, adapters: Adapters, store: Store) -> GatewayService {
-    // Playback answers from the tag only: a hit or a counted miss.
-    let playback = BoxCloneSyncService::new(answer(Replay::new(store.clone())));
+    gateway_with_mirror(sessions, adapters, store, true)
+}
+
+/// [`gateway`], with playback's fallback to the explicit mirror on or off
+/// (`[mirror] serve_in_playback`).
+pub fn gateway_with_mirror(
+    sessions: Arc<SessionRegistry>,
+    adapters: Adapters,
+    store: Store,
+    serve_mirror: bool,
+) -> GatewayService {
+    // Playback answers from the tag (then the explicit mirror) only: a hit
+    // or a counted miss.
+    let playback =
+        BoxCloneSyncService::new(answer(Replay::new(store.clone()).with_mirror(serve_mirror)));
     let record = ServiceBuilder::new()
         // Identical requests in flight at once go upstream once.
         .layer(stage(SingleFlight::new(store.clone())))

@@ -286,6 +286,7 @@ impl LiveSession {
             requests: s.requests.load(Ordering::Relaxed),
             hits: s.hits.load(Ordering::Relaxed),
             misses: s.misses.load(Ordering::Relaxed),
+            mirror_hits: s.mirror_hits.load(Ordering::Relaxed),
             recorded: s.recorded.load(Ordering::Relaxed),
             bytes: s.bytes.load(Ordering::Relaxed),
             refused: s.refused.load(Ordering::Relaxed),

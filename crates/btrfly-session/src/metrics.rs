@@ -29,6 +29,14 @@ impl ModeLabel {
     }
 }
 
+/// The `state` label of the mirror's entries: `pending`, `stored`,
+/// `failed`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabel {
+    /// The entry state.
+    pub state: String,
+}
+
 /// The counters, shared by every session of a [`SessionRegistry`](crate::SessionRegistry).
 #[derive(Debug)]
 pub struct Metrics {
@@ -40,6 +48,8 @@ pub struct Metrics {
     recorded_bytes: Counter,
     upstream_latency: Histogram,
     active_sessions: Family<ModeLabel, Gauge>,
+    mirror_hits: Counter,
+    mirror_entries: Family<StateLabel, Gauge>,
 }
 
 impl Default for Metrics {
@@ -54,6 +64,8 @@ impl Default for Metrics {
             // 1 ms to about 65 s, doubling.
             upstream_latency: Histogram::new(exponential_buckets(0.001, 2.0, 17)),
             active_sessions: Family::default(),
+            mirror_hits: Counter::default(),
+            mirror_entries: Family::default(),
         }
     }
 }
@@ -68,6 +80,7 @@ pub(crate) struct ModeCounters {
     pub(crate) recorded: Counter,
     pub(crate) recorded_bytes: Counter,
     pub(crate) upstream_latency: Histogram,
+    pub(crate) mirror_hits: Counter,
 }
 
 impl Metrics {
@@ -84,6 +97,8 @@ impl Metrics {
     /// | `recorded_bytes_total` (body bytes of recorded answers) | counter | |
     /// | `upstream_latency_seconds` (request forwarded → response head) | histogram | |
     /// | `active_sessions` (this replica's; see [`Metrics::set_active`]) | gauge | `mode` |
+    /// | `mirror_hits_total` (playback answers from the explicit mirror) | counter | |
+    /// | `mirror_entries` (the store's mirror entries; see [`Metrics::set_mirror_entries`]) | gauge | `state` |
     pub fn register(&self, registry: &mut Registry) {
         registry.register(
             "requests",
@@ -120,6 +135,26 @@ impl Metrics {
             "Sessions running on this replica",
             self.active_sessions.clone(),
         );
+        registry.register(
+            "mirror_hits",
+            "Playback answers from the explicit mirror",
+            self.mirror_hits.clone(),
+        );
+        registry.register(
+            "mirror_entries",
+            "Mirror entries in the store, by state (as the fetcher last saw them)",
+            self.mirror_entries.clone(),
+        );
+    }
+
+    /// Sets the `mirror_entries` gauge of `state` (`pending`, `stored`,
+    /// `failed`).
+    pub fn set_mirror_entries(&self, state: &str, n: u64) {
+        self.mirror_entries
+            .get_or_create(&StateLabel {
+                state: state.to_owned(),
+            })
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
     pub(crate) fn for_mode(&self, mode: Mode) -> ModeCounters {
@@ -132,6 +167,7 @@ impl Metrics {
             recorded: self.recorded.clone(),
             recorded_bytes: self.recorded_bytes.clone(),
             upstream_latency: self.upstream_latency.clone(),
+            mirror_hits: self.mirror_hits.clone(),
         }
     }
 

@@ -159,6 +159,9 @@ pub struct ReplicaStats {
     pub hits: u64,
     /// See [`Summary::misses`].
     pub misses: u64,
+    /// See [`Summary::mirror_hits`].
+    #[serde(default)]
+    pub mirror_hits: u64,
     /// See [`Summary::recorded`].
     pub recorded: u64,
     /// See [`Summary::bytes`].
@@ -194,6 +197,7 @@ impl ReplicaStats {
             requests: sum.requests,
             hits: sum.hits,
             misses: sum.misses,
+            mirror_hits: sum.mirror_hits,
             recorded: sum.recorded,
             bytes: sum.bytes,
             refused: sum.refused,
@@ -215,6 +219,7 @@ impl ReplicaStats {
         summary.requests += self.requests;
         summary.hits += self.hits;
         summary.misses += self.misses;
+        summary.mirror_hits += self.mirror_hits;
         summary.recorded += self.recorded;
         summary.bytes += self.bytes;
         summary.refused += self.refused;

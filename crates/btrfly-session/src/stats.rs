@@ -15,6 +15,8 @@ pub struct Stats {
     pub hits: AtomicU64,
     /// Playback requests that were not recorded.
     pub misses: AtomicU64,
+    /// Playback answers from the explicit mirror (not in `hits`).
+    pub mirror_hits: AtomicU64,
     /// Answers recorded.
     pub recorded: AtomicU64,
     /// Body bytes sent to clients.
@@ -68,6 +70,15 @@ impl Stats {
         self.hits.fetch_add(1, Ordering::Relaxed);
         if let Some(g) = &self.global {
             g.hits.inc();
+        }
+    }
+
+    /// One more answer from the explicit mirror (a playback request the
+    /// session's tag did not have).
+    pub fn count_mirror_hit(&self) {
+        self.mirror_hits.fetch_add(1, Ordering::Relaxed);
+        if let Some(g) = &self.global {
+            g.mirror_hits.inc();
         }
     }
 

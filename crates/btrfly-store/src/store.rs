@@ -363,6 +363,22 @@ impl Store {
         &self,
         path: &str,
     ) -> Result<Option<T>> {
+        // On a filesystem the length is stat'ed first (see below), and a
+        // writer may replace the object (rename) between the stat and the
+        // read: the read then sees a part of the new object. Another try
+        // sees it whole.
+        let tries = if self.backend == "fs" { 3 } else { 1 };
+        let mut last = None;
+        for _ in 0..tries {
+            match self.get_json_once(path).await {
+                Ok(v) => return Ok(v),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| unreachable!("at least one try")))
+    }
+
+    async fn get_json_once<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<Option<T>> {
         let read = if self.backend == "fs" {
             // OpenDAL's fs reader fills a zeroed buffer of up to 2 MiB for
             // a read of unknown length, and pools 16 of them: a tag's

@@ -2,7 +2,12 @@
 //!
 //! Entries are looked up in the session's cached index of the tag (see
 //! [`crate::lookup`]): no object-store round trip per request for a
-//! sealed tag.
+//! sealed tag. A request the tag does not have is looked up in the
+//! explicit mirror's tag ([`btrfly_core::mirror::MIRROR_TAG`]) unless that
+//! is turned off ([`Replay::with_mirror`]): declared artifacts answer
+//! builds that never recorded them, counted as mirror hits. Error answers
+//! the mirror's fetcher met (a 404, a 5xx) are not served from it: such
+//! an entry failed, and the request stays a miss.
 
 use std::sync::Arc;
 
@@ -20,14 +25,27 @@ use crate::stage::{Answer, Classified};
 #[derive(Clone)]
 pub struct Replay {
     cache: Arc<IndexCache>,
+    mirror: Option<Arc<Tag>>,
 }
 
 impl Replay {
-    /// Playback from `store`, with this replica's index cache.
+    /// Playback from `store`, with this replica's index cache, falling back
+    /// to the explicit mirror.
     pub fn new(store: Store) -> Self {
         Replay {
             cache: Arc::new(IndexCache::new(store)),
+            mirror: Some(Arc::new(btrfly_core::mirror::mirror_tag())),
         }
+    }
+
+    /// With `serve` false, a request the session's tag does not have is a
+    /// miss even when the explicit mirror has it (`[mirror]
+    /// serve_in_playback = false`).
+    pub fn with_mirror(mut self, serve: bool) -> Self {
+        if !serve {
+            self.mirror = None;
+        }
+        self
     }
 }
 
@@ -36,11 +54,12 @@ impl Answer for Replay {
 
     fn answer(&self, input: Classified) -> BoxFuture<'static, Decision> {
         let cache = self.cache.clone();
-        Box::pin(async move { replay(&cache, input).await })
+        let mirror = self.mirror.clone();
+        Box::pin(async move { replay(&cache, mirror.as_deref(), input).await })
     }
 }
 
-async fn replay(cache: &IndexCache, input: Classified) -> Decision {
+async fn replay(cache: &IndexCache, mirror: Option<&Tag>, input: Classified) -> Decision {
     let Classified {
         head,
         body,
@@ -81,6 +100,17 @@ async fn replay(cache: &IndexCache, input: Classified) -> Decision {
             Err(e) => return store_failure(&what, &tag, e),
         }
     }
+    let mut from_mirror = false;
+    if let (None, Some(mirror)) = (&reply, mirror.filter(|m| *m != &tag)) {
+        match from_the_mirror(cache, mirror, &keys, &head).await {
+            Ok(Some(r)) => {
+                reply = Some(r);
+                from_mirror = true;
+            }
+            Ok(None) => {}
+            Err(e) => return store_failure(&what, mirror, e),
+        }
+    }
     let Some(reply) = reply else {
         stats.count_miss(what.clone());
         return Decision::Respond(
@@ -92,11 +122,38 @@ async fn replay(cache: &IndexCache, input: Classified) -> Decision {
             .with_header(REPLAY_HEADER, "miss"),
         );
     };
-    stats.count_hit();
+    if from_mirror {
+        stats.count_mirror_hit();
+    } else {
+        stats.count_hit();
+    }
     stats.count_bytes(reply.body_len());
     let mut reply = reply;
     reply.replayed = Some(Replayed::new(session.clone(), what));
     Decision::Respond(reply)
+}
+
+/// The explicit mirror's answer for one of `keys`: a success, a redirect
+/// or an authentication challenge (a registry's version check), never an
+/// error the fetcher met.
+async fn from_the_mirror(
+    cache: &IndexCache,
+    mirror: &Tag,
+    keys: &[btrfly_core::RecordingKey],
+    head: &RequestHead,
+) -> Result<Option<Reply>, btrfly_store::StoreError> {
+    let Some(entries) = cache.other_tag(mirror).await? else {
+        return Ok(None);
+    };
+    for key in keys {
+        if let Some(r) = answer(&entries, mirror, key, head).await? {
+            let s = r.status;
+            if s.is_success() || s.is_redirection() || s == StatusCode::UNAUTHORIZED {
+                return Ok(Some(r));
+            }
+        }
+    }
+    Ok(None)
 }
 
 /// `METHOD URL`, with the `Range` when there is one: how a request is named
