@@ -364,7 +364,8 @@ pub async fn serve(config_path: Option<PathBuf>, log_format: LogFormat) -> Resul
             let listener =
                 TransparentListener::bind(kind, addr, ca.clone(), sessions.clone(), make_app())
                     .await
-                    .map_err(|e| bind_error(kind.label(), key, addr, e))?;
+                    .map_err(|e| bind_error(kind.label(), key, addr, e))?
+                    .with_limits(limits.clone());
             policy.add_own_listener(listener.local_addr()?);
             transparent.push(listener);
         }

@@ -85,8 +85,9 @@ pub struct Config {
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsConfig {
-    /// Client connections the proxy serves at once; one more gets `503`.
-    /// Default 4096.
+    /// Client connections each listener (the proxy, each transparent
+    /// listener) serves at once; one more is refused (`503` where the
+    /// listener speaks plain HTTP first) and closed. Default 4096.
     pub max_connections: Option<usize>,
     /// Longest request URL in bytes; longer gets `414 URI Too Long`.
     /// Default 8192.
@@ -97,8 +98,10 @@ pub struct LimitsConfig {
     /// Seconds to wait for the next bytes from an upstream (its head or
     /// more of its body); then `504`. Default 60.
     pub upstream_read_timeout_secs: Option<u64>,
-    /// Seconds a client may take for its TLS handshake inside a CONNECT
-    /// tunnel; then the connection is closed. Default 10.
+    /// Seconds a new client connection may take for its opening: the
+    /// CONNECT head and the TLS handshake in the tunnel, the transparent
+    /// ClientHello and handshake, or the first plain-HTTP request head;
+    /// then the connection is closed. Default 10.
     pub tls_handshake_timeout_secs: Option<u64>,
 }
 
