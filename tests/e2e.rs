@@ -9,6 +9,7 @@ mod fidelity;
 mod gateway;
 mod hardening;
 mod integrity;
+mod load;
 mod metrics;
 mod npm;
 mod oci;
