@@ -14,6 +14,7 @@ mod metrics;
 mod npm;
 mod oci;
 mod pip;
+mod sessions;
 mod setup;
 mod storage;
 mod tokens;

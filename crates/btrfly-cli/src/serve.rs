@@ -322,7 +322,11 @@ pub async fn serve(config_path: Option<PathBuf>, log_format: LogFormat) -> Resul
             .context("reading the control tokens")?,
     );
     drop(token);
-    let sessions = Arc::new(SessionRegistry::new(store.clone()));
+    let lease = config
+        .sessions
+        .lease()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let sessions = Arc::new(SessionRegistry::new(store.clone()).with_lease(lease));
     sessions.metrics().register(&mut registry);
     let adapters = adapters(&config)?;
     let stack = btrfly_gateway::gateway(sessions.clone(), adapters.clone(), store.clone());

@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -78,6 +79,46 @@ pub struct Config {
     #[serde(default)]
     /// `[limits]`: connections, request heads, timeouts.
     pub limits: LimitsConfig,
+    #[serde(default)]
+    /// `[sessions]`: how long an abandoned session lives.
+    pub sessions: SessionsConfig,
+}
+
+/// `[sessions]`: sessions' leases.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionsConfig {
+    /// How long a session may go unheard of (no proxy request, no control
+    /// call naming it) before btrfly ends it: a duration such as `"24h"`,
+    /// `"90m"`, `"2h 30m"` or `"45s"` (jiff's friendly format, or ISO 8601
+    /// `PT24H`). Default `"24h"`. See [`SessionsConfig::lease`].
+    pub lease: Option<String>,
+}
+
+/// The default session lease: 24 hours.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(24 * 60 * 60);
+
+impl SessionsConfig {
+    /// The lease: `lease` parsed, else [`DEFAULT_LEASE`].
+    ///
+    /// # Errors
+    /// `lease` is not a positive duration; the message names the key.
+    pub fn lease(&self) -> Result<Duration, String> {
+        let Some(text) = &self.lease else {
+            return Ok(DEFAULT_LEASE);
+        };
+        let parsed: jiff::SignedDuration = text.trim().parse().map_err(|e| {
+            format!(
+                "sessions.lease: {text:?} is not a duration like \"24h\", \"90m\" or \"45s\": {e}"
+            )
+        })?;
+        match Duration::try_from(parsed) {
+            Ok(d) if !d.is_zero() => Ok(d),
+            _ => Err(format!(
+                "sessions.lease: {text:?} must be longer than zero (remove the key for the default, 24h)"
+            )),
+        }
+    }
 }
 
 /// `[limits]`: every limit that is hit answers a clear error naming its
@@ -569,6 +610,7 @@ impl Config {
                 "policy.connect_ports: 0 is not a port (1-65535)".into(),
             ));
         }
+        self.sessions.lease().map_err(invalid)?;
         self.storage.validate().map_err(invalid)
     }
 
