@@ -239,22 +239,29 @@ impl SessionRegistry {
     }
 
     /// When session `info` was last heard of by any replica: this one's
-    /// memory, the others' counters in the store, its start.
-    async fn last_seen_ms(&self, info: &SessionInfo) -> i64 {
+    /// memory, the others' counters in the store, its start; `None` when
+    /// the others' counters cannot be read.
+    async fn last_seen_ms(&self, info: &SessionInfo) -> Option<i64> {
         let mut last = crate::live::unix_ms(info.started_at);
         if let Some(s) = self.get(info.id.as_str()) {
             last = last.max(s.last_seen_ms());
         }
-        if let Ok(all) = self
+        match self
             .store
             .list_session_stats::<ReplicaStats>(&info.id)
             .await
         {
-            for (_, stats) in all {
-                last = last.max(stats.last_seen_ms);
+            Ok(all) => {
+                for (_, stats) in all {
+                    last = last.max(stats.last_seen_ms);
+                }
+                Some(last)
+            }
+            Err(e) => {
+                tracing::warn!(session = %info.id, "reading when the session was last heard of: {e}");
+                None
             }
         }
-        last
     }
 
     /// Every active session in the store, oldest first, with when it was
@@ -325,7 +332,9 @@ impl SessionRegistry {
         let lease_ms = i64::try_from(self.lease.as_millis()).unwrap_or(i64::MAX);
         let mut ended = Vec::new();
         for info in infos {
-            let last = self.last_seen_ms(&info).await;
+            let Some(last) = self.last_seen_ms(&info).await else {
+                continue;
+            };
             let idle_ms = now.saturating_sub(last);
             if idle_ms <= lease_ms {
                 continue;
