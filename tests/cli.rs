@@ -460,7 +460,7 @@ fn stop_always_ends_the_local_session() {
     assert_eq!(
         last_message(&text(&out.stderr)),
         format!(
-            "btrfly: warning: the btrfly server at {} does not know the session: no session {id} on this server (it was stopped, or never started). The local record session {id} for tag twice is ended anyway; the server was not told, so nothing was summed up or sealed",
+            "btrfly: warning: the btrfly server at {} does not know the session: no session {id} on this server (it was stopped, ended when its lease ran out — no request for `[sessions] lease` — or never started). The local record session {id} for tag twice is ended anyway; the server was not told, so nothing was summed up or sealed",
             fx.server.control_url()
         )
     );

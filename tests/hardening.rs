@@ -4,9 +4,11 @@
 //! The real binary, the Python upstream (`fidelity_upstream.py`) under a
 //! name mapped by `[upstream.resolve]`, curl as the client.
 
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Command, Output};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use btrfly_test_support::*;
 
@@ -26,10 +28,17 @@ impl Fx {
 
     /// With more config text after `[upstream.resolve]`.
     fn with(more: &str) -> Fx {
+        Fx::with_port(|_| more.to_owned())
+    }
+
+    /// With more config text after `[upstream.resolve]`, given the
+    /// upstream's port.
+    fn with_port(more: impl FnOnce(u16) -> String) -> Fx {
         let work = tempfile::tempdir().expect("work dir");
         let ca = TestCa::new();
         let ca_file = ca.write_pem(work.path());
         let up = PyUpstream::start(&ca, &[HOST]);
+        let more = more(up.port());
         let extra = format!(
             "[upstream]\nca_file = {}\n[upstream.resolve]\n\"{HOST}\" = \"127.0.0.1\"\n{more}",
             BtrflyServer::toml_str(ca_file.to_string_lossy()),
@@ -387,4 +396,160 @@ fn limits_answer_414_431_504_and_503() {
         !summary.contains("qqqq"),
         "a refused URL is not listed: {summary}"
     );
+}
+
+/// Where the slow-loris test's transparent TLS listener listens: the
+/// upstream's port number at another loopback address (the origin port is
+/// the port the client connected to).
+const GATEWAY_IP: &str = "127.0.0.3";
+
+/// Idle connections a slow-loris client holds on each listener.
+const LORIS: usize = 1000;
+
+/// A slow-loris client holding 1,000 idle connections on the explicit
+/// proxy port and 1,000 on the transparent TLS port — connections that
+/// send nothing, half a CONNECT head, half a plain request head, or half a
+/// ClientHello — is cut by `limits.tls_handshake_timeout_secs` (5 s here:
+/// every connection closed by the server between 5 s and 5 + 15 s after it
+/// was opened), while curl through both listeners keeps getting whole
+/// answers during that time.
+#[test]
+fn slow_loris_is_cut_by_the_opening_timeout_while_clients_are_served() {
+    const TIMEOUT: Duration = Duration::from_secs(5);
+    let fx = Fx::with_port(|port| {
+        format!(
+            "[limits]\ntls_handshake_timeout_secs = {}\n[transparent]\nlisten_tls = \"{GATEWAY_IP}:{port}\"\n",
+            TIMEOUT.as_secs()
+        )
+    });
+    let home = fx.home();
+    let (_, _, env) =
+        crate::transparent::start_bound_with_exports(&fx.server, &home, "record", "loris");
+    let proxy = fx.server.proxy_addr();
+    let transparent: SocketAddr = format!("{GATEWAY_IP}:{}", fx.up.port())
+        .parse()
+        .expect("address");
+    assert_eq!(fx.server.listener("transparent-tls"), Some(transparent));
+
+    // The slow-loris client: every connection opened, a few bytes sent,
+    // then nothing.
+    let partial: [&[u8]; 3] = [
+        b"",
+        b"CONNECT up.example.test:443 HTTP/1.1\r\nHost: up.exa",
+        b"GET http://up.example.test/file.bin HTTP/1.1\r\nHost: up",
+    ];
+    // A TLS handshake record announcing 512 bytes, of which 4 arrive.
+    let hello: [&[u8]; 2] = [b"", b"\x16\x03\x01\x02\x00\x01\x00\x01"];
+    let mut loris = Vec::with_capacity(2 * LORIS);
+    for i in 0..LORIS {
+        loris.push(open_idle(proxy, partial[i % partial.len()]));
+        loris.push(open_idle(transparent, hello[i % hello.len()]));
+    }
+    let held_since = Instant::now();
+
+    // Normal clients, through both listeners, while those are held.
+    let normal = std::thread::scope(|scope| {
+        let clients = scope.spawn(|| {
+            let via_proxy = run(fx
+                .curl(&env)
+                .args(["--fail", "-o"])
+                .arg(fx.out("via-proxy.bin"))
+                .arg(fx.url("/file.bin")));
+            let via_transparent = run(Command::new("curl")
+                .args(["-sS", "--max-time", "60", "--noproxy", "*"])
+                .args(["--interface", "127.0.0.1", "--fail", "--cacert"])
+                .arg(fx.server.data_dir().join("ca.pem"))
+                .arg("--resolve")
+                .arg(format!("{HOST}:{}:{GATEWAY_IP}", fx.up.port()))
+                .arg("-o")
+                .arg(fx.out("via-transparent.bin"))
+                .arg(fx.url("/file.bin")));
+            (via_proxy, via_transparent, Instant::now())
+        });
+        let cut = wait_for_cuts(&mut loris, TIMEOUT + Duration::from_secs(15));
+        (clients.join().expect("clients"), cut)
+    });
+    let ((via_proxy, via_transparent, served_at), cut) = normal;
+    assert!(via_proxy.status.success(), "{}", text(&via_proxy.stderr));
+    assert!(
+        via_transparent.status.success(),
+        "{}",
+        text(&via_transparent.stderr)
+    );
+    for name in ["via-proxy.bin", "via-transparent.bin"] {
+        let got = std::fs::read(fx.out(name)).expect("downloaded");
+        assert_eq!(got.len(), 100_000, "{name}");
+    }
+    let first_cut = cut.iter().map(|(at, _)| *at).min().expect("cut");
+    assert!(
+        served_at < first_cut,
+        "both clients were served while the idle connections were held ({:?} after they were opened; the first was cut after {:?})",
+        served_at - held_since,
+        first_cut - held_since,
+    );
+    for (i, (_, held)) in cut.iter().enumerate() {
+        assert!(
+            *held >= TIMEOUT - Duration::from_millis(100),
+            "connection {i} was cut after {held:?}, before the {TIMEOUT:?} timeout"
+        );
+    }
+    let longest = cut.iter().map(|(_, held)| *held).max().expect("cut");
+    eprintln!(
+        "slow loris: {} connections cut after {:?} to {longest:?}",
+        cut.len(),
+        cut.iter().map(|(_, held)| *held).min().expect("cut"),
+    );
+    let log = fx.server.stderr_log();
+    for label in ["proxy", "transparent-tls"] {
+        assert!(
+            log.contains(&format!(
+                "{label}: closed a connection that did not finish its opening"
+            )),
+            "{label}: {log}"
+        );
+    }
+    let stop = fx.stop("record");
+    assert!(stop.status.success(), "{}", text(&stop.stderr));
+}
+
+/// A connection that sends `bytes` and then nothing; non-blocking, for
+/// [`wait_for_cuts`]. Returns it with the time it was opened.
+fn open_idle(addr: SocketAddr, bytes: &[u8]) -> (TcpStream, Instant) {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("connecting to {addr}: {e}"));
+    let opened = Instant::now();
+    s.write_all(bytes).expect("write");
+    s.set_nonblocking(true).expect("non-blocking");
+    (s, opened)
+}
+
+/// Polls `conns` until the server has closed every one (end of stream or
+/// a reset), for at most `within` after each was opened; returns, for
+/// each, when it was seen closed and how long it had been held.
+fn wait_for_cuts(conns: &mut [(TcpStream, Instant)], within: Duration) -> Vec<(Instant, Duration)> {
+    let mut cut: Vec<Option<(Instant, Duration)>> = vec![None; conns.len()];
+    let mut buf = [0u8; 512];
+    loop {
+        let now = Instant::now();
+        for (i, (s, opened)) in conns.iter_mut().enumerate() {
+            if cut[i].is_some() {
+                continue;
+            }
+            match s.read(&mut buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    assert!(
+                        now - *opened < within,
+                        "connection {i} still open {:?} after it was opened",
+                        now - *opened
+                    );
+                }
+                Ok(n) if n > 0 => panic!("connection {i}: the server answered {n} bytes"),
+                Ok(_) | Err(_) => cut[i] = Some((now, now - *opened)),
+            }
+        }
+        if cut.iter().all(Option::is_some) {
+            return cut.into_iter().flatten().collect();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

@@ -135,6 +135,18 @@ fn plain_curl(gateway: &BtrflyServer, port: u16, source: &str) -> Command {
 /// `btrfly start MODE --tag=TAG` (explicit mode), then the session bound to
 /// `client_ip` through the control API; returns (id, secret).
 fn start_bound(gateway: &BtrflyServer, home: &Path, mode: &str, tag: &str) -> (String, String) {
+    let (id, secret, _) = start_bound_with_exports(gateway, home, mode, tag);
+    (id, secret)
+}
+
+/// [`start_bound`], also returning the session's exports (for clients of
+/// the explicit proxy in the same session).
+pub(crate) fn start_bound_with_exports(
+    gateway: &BtrflyServer,
+    home: &Path,
+    mode: &str,
+    tag: &str,
+) -> (String, String, Vec<(String, String)>) {
     let out = run_ok(
         gateway
             .cli(home)
@@ -171,7 +183,7 @@ fn start_bound(gateway: &BtrflyServer, home: &Path, mode: &str, tag: &str) -> (S
             .is_some_and(|p| p.contains("BEGIN CERTIFICATE")),
         "{answer}"
     );
-    (id.to_owned(), secret.to_owned())
+    (id.to_owned(), secret.to_owned(), env)
 }
 
 #[test]

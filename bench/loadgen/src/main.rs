@@ -70,6 +70,11 @@ struct Args {
     /// the measured interval (the server under test, on this machine).
     #[arg(long)]
     server_pid: Option<u32>,
+    /// Request the URL list round and round for this many seconds (the
+    /// clock starts once every keep-alive connection is open) instead of
+    /// once; `--connections` is then not capped by the list's length.
+    #[arg(long)]
+    duration_secs: Option<u64>,
     /// Give up after this many seconds.
     #[arg(long, default_value_t = 900)]
     timeout_secs: u64,
@@ -126,7 +131,11 @@ fn run(args: Args) -> anyhow::Result<report::Report> {
     } else {
         ConnectionUse::KeepAlive
     };
-    let connections = args.connections.clamp(1, targets.len());
+    let duration = args.duration_secs.map(Duration::from_secs);
+    let connections = match duration {
+        Some(_) => args.connections.max(1),
+        None => args.connections.clamp(1, targets.len()),
+    };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -141,6 +150,7 @@ fn run(args: Args) -> anyhow::Result<report::Report> {
                 connections,
                 mode,
                 args.server_pid,
+                duration,
             ),
         )
         .await

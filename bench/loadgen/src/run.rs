@@ -1,5 +1,6 @@
 //! The load itself: N workers, each with one connection, taking the next
-//! URL from a shared list until it is used up.
+//! URL from a shared list until it is used up (or, for a run of a given
+//! duration, round the list again until the time is up).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -55,7 +56,10 @@ pub struct Outcome {
 }
 
 /// Runs `targets` over `connections` workers; with `server_pid`, also
-/// reads that process's CPU time over the measured interval.
+/// reads that process's CPU time over the measured interval. With
+/// `duration`, the list is requested round and round until that long after
+/// the clock started (requests in flight then are finished); without it,
+/// once.
 ///
 /// # Errors
 /// Opening a worker's first (keep-alive) connection failed: nothing was
@@ -66,8 +70,12 @@ pub async fn run(
     connections: usize,
     mode: ConnectionUse,
     server_pid: Option<u32>,
+    duration: Option<Duration>,
 ) -> Result<Outcome, ConnectError> {
-    let connections = connections.clamp(1, targets.len().max(1));
+    let connections = match duration {
+        Some(_) => connections.max(1),
+        None => connections.clamp(1, targets.len().max(1)),
+    };
     let next = Arc::new(AtomicUsize::new(0));
     // The clock starts once every worker holds its connection.
     let barrier = Arc::new(Barrier::new(connections + 1));
@@ -80,7 +88,7 @@ pub async fn run(
             barrier.clone(),
         );
         workers.push(tokio::spawn(async move {
-            worker(connector, targets, next, barrier, mode).await
+            worker(connector, targets, next, barrier, mode, duration).await
         }));
     }
     barrier.wait().await;
@@ -129,6 +137,7 @@ async fn worker(
     next: Arc<AtomicUsize>,
     barrier: Arc<Barrier>,
     mode: ConnectionUse,
+    duration: Option<Duration>,
 ) -> Result<Vec<Sample>, ConnectError> {
     // The open connection and the authority it goes to.
     let mut conn: Option<(Sender, String)> = None;
@@ -145,10 +154,16 @@ async fn worker(
         }
     }
     barrier.wait().await;
+    let until = duration.map(|d| Instant::now() + d);
     let mut samples = Vec::new();
     loop {
         let i = next.fetch_add(1, Ordering::Relaxed);
-        let Some(target) = targets.get(i) else { break };
+        let target = match until {
+            Some(until) if Instant::now() >= until => break,
+            Some(_) if !targets.is_empty() => targets.get(i % targets.len()),
+            _ => targets.get(i),
+        };
+        let Some(target) = target else { break };
         let started = Instant::now();
         let mut phases = None;
         let reuse = mode == ConnectionUse::KeepAlive

@@ -78,6 +78,11 @@ enum Command {
     Stop {
         /// The mode of the session to stop (checked against the active one).
         mode: Option<ModeArg>,
+        /// Stop this session instead of the active one: any session on the
+        /// server, e.g. an abandoned one (`btrfly sessions` lists them).
+        /// Needs a token with the admin scope.
+        #[arg(long, value_name = "ID", conflicts_with_all = ["mode", "allow_incomplete"])]
+        session: Option<String>,
         /// Print the summary as JSON on stdout (and no shell commands).
         #[arg(long)]
         json: bool,
@@ -120,6 +125,16 @@ enum Command {
             value_name = "COMMAND"
         )]
         command: Vec<String>,
+    },
+    /// List the active sessions: id, tag, mode, started, last seen and
+    /// lease end (UTC), counters. A session not heard of for the server's
+    /// `[sessions] lease` is ended (see the README, "Sessions").
+    Sessions {
+        /// Print the list as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        server: ServerArgs,
     },
     /// List the recorded tags: name, state, created and sealed times (UTC).
     Tags {
@@ -426,10 +441,17 @@ fn main() -> ExitCode {
             } => client::start(&with_source(server), mode, &tag, force, caches).await,
             Command::Status => btrfly_client::system::status(),
             Command::Stop {
+                session: Some(id),
+                json,
+                server,
+                ..
+            } => client::stop_session(&with_source(server), &id, json).await,
+            Command::Stop {
                 mode,
                 json,
                 allow_incomplete,
                 server,
+                session: None,
             } => client::stop(&with_source(server), mode, json, allow_incomplete).await,
             Command::Env => client::env().await,
             Command::Run {
@@ -462,6 +484,9 @@ fn main() -> ExitCode {
                 .await
             }
             Command::Tags { json, server } => client::tags(&with_source(server), json).await,
+            Command::Sessions { json, server } => {
+                client::sessions(&with_source(server), json).await
+            }
             Command::Tag {
                 action: TagAction::Show { tag, json, server },
             } => client::tag_show(&with_source(server), &tag, json).await,

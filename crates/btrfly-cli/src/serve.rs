@@ -273,21 +273,6 @@ pub async fn serve(config_path: Option<PathBuf>, log_format: LogFormat) -> Resul
     // before any listener opens.
     let store = Store::open(&store_options(&config)?).context("storage is not usable")?;
     store.check().await.context("storage is not usable")?;
-    // Temp objects of writes that crashed (a killed server) are removed
-    // once they are old enough that no replica can still be writing them.
-    let sweeper = store.clone();
-    tokio::spawn(async move {
-        match sweeper.sweep_tmp(btrfly_store::DEFAULT_SWEEP_AGE).await {
-            Ok(s) if !s.removed.is_empty() => tracing::info!(
-                "swept {} temp object(s) left by crashed writes (older than {}s)",
-                s.removed.len(),
-                btrfly_store::DEFAULT_SWEEP_AGE.as_secs()
-            ),
-            Ok(_) => {}
-            Err(e) => tracing::warn!("sweeping temp objects of crashed writes: {e}"),
-        }
-    });
-
     // Every replica of a store shares one CA and token: a data dir
     // without a CA does not mint a new one for a store that has one.
     let known = store
@@ -306,6 +291,22 @@ pub async fn serve(config_path: Option<PathBuf>, log_format: LogFormat) -> Resul
     let token = load_or_create_token(&data_dir)?;
     let ca = Arc::new(CertificateAuthority::load_or_create(&data_dir)?);
     check_identity(&store, &data_dir, &ca, &token).await?;
+    // Temp objects of writes that crashed (a killed server) are removed
+    // once they are old enough that no replica can still be writing them;
+    // only by a server that passed the identity checks (one refused there
+    // exits without a sweep cut short in its log).
+    let sweeper = store.clone();
+    tokio::spawn(async move {
+        match sweeper.sweep_tmp(btrfly_store::DEFAULT_SWEEP_AGE).await {
+            Ok(s) if !s.removed.is_empty() => tracing::info!(
+                "swept {} temp object(s) left by crashed writes (older than {}s)",
+                s.removed.len(),
+                btrfly_store::DEFAULT_SWEEP_AGE.as_secs()
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::warn!("sweeping temp objects of crashed writes: {e}"),
+        }
+    });
 
     let bundle = btrfly_ca::roots::write_upstream_bundle(
         config.upstream.ca_file.as_deref(),
@@ -322,7 +323,11 @@ pub async fn serve(config_path: Option<PathBuf>, log_format: LogFormat) -> Resul
             .context("reading the control tokens")?,
     );
     drop(token);
-    let sessions = Arc::new(SessionRegistry::new(store.clone()));
+    let lease = config
+        .sessions
+        .lease()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let sessions = Arc::new(SessionRegistry::new(store.clone()).with_lease(lease));
     sessions.metrics().register(&mut registry);
     let adapters = adapters(&config)?;
     let stack = btrfly_gateway::gateway_with_mirror(
@@ -369,7 +374,8 @@ pub async fn serve(config_path: Option<PathBuf>, log_format: LogFormat) -> Resul
             let listener =
                 TransparentListener::bind(kind, addr, ca.clone(), sessions.clone(), make_app())
                     .await
-                    .map_err(|e| bind_error(kind.label(), key, addr, e))?;
+                    .map_err(|e| bind_error(kind.label(), key, addr, e))?
+                    .with_limits(limits.clone());
             policy.add_own_listener(listener.local_addr()?);
             transparent.push(listener);
         }

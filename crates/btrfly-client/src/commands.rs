@@ -123,7 +123,13 @@ pub(crate) async fn start_session(
         // Not startable locally: end it on the server again.
         let _ = target
             .client
-            .stop(&session.id, &StopRequest { seal: false })
+            .stop(
+                &session.id,
+                &StopRequest {
+                    seal: false,
+                    secret: Some(session.secret.clone()),
+                },
+            )
             .await;
         return Err(e);
     }
@@ -292,7 +298,13 @@ pub async fn stop(
     let target = connect(args, Some(&active.server))?;
     let result = target
         .client
-        .stop(&active.id, &StopRequest::default())
+        .stop(
+            &active.id,
+            &StopRequest {
+                secret: Some(active.secret.clone()),
+                ..StopRequest::default()
+            },
+        )
         .await;
     let not_told = match result {
         Ok(summary) => {
@@ -391,7 +403,11 @@ pub async fn run(
     // sealed only when the command succeeded.
     let succeeded = status.as_ref().is_ok_and(|s| s.success());
     let seal = mode == ModeArg::Record && succeeded;
-    let summary = target.client.stop(&session.id, &StopRequest { seal }).await;
+    let stop = StopRequest {
+        seal,
+        secret: Some(session.secret.clone()),
+    };
+    let summary = target.client.stop(&session.id, &stop).await;
     if let Some(dir) = &session.cache_dir {
         home::remove_cache_dir(dir);
     }
@@ -428,6 +444,91 @@ pub(crate) fn rfc3339(t: OffsetDateTime) -> String {
     let t = t.replace_nanosecond(0).unwrap_or(t);
     t.format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_else(|_| t.to_string())
+}
+
+/// `btrfly sessions`: every active session on the server — id, tag, mode,
+/// started, last seen, lease end (UTC) and counters — as a table, or JSON.
+///
+/// # Errors
+/// The server cannot be reached or refuses the token.
+pub async fn sessions(args: &ServerArgs, json: bool) -> Result<ExitCode> {
+    let target = connect(args, None)?;
+    let list = target
+        .client
+        .sessions()
+        .await
+        .map_err(|e| target.explain(e))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if list.sessions.is_empty() {
+        eprintln!("no active sessions");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut rows = vec![[
+        "ID",
+        "TAG",
+        "MODE",
+        "STARTED",
+        "LAST SEEN",
+        "EXPIRES",
+        "REQUESTS",
+        "HITS",
+        "MISSES",
+        "RECORDED",
+    ]
+    .map(str::to_owned)];
+    for s in &list.sessions {
+        rows.push([
+            s.id.clone(),
+            s.tag.clone(),
+            s.mode.to_string(),
+            rfc3339(s.started_at),
+            rfc3339(s.last_seen),
+            rfc3339(s.expires_at),
+            s.requests.to_string(),
+            s.hits.to_string(),
+            s.misses.to_string(),
+            s.recorded.to_string(),
+        ]);
+    }
+    let widths: Vec<usize> = (0..rows[0].len())
+        .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
+        .collect();
+    for r in &rows {
+        let line: Vec<String> = r
+            .iter()
+            .zip(&widths)
+            .map(|(cell, w)| format!("{cell:w$}"))
+            .collect();
+        println!("{}", line.join("  ").trim_end());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `btrfly stop --session ID`: ends any session on the server (an
+/// abandoned one, someone else's), which needs a token with the `admin`
+/// scope; a record session's tag is sealed when it has entries, as
+/// `btrfly stop` does. The summary goes to stderr (or JSON to stdout).
+/// The active session of this `BTRFLY_HOME` is not touched.
+///
+/// # Errors
+/// The server cannot be reached, refuses the token (403 naming the admin
+/// scope), or does not know the session.
+pub async fn stop_session(args: &ServerArgs, id: &str, json: bool) -> Result<ExitCode> {
+    let target = connect(args, None)?;
+    let summary = target
+        .client
+        .stop(id, &StopRequest::default())
+        .await
+        .map_err(|e| target.explain(e))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        print_summary(&summary);
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `btrfly tags`: every tag with its state and times.

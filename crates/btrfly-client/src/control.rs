@@ -292,6 +292,15 @@ impl ControlClient {
         self.call(Method::GET, "/v1/tags", None).await
     }
 
+    /// `GET /v1/sessions`: every active session with its lease and
+    /// counters.
+    ///
+    /// # Errors
+    /// See [`ClientError`].
+    pub async fn sessions(&self) -> Result<btrfly_core::api::SessionList, ClientError> {
+        self.call(Method::GET, "/v1/sessions", None).await
+    }
+
     /// `GET /v1/tags/{tag}`: a tag and its entries.
     ///
     /// # Errors

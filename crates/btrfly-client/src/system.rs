@@ -53,7 +53,13 @@ pub async fn start_system(
     let undo = |why: anyhow::Error| async {
         let _ = target
             .client
-            .stop(&session.id, &StopRequest { seal: false })
+            .stop(
+                &session.id,
+                &StopRequest {
+                    seal: false,
+                    secret: Some(session.secret.clone()),
+                },
+            )
             .await;
         let _ = home::clear_active(&home, &session);
         why

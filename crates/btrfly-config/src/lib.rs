@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -81,6 +82,9 @@ pub struct Config {
     #[serde(default)]
     /// `[mirror]`: the explicit mirror's fetcher and playback fallback.
     pub mirror: MirrorConfig,
+    #[serde(default)]
+    /// `[sessions]`: how long an abandoned session lives.
+    pub sessions: SessionsConfig,
 }
 
 /// `[mirror]`: the explicit mirror (`btrfly mirror add`). Absent keys take
@@ -109,13 +113,51 @@ impl MirrorConfig {
     }
 }
 
+/// `[sessions]`: sessions' leases.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionsConfig {
+    /// How long a session may go unheard of (no proxy request, no control
+    /// call naming it) before btrfly ends it: a duration such as `"24h"`,
+    /// `"90m"`, `"2h 30m"` or `"45s"` (jiff's friendly format, or ISO 8601
+    /// `PT24H`). Default `"24h"`. See [`SessionsConfig::lease`].
+    pub lease: Option<String>,
+}
+
+/// The default session lease: 24 hours.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(24 * 60 * 60);
+
+impl SessionsConfig {
+    /// The lease: `lease` parsed, else [`DEFAULT_LEASE`].
+    ///
+    /// # Errors
+    /// `lease` is not a positive duration; the message names the key.
+    pub fn lease(&self) -> Result<Duration, String> {
+        let Some(text) = &self.lease else {
+            return Ok(DEFAULT_LEASE);
+        };
+        let parsed: jiff::SignedDuration = text.trim().parse().map_err(|e| {
+            format!(
+                "sessions.lease: {text:?} is not a duration like \"24h\", \"90m\" or \"45s\": {e}"
+            )
+        })?;
+        match Duration::try_from(parsed) {
+            Ok(d) if !d.is_zero() => Ok(d),
+            _ => Err(format!(
+                "sessions.lease: {text:?} must be longer than zero (remove the key for the default, 24h)"
+            )),
+        }
+    }
+}
+
 /// `[limits]`: every limit that is hit answers a clear error naming its
 /// key. Absent keys take the defaults given here.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsConfig {
-    /// Client connections the proxy serves at once; one more gets `503`.
-    /// Default 4096.
+    /// Client connections each listener (the proxy, each transparent
+    /// listener) serves at once; one more is refused (`503` where the
+    /// listener speaks plain HTTP first) and closed. Default 4096.
     pub max_connections: Option<usize>,
     /// Longest request URL in bytes; longer gets `414 URI Too Long`.
     /// Default 8192.
@@ -126,8 +168,10 @@ pub struct LimitsConfig {
     /// Seconds to wait for the next bytes from an upstream (its head or
     /// more of its body); then `504`. Default 60.
     pub upstream_read_timeout_secs: Option<u64>,
-    /// Seconds a client may take for its TLS handshake inside a CONNECT
-    /// tunnel; then the connection is closed. Default 10.
+    /// Seconds a new client connection may take for its opening: the
+    /// CONNECT head and the TLS handshake in the tunnel, the transparent
+    /// ClientHello and handshake, or the first plain-HTTP request head;
+    /// then the connection is closed. Default 10.
     pub tls_handshake_timeout_secs: Option<u64>,
 }
 
@@ -595,6 +639,7 @@ impl Config {
                 "policy.connect_ports: 0 is not a port (1-65535)".into(),
             ));
         }
+        self.sessions.lease().map_err(invalid)?;
         self.storage.validate().map_err(invalid)
     }
 

@@ -269,3 +269,28 @@ fn oci_adapter_config() {
         assert!(err.contains(&format!("adapters.oci.{key}")), "{err}");
     }
 }
+
+#[test]
+fn session_leases_are_durations() {
+    let c = parse("").expect("parse");
+    assert_eq!(c.sessions.lease(), Ok(crate::DEFAULT_LEASE));
+    for (text, secs) in [
+        ("24h", 86_400),
+        ("90m", 5_400),
+        ("2h 30m", 9_000),
+        ("3s", 3),
+    ] {
+        let c = parse(&format!("[sessions]\nlease = \"{text}\"")).expect("parse");
+        assert_eq!(
+            c.sessions.lease(),
+            Ok(std::time::Duration::from_secs(secs)),
+            "{text}"
+        );
+    }
+    for bad in ["soon", "0s", "-5m"] {
+        let err = parse(&format!("[sessions]\nlease = \"{bad}\""))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("sessions.lease"), "{bad}: {err}");
+    }
+}

@@ -6,8 +6,9 @@
 //! | GET    | /v1/ca                    | the CA certificate, PEM (no token)     |
 //! | GET    | /metrics                  | OpenMetrics text (no token)            |
 //! | POST   | /v1/sessions              | start a session `{tag, mode, force}`   |
+//! | GET    | /v1/sessions              | every active session: last seen, lease, counters |
 //! | GET    | /v1/sessions/{id}         | a running session's summary so far     |
-//! | POST   | /v1/sessions/{id}/stop    | stop it; seals the tag when recording  |
+//! | POST   | /v1/sessions/{id}/stop    | stop it `{seal, secret?}`; seals the tag when recording; without the session's secret, admin only |
 //! | POST   | /v1/sessions/{id}/bind    | bind it to a client address `{secret, client_ip?}` (transparent mode); answers `{client_ip, dns, ca_pem}` |
 //! | GET    | /v1/tags                  | every tag                              |
 //! | GET    | /v1/tags/{tag}            | a tag and its entries                  |

@@ -13,8 +13,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use btrfly_core::api::{
-    ErrorBody, StartRequest, StartResponse, StopRequest, TagList, TagShow, TokenCreateRequest,
-    TokenList, WhoAmI,
+    ErrorBody, SessionList, StartRequest, StartResponse, StopRequest, TagList, TagShow,
+    TokenCreateRequest, TokenList, WhoAmI,
 };
 use btrfly_core::{Mode, Tag, TokenId, TokenName};
 use btrfly_session::{SessionError, SessionRegistry};
@@ -104,7 +104,7 @@ pub fn router(state: Arc<ControlState>) -> Router {
         .route("/v1/health", get(health))
         .route("/metrics", get(metrics))
         .route("/v1/ca", get(ca))
-        .route("/v1/sessions", post(start))
+        .route("/v1/sessions", post(start).get(sessions))
         .route("/v1/sessions/{id}", get(session))
         .route("/v1/sessions/{id}/stop", post(stop))
         .route("/v1/sessions/{id}/bind", post(crate::transparent::bind))
@@ -246,7 +246,22 @@ async fn start(
     }
 }
 
+/// `GET /v1/sessions`: every active session, with its lease.
+async fn sessions(_: Need<Read>, State(state): Shared) -> Response {
+    match state.sessions.listing().await {
+        Ok(sessions) => json(
+            StatusCode::OK,
+            &SessionList {
+                lease_secs: state.sessions.lease().as_secs(),
+                sessions,
+            },
+        ),
+        Err(e) => session_error(e),
+    }
+}
+
 async fn session(_: Need<Read>, State(state): Shared, Path(id): Path<String>) -> Response {
+    state.sessions.touch(&id);
     match state.sessions.get(&id) {
         Some(s) => json(StatusCode::OK, &s.summary()),
         None => error(
@@ -256,8 +271,10 @@ async fn session(_: Need<Read>, State(state): Shared, Path(id): Path<String>) ->
     }
 }
 
+/// Stopping needs the `record` scope and the session's secret (the caller
+/// started it), or the `admin` scope (ending someone else's session).
 async fn stop(
-    _: Need<Record>,
+    need: Need<Record>,
     State(state): Shared,
     Path(id): Path<String>,
     body: Result<Bytes, BytesRejection>,
@@ -266,6 +283,25 @@ async fn stop(
         Ok(s) => s,
         Err(resp) => return resp,
     };
+    if !need.caller.scope.allows(btrfly_core::Scope::Admin) {
+        let owner = match &stop.secret {
+            Some(secret) => match state.sessions.secret_matches(&id, secret).await {
+                Ok(m) => m,
+                Err(e) => return session_error(e),
+            },
+            None => false,
+        };
+        if !owner {
+            let c = &need.caller;
+            return error(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "session {id} was not started with this client's credential: stopping another's session needs a token with the admin scope (`btrfly stop --session {id}`); the token {} ({}) has {}",
+                    c.name, c.id, c.scope
+                ),
+            );
+        }
+    }
     match state.sessions.stop_with(&id, stop.seal).await {
         Ok(summary) => json(StatusCode::OK, &summary),
         Err(e) => session_error(e),

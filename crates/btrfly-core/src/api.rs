@@ -50,12 +50,62 @@ pub struct StopRequest {
     /// it open, e.g. after the recorded command failed.
     #[serde(default = "yes")]
     pub seal: bool,
+    /// The session's secret: proof that the caller started it, which a
+    /// `record` token needs. Without it, stopping needs the `admin` scope
+    /// (`btrfly stop --session ID`: ending someone else's session).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
 }
 
 impl Default for StopRequest {
     fn default() -> Self {
-        StopRequest { seal: true }
+        StopRequest {
+            seal: true,
+            secret: None,
+        }
     }
+}
+
+/// One active session in `GET /v1/sessions`: counters summed over the
+/// replicas (as last written by each, so up to a second old).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SessionListing {
+    /// The session's id.
+    pub id: String,
+    /// Its tag.
+    pub tag: String,
+    /// Record or playback.
+    pub mode: Mode,
+    /// When it started.
+    #[serde(with = "time::serde::rfc3339")]
+    pub started_at: OffsetDateTime,
+    /// When it was last heard of: a proxy request or a control call
+    /// naming it (its start, when none since).
+    #[serde(with = "time::serde::rfc3339")]
+    pub last_seen: OffsetDateTime,
+    /// When its lease ends unless it is heard of again: `last_seen` plus
+    /// the server's `[sessions] lease`.
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires_at: OffsetDateTime,
+    /// See [`Summary::requests`].
+    pub requests: u64,
+    /// See [`Summary::hits`].
+    pub hits: u64,
+    /// See [`Summary::misses`].
+    pub misses: u64,
+    /// See [`Summary::recorded`].
+    pub recorded: u64,
+    /// See [`Summary::bytes`].
+    pub bytes: u64,
+}
+
+/// Answer to `GET /v1/sessions`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SessionList {
+    /// The server's lease, in seconds.
+    pub lease_secs: u64,
+    /// Every active session, oldest first.
+    pub sessions: Vec<SessionListing>,
 }
 
 fn yes() -> bool {

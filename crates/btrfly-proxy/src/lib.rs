@@ -15,6 +15,7 @@
 //!                                                                              └ Forward: upstream (verified TLS), body teed into the store
 //! ```
 
+mod accept;
 pub mod alpn;
 pub mod app;
 pub mod egress;

@@ -1,5 +1,5 @@
-//! The proxy's limits: connections, request heads, upstream reads and TLS
-//! handshakes. Each limit that is hit gives a clear answer (a status and a
+//! The proxy's limits: connections, request heads, upstream reads and the
+//! opening of client connections. Each limit that is hit gives a clear answer (a status and a
 //! message naming the `[limits]` key), never a silent drop or an unbounded
 //! wait.
 
@@ -11,8 +11,8 @@ use pingora_http::RequestHeader;
 /// The proxy's limits (`[limits]` in the config; see [`Limits::default`]).
 #[derive(Clone, Debug)]
 pub struct Limits {
-    /// Client connections the proxy listener serves at once; one more is
-    /// answered `503` and closed.
+    /// Client connections each listener serves at once; one more is
+    /// refused (`503` on plain-HTTP-first listeners) and closed.
     pub max_connections: usize,
     /// Longest request target (bytes of the URL as sent): longer is `414`.
     pub max_url_bytes: usize,
@@ -22,7 +22,10 @@ pub struct Limits {
     /// Longest wait for the next bytes from an upstream (its head or the
     /// next part of its body): then `504`.
     pub upstream_read_timeout: Duration,
-    /// Longest TLS handshake with a client inside a CONNECT tunnel.
+    /// Longest opening of a client connection (the accept loop's
+    /// slow-loris bound): from accept until its TLS handshake is done (in a
+    /// CONNECT tunnel or on the transparent TLS listener) or its first
+    /// plain-HTTP request head is in.
     pub tls_handshake_timeout: Duration,
 }
 

@@ -7,16 +7,16 @@
 //! tunnel's target and credential ride along as the stream's proxy digest,
 //! where the app reads them for every request inside the tunnel. Anything
 //! else on the port is plain HTTP (absolute-form requests) and goes to the
-//! app as is.
+//! app as is. Connections are accepted by the shared accept loop
+//! (`accept.rs`: the connection limit, the opening timeout); this module
+//! only opens them.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use btrfly_ca::CertificateAuthority;
 use btrfly_session::SessionRegistry;
-use pingora_core::apps::ServerApp;
 use pingora_core::listeners::tls::Acceptor;
 use pingora_core::protocols::l4::stream::Stream as L4Stream;
 use pingora_core::protocols::raw_connect::ProxyDigest;
@@ -28,6 +28,7 @@ use rustls::ServerConfig;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::accept::{read_request_head, AcceptLoop, Opener};
 use crate::app::GatewayApp;
 use crate::egress::EgressPolicy;
 use crate::limits::Limits;
@@ -35,8 +36,6 @@ use crate::tunnel::Tunnel;
 
 /// Longest CONNECT head accepted.
 const MAX_HEAD: usize = 16 * 1024;
-/// How long a client may take to send its CONNECT head or TLS hello.
-const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 /// Offered in this order; `http/1.0` so that a client offering only it
 /// (`curl --http1.0`) completes its handshake (RFC 7301 would otherwise
 /// refuse it). A client that offers no ALPN gets HTTP/1.x too.
@@ -45,16 +44,18 @@ const ALPN: &[&[u8]] = &[b"h2", b"http/1.1", b"http/1.0"];
 /// The explicit-proxy listener.
 pub struct ProxyListener {
     listener: TcpListener,
-    inner: Arc<Inner>,
+    opener: Explicit,
+    app: Arc<HttpProxy<GatewayApp>>,
+    limits: Limits,
 }
 
-struct Inner {
+/// How the explicit proxy opens a connection: a CONNECT tunnel (with its
+/// TLS) or a plain-HTTP request head.
+struct Explicit {
     ca: Arc<CertificateAuthority>,
     sessions: Arc<SessionRegistry>,
     policy: Arc<EgressPolicy>,
     limits: Limits,
-    connections: Arc<tokio::sync::Semaphore>,
-    app: Arc<HttpProxy<GatewayApp>>,
     tls_configs: Mutex<HashMap<String, Arc<ServerConfig>>>,
 }
 
@@ -75,27 +76,23 @@ impl ProxyListener {
         let listener = TcpListener::bind(addr).await?;
         Ok(ProxyListener {
             listener,
-            inner: Arc::new(Inner {
+            opener: Explicit {
                 ca,
                 sessions,
                 policy,
-                connections: Arc::new(tokio::sync::Semaphore::new(
-                    Limits::default().max_connections,
-                )),
                 limits: Limits::default(),
-                app: Arc::new(app),
                 tls_configs: Mutex::new(HashMap::new()),
-            }),
+            },
+            app: Arc::new(app),
+            limits: Limits::default(),
         })
     }
 
-    /// The same listener with these limits (connections, TLS handshakes)
-    /// instead of [`Limits::default`].
+    /// The same listener with these limits (connections, the opening
+    /// timeout, head sizes) instead of [`Limits::default`].
     pub fn with_limits(mut self, limits: Limits) -> Self {
-        if let Some(inner) = Arc::get_mut(&mut self.inner) {
-            inner.connections = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
-            inner.limits = limits;
-        }
+        self.opener.limits = limits.clone();
+        self.limits = limits;
         self
     }
 
@@ -107,85 +104,76 @@ impl ProxyListener {
         self.listener.local_addr()
     }
 
-    /// Accepts until `shutdown` turns true.
-    pub async fn run(self, mut shutdown: ShutdownWatch) {
-        loop {
-            tokio::select! {
-                accepted = self.listener.accept() => match accepted {
-                    Ok((tcp, peer)) => {
-                        let inner = self.inner.clone();
-                        let Ok(permit) = inner.connections.clone().try_acquire_owned() else {
-                            let max = inner.limits.max_connections;
-                            tokio::spawn(refuse_over_limit(tcp, peer, max));
-                            continue;
-                        };
-                        let shutdown = shutdown.clone();
-                        tokio::spawn(async move {
-                            if let Err(e) = inner.handle(tcp, shutdown).await {
-                                tracing::debug!(%peer, "connection ended: {e}");
-                            }
-                            drop(permit);
-                        });
-                    }
-                    Err(e) => {
-                        // Out of file descriptors and the like: back off, keep serving.
-                        tracing::warn!("accepting a proxy connection: {e}");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                },
-                _ = shutdown.changed() => {
-                    if *shutdown.borrow() {
-                        return;
-                    }
-                }
-            }
+    /// Accepts until `shutdown` turns true (the shared accept loop:
+    /// `limits.max_connections`, the opening timeout).
+    pub async fn run(self, shutdown: ShutdownWatch) {
+        AcceptLoop {
+            listener: self.listener,
+            opener: Arc::new(self.opener),
+            app: self.app,
+            limits: self.limits,
         }
+        .run(shutdown)
+        .await;
     }
 }
 
-impl Inner {
-    async fn handle(&self, tcp: TcpStream, shutdown: ShutdownWatch) -> std::io::Result<()> {
-        let _ = tcp.set_nodelay(true);
+impl Opener for Explicit {
+    fn label(&self) -> &'static str {
+        "proxy"
+    }
+
+    async fn open(&self, tcp: TcpStream, _peer: SocketAddr) -> std::io::Result<Option<Stream>> {
+        let mut tcp = tcp;
         let mut first = [0u8; 8];
-        let n = tokio::time::timeout(HEAD_TIMEOUT, tcp.peek(&mut first))
-            .await
-            .map_err(|_| std::io::Error::other("no request within 30s"))??;
+        let n = tcp.peek(&mut first).await?;
         if n == 0 {
-            return Ok(());
+            return Ok(None);
         }
         if first[..n].starts_with(b"CONNECT ") || (n < 8 && b"CONNECT ".starts_with(&first[..n])) {
-            return self.handle_connect(tcp, shutdown).await;
+            return self.open_connect(tcp).await;
         }
-        self.serve_http(Box::new(L4Stream::from(tcp)), shutdown)
-            .await;
-        Ok(())
+        // Plain HTTP (absolute form): the first head is read here, within
+        // the opening timeout, and handed to Pingora with the stream.
+        let head = read_request_head(&mut tcp, self.head_bytes()).await?;
+        if head.is_empty() {
+            return Ok(None);
+        }
+        let mut l4 = L4Stream::from(tcp);
+        l4.rewind(&head);
+        Ok(Some(Box::new(l4)))
     }
 
-    async fn serve_http(&self, stream: Stream, shutdown: ShutdownWatch) {
-        let mut next = Some(stream);
-        while let Some(stream) = next.take() {
-            if *shutdown.borrow() {
-                return;
-            }
-            next = self.app.process_new(stream, &shutdown).await;
-        }
+    async fn refuse_over_limit(&self, mut tcp: TcpStream, max: usize) -> std::io::Result<()> {
+        let body = format!(
+            "btrfly: the proxy serves {max} connections at once (limits.max_connections); try again later\n"
+        );
+        let answer = simple_response(
+            503,
+            "Service Unavailable",
+            &[("Retry-After", "1"), ("X-Btrfly-Error", "limit")],
+            &body,
+        );
+        tcp.write_all(answer.as_bytes()).await
+    }
+}
+
+impl Explicit {
+    /// How much of a plain-HTTP head is read before Pingora takes over:
+    /// enough for the largest head the limits allow.
+    fn head_bytes(&self) -> usize {
+        self.limits.max_url_bytes + self.limits.max_header_bytes + 1024
     }
 
-    async fn handle_connect(
-        &self,
-        mut tcp: TcpStream,
-        shutdown: ShutdownWatch,
-    ) -> std::io::Result<()> {
-        let (head, extra) = tokio::time::timeout(HEAD_TIMEOUT, read_head(&mut tcp))
-            .await
-            .map_err(|_| std::io::Error::other("CONNECT head not complete within 30s"))??;
+    async fn open_connect(&self, mut tcp: TcpStream) -> std::io::Result<Option<Stream>> {
+        let (head, extra) = read_head(&mut tcp).await?;
         let connect = match parse_connect(&head) {
             Ok(c) => c,
             Err(msg) => {
                 let body = format!("btrfly: {msg}\n");
                 tcp.write_all(simple_response(400, "Bad Request", &[], &body).as_bytes())
                     .await?;
-                return Ok(());
+                return Ok(None);
             }
         };
         let Some(session) = self
@@ -205,7 +193,7 @@ impl Inner {
                 .as_bytes(),
             )
             .await?;
-            return Ok(());
+            return Ok(None);
         };
         // Before any TLS: a refused port (or IP literal) never gets a tunnel.
         if let Err(refusal) = self.policy.check_target(&connect.host, connect.port) {
@@ -224,7 +212,7 @@ impl Inner {
                 .as_bytes(),
             )
             .await?;
-            return Ok(());
+            return Ok(None);
         }
         tcp.write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n")
             .await?;
@@ -235,13 +223,9 @@ impl Inner {
             *b == 0x16
         } else {
             let mut b = [0u8; 1];
-            let n = tokio::time::timeout(HEAD_TIMEOUT, tcp.peek(&mut b))
-                .await
-                .map_err(|_| {
-                    std::io::Error::other("nothing sent through the tunnel within 30s")
-                })??;
+            let n = tcp.peek(&mut b).await?;
             if n == 0 {
-                return Ok(());
+                return Ok(None);
             }
             b[0] == 0x16
         };
@@ -261,20 +245,12 @@ impl Inner {
         let host = tunnel.host.clone();
         l4.set_proxy_digest(ProxyDigest::new(Box::new(marker), Some(Box::new(tunnel))));
         if !tls {
-            self.serve_http(Box::new(l4), shutdown).await;
-            return Ok(());
+            return Ok(Some(Box::new(l4)));
         }
         let config = self.tls_config(&host)?;
-        let acceptor = Acceptor::from_server_config(config);
-        let handshake = self.limits.tls_handshake_timeout;
-        let stream = tokio::time::timeout(handshake, acceptor.tls_handshake(l4))
+        let stream = Acceptor::from_server_config(config)
+            .tls_handshake(l4)
             .await
-            .map_err(|_| {
-                std::io::Error::other(format!(
-                    "TLS handshake for {host} not done within {}s (limits.tls_handshake_timeout_secs)",
-                    handshake.as_secs()
-                ))
-            })?
             .map_err(|e| std::io::Error::other(format!("TLS handshake for {host}: {e}")))?;
         let negotiated_h10 = matches!(
             stream.selected_alpn_proto(),
@@ -283,12 +259,9 @@ impl Inner {
         if negotiated_h10 {
             // Pingora serves HTTP/1.x only for `http/1.1` (or no ALPN) and
             // hands any other protocol to a custom session.
-            self.serve_http(Box::new(crate::alpn::AsHttp1(Box::new(stream))), shutdown)
-                .await;
-        } else {
-            self.serve_http(Box::new(stream), shutdown).await;
+            return Ok(Some(Box::new(crate::alpn::AsHttp1(Box::new(stream)))));
         }
-        Ok(())
+        Ok(Some(Box::new(stream)))
     }
 
     /// One TLS config per tunnel host (the fallback leaf for clients that
@@ -308,22 +281,6 @@ impl Inner {
         configs.insert(host.to_owned(), config.clone());
         Ok(config)
     }
-}
-
-/// One connection more than `limits.max_connections`: a `503` naming the
-/// limit, then the connection is closed (the write is bounded in time).
-async fn refuse_over_limit(mut tcp: TcpStream, peer: SocketAddr, max: usize) {
-    tracing::warn!(%peer, "refused a proxy connection: {max} connections open (limits.max_connections)");
-    let body = format!(
-        "btrfly: the proxy serves {max} connections at once (limits.max_connections); try again later\n"
-    );
-    let answer = simple_response(
-        503,
-        "Service Unavailable",
-        &[("Retry-After", "1"), ("X-Btrfly-Error", "limit")],
-        &body,
-    );
-    let _ = tokio::time::timeout(Duration::from_secs(1), tcp.write_all(answer.as_bytes())).await;
 }
 
 /// Reads up to the end of the request head; returns it and any bytes the
@@ -426,7 +383,12 @@ fn parse_connect(head: &[u8]) -> Result<Connect, ConnectError> {
     })
 }
 
-fn simple_response(code: u16, reason: &str, headers: &[(&str, &str)], body: &str) -> String {
+pub(crate) fn simple_response(
+    code: u16,
+    reason: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> String {
     let mut out = format!("HTTP/1.1 {code} {reason}\r\n");
     for (k, v) in headers {
         out.push_str(&format!("{k}: {v}\r\n"));

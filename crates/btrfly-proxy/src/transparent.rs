@@ -12,6 +12,9 @@
 //! connected to (443 and 80 in production), resolved by the gateway's own
 //! resolver (`upstream.resolve`, then real DNS).
 //!
+//! Connections are accepted by the shared accept loop (`accept.rs`: the
+//! connection limit, the opening timeout); this module only routes them.
+//!
 //! Refusals are never relayed:
 //! - a ClientHello without SNI: TLS alert `unrecognized_name` (RFC 6066 §3)
 //!   and a log line;
@@ -22,11 +25,9 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use btrfly_ca::CertificateAuthority;
 use btrfly_session::SessionRegistry;
-use pingora_core::apps::ServerApp;
 use pingora_core::listeners::tls::Acceptor;
 use pingora_core::protocols::l4::stream::Stream as L4Stream;
 use pingora_core::protocols::raw_connect::ProxyDigest;
@@ -38,11 +39,12 @@ use rustls::ServerConfig;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::accept::{read_request_head, AcceptLoop, Opener};
 use crate::app::GatewayApp;
+use crate::limits::Limits;
+use crate::listener::simple_response;
 use crate::tunnel::Tunnel;
 
-/// How long a client may take to send its ClientHello or request head.
-const HELLO_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest ClientHello (several records) or request head read before routing.
 const MAX_HELLO: usize = 64 * 1024;
 /// Longest request head read from a refused plain-HTTP client.
@@ -75,15 +77,20 @@ impl Transparent {
 /// A transparent listener, bound, not yet serving.
 pub struct TransparentListener {
     listener: TcpListener,
-    inner: Arc<Inner>,
+    opener: Routing,
+    app: Arc<HttpProxy<GatewayApp>>,
+    limits: Limits,
 }
 
-struct Inner {
+/// How a transparent listener opens a connection: by the ClientHello's
+/// server name, or by the request's `Host`, for the session bound to the
+/// client's address.
+struct Routing {
     kind: Transparent,
     local_port: u16,
     ca: Arc<CertificateAuthority>,
     sessions: Arc<SessionRegistry>,
-    app: Arc<HttpProxy<GatewayApp>>,
+    limits: Limits,
     tls_configs: Mutex<HashMap<String, Arc<ServerConfig>>>,
 }
 
@@ -103,15 +110,25 @@ impl TransparentListener {
         let local_port = listener.local_addr()?.port();
         Ok(TransparentListener {
             listener,
-            inner: Arc::new(Inner {
+            opener: Routing {
                 kind,
                 local_port,
                 ca,
                 sessions,
-                app: Arc::new(app),
+                limits: Limits::default(),
                 tls_configs: Mutex::new(HashMap::new()),
-            }),
+            },
+            app: Arc::new(app),
+            limits: Limits::default(),
         })
+    }
+
+    /// The same listener with these limits (connections, the opening
+    /// timeout, head sizes) instead of [`Limits::default`].
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.opener.limits = limits.clone();
+        self.limits = limits;
+        self
     }
 
     /// The bound address.
@@ -124,37 +141,51 @@ impl TransparentListener {
 
     /// Which protocol it speaks.
     pub fn kind(&self) -> Transparent {
-        self.inner.kind
+        self.opener.kind
     }
 
-    /// Accepts until `shutdown` turns true.
-    pub async fn run(self, mut shutdown: ShutdownWatch) {
-        loop {
-            tokio::select! {
-                accepted = self.listener.accept() => match accepted {
-                    Ok((tcp, peer)) => {
-                        let inner = self.inner.clone();
-                        let shutdown = shutdown.clone();
-                        tokio::spawn(async move {
-                            let result = match inner.kind {
-                                Transparent::Tls => inner.handle_tls(tcp, peer, shutdown).await,
-                                Transparent::Http => inner.handle_http(tcp, peer, shutdown).await,
-                            };
-                            if let Err(e) = result {
-                                tracing::debug!(%peer, "transparent connection ended: {e}");
-                            }
-                        });
-                    }
-                    Err(e) => {
-                        tracing::warn!("accepting a transparent connection: {e}");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                },
-                _ = shutdown.changed() => {
-                    if *shutdown.borrow() {
-                        return;
-                    }
-                }
+    /// Accepts until `shutdown` turns true (the shared accept loop:
+    /// `limits.max_connections`, the opening timeout).
+    pub async fn run(self, shutdown: ShutdownWatch) {
+        AcceptLoop {
+            listener: self.listener,
+            opener: Arc::new(self.opener),
+            app: self.app,
+            limits: self.limits,
+        }
+        .run(shutdown)
+        .await;
+    }
+}
+
+impl Opener for Routing {
+    fn label(&self) -> &'static str {
+        self.kind.label()
+    }
+
+    async fn open(&self, tcp: TcpStream, peer: SocketAddr) -> std::io::Result<Option<Stream>> {
+        match self.kind {
+            Transparent::Tls => self.open_tls(tcp, peer).await,
+            Transparent::Http => self.open_http(tcp, peer).await,
+        }
+    }
+
+    async fn refuse_over_limit(&self, mut tcp: TcpStream, max: usize) -> std::io::Result<()> {
+        match self.kind {
+            // No TLS alert says "busy": the log line names the limit, the
+            // client sees the connection closed.
+            Transparent::Tls => Ok(()),
+            Transparent::Http => {
+                let body = format!(
+                    "btrfly: this listener serves {max} connections at once (limits.max_connections); try again later\n"
+                );
+                let answer = simple_response(
+                    503,
+                    "Service Unavailable",
+                    &[("Retry-After", "1"), ("X-Btrfly-Error", "limit")],
+                    &body,
+                );
+                tcp.write_all(answer.as_bytes()).await
             }
         }
     }
@@ -211,22 +242,17 @@ fn alert(description: u8) -> [u8; 7] {
     [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, description]
 }
 
-impl Inner {
-    async fn handle_tls(
+impl Routing {
+    async fn open_tls(
         &self,
         mut tcp: TcpStream,
         peer: SocketAddr,
-        shutdown: ShutdownWatch,
-    ) -> std::io::Result<()> {
-        let _ = tcp.set_nodelay(true);
-        let hello = tokio::time::timeout(HELLO_TIMEOUT, read_client_hello(&mut tcp))
-            .await
-            .map_err(|_| std::io::Error::other("no ClientHello within 30s"))??;
-        let hello = match hello {
+    ) -> std::io::Result<Option<Stream>> {
+        let hello = match read_client_hello(&mut tcp).await? {
             Ok(h) => h,
             Err(alert_bytes) => {
                 tcp.write_all(&alert_bytes).await?;
-                return Ok(());
+                return Ok(None);
             }
         };
         let Some(host) = hello.server_name else {
@@ -235,7 +261,7 @@ impl Inner {
                 "transparent TLS: refused a ClientHello without SNI (server name): btrfly cannot tell which host the client wants; connect by name, not by address"
             );
             tcp.write_all(&alert(ALERT_UNRECOGNIZED_NAME)).await?;
-            return Ok(());
+            return Ok(None);
         };
         let Some(credential) = self.sessions.credential_for_address(peer.ip()) else {
             tracing::warn!(
@@ -245,7 +271,7 @@ impl Inner {
                 peer.ip()
             );
             tcp.write_all(&alert(ALERT_ACCESS_DENIED)).await?;
-            return Ok(());
+            return Ok(None);
         };
         let tunnel = Tunnel {
             host: host.clone(),
@@ -267,21 +293,16 @@ impl Inner {
             Some(pingora_core::protocols::ALPN::Custom(ref c)) if c.protocol() == b"http/1.0"
         );
         if negotiated_h10 {
-            self.serve(Box::new(crate::alpn::AsHttp1(Box::new(stream))), shutdown)
-                .await;
-        } else {
-            self.serve(Box::new(stream), shutdown).await;
+            return Ok(Some(Box::new(crate::alpn::AsHttp1(Box::new(stream)))));
         }
-        Ok(())
+        Ok(Some(Box::new(stream)))
     }
 
-    async fn handle_http(
+    async fn open_http(
         &self,
         mut tcp: TcpStream,
         peer: SocketAddr,
-        shutdown: ShutdownWatch,
-    ) -> std::io::Result<()> {
-        let _ = tcp.set_nodelay(true);
+    ) -> std::io::Result<Option<Stream>> {
         let Some(credential) = self.sessions.credential_for_address(peer.ip()) else {
             tracing::warn!(
                 %peer,
@@ -289,7 +310,7 @@ impl Inner {
                 peer.ip()
             );
             // Read the head so that the client sees the answer, not a reset.
-            let _ = tokio::time::timeout(HELLO_TIMEOUT, read_head(&mut tcp)).await;
+            read_request_head(&mut tcp, MAX_HEAD).await?;
             let body = format!(
                 "btrfly: no session is bound to client address {}: run `btrfly start record|playback --tag=TAG --system` on this machine (or pass --client-ip)\n",
                 peer.ip()
@@ -300,8 +321,17 @@ impl Inner {
             );
             tcp.write_all(response.as_bytes()).await?;
             let _ = tcp.shutdown().await;
-            return Ok(());
+            return Ok(None);
         };
+        // The first head is read here, within the opening timeout.
+        let head = read_request_head(
+            &mut tcp,
+            self.limits.max_url_bytes + self.limits.max_header_bytes + 1024,
+        )
+        .await?;
+        if head.is_empty() {
+            return Ok(None);
+        }
         let tunnel = Tunnel {
             host: String::new(),
             port: self.local_port,
@@ -310,19 +340,9 @@ impl Inner {
             by_host: true,
         };
         let mut l4 = L4Stream::from(tcp);
+        l4.rewind(&head);
         set_tunnel(&mut l4, tunnel)?;
-        self.serve(Box::new(l4), shutdown).await;
-        Ok(())
-    }
-
-    async fn serve(&self, stream: Stream, shutdown: ShutdownWatch) {
-        let mut next = Some(stream);
-        while let Some(stream) = next.take() {
-            if *shutdown.borrow() {
-                return;
-            }
-            next = self.app.process_new(stream, &shutdown).await;
-        }
+        Ok(Some(Box::new(l4)))
     }
 
     /// One TLS config per server name, cached (bounded).
@@ -348,20 +368,4 @@ fn set_tunnel(l4: &mut L4Stream, tunnel: Tunnel) -> std::io::Result<()> {
         ResponseHeader::build(200, None).map_err(|e| std::io::Error::other(e.to_string()))?;
     l4.set_proxy_digest(ProxyDigest::new(Box::new(marker), Some(Box::new(tunnel))));
     Ok(())
-}
-
-/// Reads (and drops) a request head, bounded in size.
-async fn read_head(tcp: &mut TcpStream) -> std::io::Result<()> {
-    let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 2048];
-    loop {
-        let n = tcp.read(&mut chunk).await?;
-        if n == 0 {
-            return Ok(());
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        if buf.windows(4).any(|w| w == b"\r\n\r\n") || buf.len() > MAX_HEAD {
-            return Ok(());
-        }
-    }
 }

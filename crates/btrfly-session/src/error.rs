@@ -34,7 +34,7 @@ pub enum SessionError {
         session: String,
     },
     /// No such session.
-    #[error("no session {0} on this server (it was stopped, or never started)")]
+    #[error("no session {0} on this server (it was stopped, ended when its lease ran out — no request for `[sessions] lease` — or never started)")]
     NotFound(String),
     /// A generated id that is not one (never happens).
     #[error(transparent)]

@@ -73,6 +73,60 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn sessions_not_heard_of_for_the_lease_end_unsealed() {
+        let lease = std::time::Duration::from_millis(300);
+        let reg = SessionRegistry::new(Store::memory().expect("store")).with_lease(lease);
+        let idle = reg
+            .create(Tag::new("idle").expect("tag"), Mode::Record, false)
+            .await
+            .expect("idle");
+        let busy = reg
+            .create(Tag::new("busy").expect("tag"), Mode::Record, false)
+            .await
+            .expect("busy");
+        let tag = Tag::new("idle").expect("tag");
+        let key = btrfly_core::RecordingKey::new("files", "GET https://a.example.test:443/x");
+        let entry = btrfly_core::Entry {
+            key,
+            method: "GET".into(),
+            url: "https://a.example.test/x".into(),
+            status: 200,
+            headers: Vec::new(),
+            sha256: btrfly_core::Sha256::of(b""),
+            size: 0,
+            mutability: btrfly_core::Mutability::Mutable,
+            recorded_at: OffsetDateTime::now_utc(),
+        };
+        reg.store().put_entry(&tag, &entry).await.expect("entry");
+        assert!(reg.expire_idle().await.is_empty(), "nothing expires early");
+        let listed = reg.listing().await.expect("listing");
+        assert_eq!(listed.len(), 2);
+        assert!(listed.iter().all(|s| s.expires_at > s.last_seen));
+        for _ in 0..5 {
+            tokio::time::sleep(lease / 3).await;
+            busy.session.touch();
+        }
+        let ended = reg.expire_idle().await;
+        assert_eq!(ended, vec![idle.session.info.id.clone()]);
+        assert!(!idle.session.is_active());
+        assert!(
+            busy.session.is_active(),
+            "a session heard of keeps its lease"
+        );
+        let meta = reg
+            .store()
+            .tag_meta(&tag)
+            .await
+            .expect("meta")
+            .expect("tag");
+        assert!(!meta.sealed, "an expired recording is not sealed");
+        assert!(reg.store().has_entries(&tag).await.expect("entries"));
+        let listed = reg.listing().await.expect("listing");
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].tag, "busy");
+    }
+
+    #[tokio::test]
     async fn stop_waits_for_admitted_recordings_and_admits_no_more() {
         let reg = std::sync::Arc::new(SessionRegistry::new(Store::memory().expect("store")));
         let s = reg

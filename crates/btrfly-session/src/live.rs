@@ -3,7 +3,7 @@
 //! bodies), its recordings in progress, and its playback index slot.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use btrfly_core::{Mode, SessionInfo, Sha256, Summary, Tag};
@@ -39,6 +39,20 @@ pub struct LiveSession {
     playback_index: tokio::sync::OnceCell<Option<Arc<btrfly_store::TagIndex>>>,
     /// When this replica last saw the session object in the store.
     checked_at: Mutex<std::time::Instant>,
+    /// When this replica last heard of the session (a request, a control
+    /// call naming it), in Unix milliseconds; its start before that.
+    last_seen_ms: AtomicI64,
+}
+
+/// `t` in Unix milliseconds.
+pub(crate) fn unix_ms(t: time::OffsetDateTime) -> i64 {
+    (t.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+/// Unix milliseconds as a time (the epoch for an impossible value).
+pub(crate) fn from_unix_ms(ms: i64) -> time::OffsetDateTime {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
 }
 
 /// Held by a recording in progress; `stop` waits until none is left, so a
@@ -130,6 +144,7 @@ impl LiveSession {
 
     pub(crate) fn new(info: SessionInfo, metrics: &crate::metrics::Metrics) -> LiveSession {
         let stats = Stats::with_metrics(metrics.for_mode(info.mode));
+        let info_started = info.started_at;
         LiveSession {
             info,
             stats,
@@ -143,7 +158,23 @@ impl LiveSession {
             pages_done: tokio::sync::Notify::new(),
             playback_index: tokio::sync::OnceCell::new(),
             checked_at: Mutex::new(std::time::Instant::now()),
+            last_seen_ms: AtomicI64::new(unix_ms(info_started)),
         }
+    }
+
+    /// Notes that the session was heard of now (renews its lease).
+    pub fn touch(&self) {
+        self.last_seen_ms
+            .fetch_max(unix_ms(time::OffsetDateTime::now_utc()), Ordering::Relaxed);
+    }
+
+    /// When this replica last heard of the session (its start when never).
+    pub fn last_seen(&self) -> time::OffsetDateTime {
+        from_unix_ms(self.last_seen_ms())
+    }
+
+    pub(crate) fn last_seen_ms(&self) -> i64 {
+        self.last_seen_ms.load(Ordering::Relaxed)
     }
 
     /// Marks a recording as in progress until the guard is dropped.

@@ -2,8 +2,9 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use btrfly_core::api::SessionListing;
 use btrfly_core::{Mode, SessionId, SessionInfo, Sha256, Summary, Tag, TagMeta};
 use btrfly_store::Store;
 use time::OffsetDateTime;
@@ -13,7 +14,7 @@ use crate::credential;
 use crate::error::SessionError;
 use crate::live::LiveSession;
 use crate::metrics::Metrics;
-use crate::replicas::{Replication, FLUSH_EVERY, SHUTDOWN_SETTLE, SWEEP_EVERY};
+use crate::replicas::{ReplicaStats, Replication, FLUSH_EVERY, SHUTDOWN_SETTLE, SWEEP_EVERY};
 
 /// A freshly created session and the secret its client must present.
 pub struct NewSession {
@@ -39,7 +40,12 @@ pub struct SessionRegistry {
     unknown: std::sync::Mutex<HashMap<String, Instant>>,
     /// The `/metrics` counters every session counts into.
     metrics: Arc<Metrics>,
+    /// How long a session may go unheard of before it is ended.
+    lease: Duration,
 }
+
+/// The lease of [`SessionRegistry::new`]: 24 hours.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// How long an id not found in the store is answered "unknown" without
 /// looking again.
@@ -58,7 +64,20 @@ impl SessionRegistry {
             addresses: AddressBindings::default(),
             unknown: std::sync::Mutex::new(HashMap::new()),
             metrics: Arc::new(Metrics::default()),
+            lease: DEFAULT_LEASE,
         }
+    }
+
+    /// The same registry with sessions ending after `lease` unheard of
+    /// (instead of [`DEFAULT_LEASE`]); see [`SessionRegistry::expire_idle`].
+    pub fn with_lease(mut self, lease: Duration) -> SessionRegistry {
+        self.lease = lease;
+        self
+    }
+
+    /// How long a session may go unheard of.
+    pub fn lease(&self) -> Duration {
+        self.lease
     }
 
     /// The `/metrics` counters of this replica's sessions; `active_sessions`
@@ -187,7 +206,160 @@ impl SessionRegistry {
             return None;
         }
         // Stopped through another replica? (a store read every few seconds)
-        self.revalidate(&session, false).await.then_some(session)
+        if !self.revalidate(&session, false).await {
+            return None;
+        }
+        session.touch();
+        Some(session)
+    }
+
+    /// Notes a control call naming session `id` (renews its lease here).
+    pub fn touch(&self, id: &str) {
+        if let Some(s) = self.get(id) {
+            s.touch();
+        }
+    }
+
+    /// Whether `secret` is session `id`'s (the caller started it).
+    ///
+    /// # Errors
+    /// [`SessionError::NotFound`] for an unknown session; a store error.
+    pub async fn secret_matches(&self, id: &str, secret: &str) -> Result<bool, SessionError> {
+        let info = match self.get(id) {
+            Some(s) => s.info.clone(),
+            None => {
+                let sid = SessionId::new(id).map_err(|_| SessionError::NotFound(id.to_owned()))?;
+                self.store
+                    .get_session(&sid)
+                    .await?
+                    .ok_or_else(|| SessionError::NotFound(id.to_owned()))?
+            }
+        };
+        Ok(credential::secret_matches(secret, &info.secret_sha256))
+    }
+
+    /// When session `info` was last heard of by any replica: this one's
+    /// memory, the others' counters in the store, its start; `None` when
+    /// the others' counters cannot be read.
+    async fn last_seen_ms(&self, info: &SessionInfo) -> Option<i64> {
+        let mut last = crate::live::unix_ms(info.started_at);
+        if let Some(s) = self.get(info.id.as_str()) {
+            last = last.max(s.last_seen_ms());
+        }
+        match self
+            .store
+            .list_session_stats::<ReplicaStats>(&info.id)
+            .await
+        {
+            Ok(all) => {
+                for (_, stats) in all {
+                    last = last.max(stats.last_seen_ms);
+                }
+                Some(last)
+            }
+            Err(e) => {
+                tracing::warn!(session = %info.id, "reading when the session was last heard of: {e}");
+                None
+            }
+        }
+    }
+
+    /// Every active session in the store, oldest first, with when it was
+    /// last heard of and its counters summed over the replicas.
+    ///
+    /// # Errors
+    /// The store could not list the sessions.
+    pub async fn listing(&self) -> Result<Vec<SessionListing>, SessionError> {
+        let mut infos = self.store.list_sessions().await?;
+        infos.sort_by_key(|i| i.started_at);
+        let mut out = Vec::with_capacity(infos.len());
+        for info in infos {
+            let mut summary = ReplicaStats::default();
+            let mut last = crate::live::unix_ms(info.started_at);
+            let here = self.get(info.id.as_str());
+            if let Some(s) = &here {
+                let own = ReplicaStats::of(s, false);
+                summary.add(&own);
+                last = last.max(own.last_seen_ms);
+            }
+            if let Ok(all) = self
+                .store
+                .list_session_stats::<ReplicaStats>(&info.id)
+                .await
+            {
+                for (replica, stats) in all {
+                    last = last.max(stats.last_seen_ms);
+                    if here.is_none() || replica != self.replica() {
+                        summary.add(&stats);
+                    }
+                }
+            }
+            let last_seen = crate::live::from_unix_ms(last);
+            out.push(SessionListing {
+                id: info.id.to_string(),
+                tag: info.tag.to_string(),
+                mode: info.mode,
+                started_at: info.started_at,
+                last_seen,
+                expires_at: last_seen + self.lease,
+                requests: summary.requests,
+                hits: summary.hits,
+                misses: summary.misses,
+                recorded: summary.recorded,
+                bytes: summary.bytes,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Ends every session in the store not heard of for longer than the
+    /// lease, by any replica. An expired record session is ended **without
+    /// sealing** its tag: what it committed stays (each entry is a whole
+    /// answer), but a recording nobody finished is not passed off as
+    /// complete — the tag stays open, playback of it warns that it is not
+    /// sealed, and `btrfly start record` continues it without `--force`.
+    /// Returns the ids ended. Store errors are logged and skipped (a flaky
+    /// backend must not end sessions).
+    pub async fn expire_idle(&self) -> Vec<SessionId> {
+        let infos = match self.store.list_sessions().await {
+            Ok(i) => i,
+            Err(e) => {
+                tracing::warn!("listing sessions for their leases: {e}");
+                return Vec::new();
+            }
+        };
+        let now = crate::live::unix_ms(OffsetDateTime::now_utc());
+        let lease_ms = i64::try_from(self.lease.as_millis()).unwrap_or(i64::MAX);
+        let mut ended = Vec::new();
+        for info in infos {
+            let Some(last) = self.last_seen_ms(&info).await else {
+                continue;
+            };
+            let idle_ms = now.saturating_sub(last);
+            if idle_ms <= lease_ms {
+                continue;
+            }
+            match self.stop_with(info.id.as_str(), false).await {
+                Ok(summary) => {
+                    tracing::warn!(
+                        session = %info.id,
+                        tag = %info.tag,
+                        mode = %info.mode,
+                        "session {} expired: not heard of for {:.0}s, longer than its lease (sessions.lease, {}s); ended{} after {} requests",
+                        info.id,
+                        idle_ms as f64 / 1000.0,
+                        self.lease.as_secs(),
+                        if info.mode == Mode::Record { " without sealing tag ".to_owned() + info.tag.as_str() } else { String::new() },
+                        summary.requests,
+                    );
+                    ended.push(info.id);
+                }
+                // Ended meanwhile (by its owner, or by another replica).
+                Err(SessionError::NotFound(_)) => {}
+                Err(e) => tracing::warn!(session = %info.id, "ending an expired session: {e}"),
+            }
+        }
+        ended
     }
 
     pub(crate) fn recently_unknown(&self, id: &str) -> bool {
@@ -358,6 +530,9 @@ impl SessionRegistry {
         let mut flush = tokio::time::interval(FLUSH_EVERY);
         flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_sweep = Instant::now();
+        let mut last_expiry = Instant::now();
+        // Leases are checked a few times per lease, at most once a minute.
+        let expiry_every = (self.lease / 4).clamp(FLUSH_EVERY, Duration::from_secs(60));
         loop {
             tokio::select! {
                 _ = flush.tick() => {}
@@ -370,6 +545,10 @@ impl SessionRegistry {
             if last_sweep.elapsed() >= SWEEP_EVERY {
                 last_sweep = Instant::now();
                 self.sweep_stopped().await;
+            }
+            if last_expiry.elapsed() >= expiry_every {
+                last_expiry = Instant::now();
+                self.expire_idle().await;
             }
         }
         // Shutting down: recordings still being committed are counted

@@ -79,7 +79,10 @@ impl Replication {
             let stats = ReplicaStats::of(s, last);
             let id = s.info.id.clone();
             let before = flushed.get(&id);
-            if before == Some(&stats) || (before.is_none() && stats.is_zero() && !last) {
+            let never_seen = s.last_seen_ms() <= crate::live::unix_ms(s.info.started_at);
+            if before == Some(&stats)
+                || (before.is_none() && stats.is_zero() && never_seen && !last)
+            {
                 continue;
             }
             match store.put_session_stats(&id, &self.replica, &stats).await {
@@ -188,10 +191,23 @@ pub struct ReplicaStats {
     /// shut down.
     #[serde(default)]
     pub last: bool,
+    /// When the replica last heard of the session, in Unix milliseconds
+    /// (for its lease; see `SessionRegistry::expire_idle`).
+    #[serde(default)]
+    pub last_seen_ms: i64,
 }
 
 impl ReplicaStats {
-    fn of(s: &LiveSession, last: bool) -> ReplicaStats {
+    /// Adds `other`'s counts (not its lists) to these.
+    pub(crate) fn add(&mut self, other: &ReplicaStats) {
+        self.requests += other.requests;
+        self.hits += other.hits;
+        self.misses += other.misses;
+        self.recorded += other.recorded;
+        self.bytes += other.bytes;
+    }
+
+    pub(crate) fn of(s: &LiveSession, last: bool) -> ReplicaStats {
         let sum = s.summary();
         ReplicaStats {
             requests: sum.requests,
@@ -207,6 +223,7 @@ impl ReplicaStats {
             missed: sum.missed,
             errors: sum.errors,
             last,
+            last_seen_ms: s.last_seen_ms(),
         }
     }
 

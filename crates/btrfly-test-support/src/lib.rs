@@ -115,6 +115,30 @@ pub fn bin() -> &'static std::path::Path {
     })
 }
 
+/// The benchmark's load client (`bench/loadgen`): `BTRFLY_LOADGEN_BIN`,
+/// else the `btrfly-loadgen` that `cargo test --workspace` built beside the
+/// running test executable (its package's own integration test makes the
+/// workspace's test run build it). Panics naming the command that builds
+/// it when it is not there.
+pub fn loadgen_bin() -> std::path::PathBuf {
+    if let Some(p) = std::env::var_os("BTRFLY_LOADGEN_BIN").filter(|p| !p.is_empty()) {
+        return std::path::PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().unwrap_or_else(|e| panic!("the test executable: {e}"));
+    let beside = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .map(|profile| profile.join(format!("btrfly-loadgen{}", std::env::consts::EXE_SUFFIX)));
+    match beside {
+        Some(p) if p.exists() => p,
+        _ => panic!(
+            "no btrfly-loadgen beside {} (looked for {beside:?}): run `cargo build -p btrfly-loadgen` \
+             (or the whole suite, `bash tests/run`), or set BTRFLY_LOADGEN_BIN",
+            exe.display()
+        ),
+    }
+}
+
 /// A Python helper script of the harness (`py/NAME`): a test upstream or
 /// an index generator.
 pub fn py_script(name: &str) -> std::path::PathBuf {
