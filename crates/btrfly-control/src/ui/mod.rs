@@ -95,6 +95,13 @@ pub fn routes<S: Clone + Send + Sync + 'static>(control: Arc<ControlState>) -> R
         control,
         sessions: UiSessions::default(),
     });
+    pages_router()
+        .layer(DefaultBodyLimit::max(MAX_FORM))
+        .layer(middleware::map_response(security_headers))
+        .with_state(state)
+}
+
+fn pages_router() -> Router<Arc<UiState>> {
     Router::new()
         .route("/", get(|| async { Redirect::to("/ui/") }))
         .route("/ui", get(|| async { Redirect::to("/ui/") }))
@@ -105,9 +112,6 @@ pub fn routes<S: Clone + Send + Sync + 'static>(control: Arc<ControlState>) -> R
         .route("/ui/tags/{tag}", get(tag_page))
         .route("/ui/tags/{tag}/entries/{key}/body", get(download))
         .route("/ui/diff", get(diff))
-        .layer(DefaultBodyLimit::max(MAX_FORM))
-        .layer(middleware::map_response(security_headers))
-        .with_state(state)
 }
 
 async fn security_headers(mut res: Response) -> Response {
@@ -162,8 +166,12 @@ impl<S: NeededScope> Signed<S> {
     }
 }
 
-fn to_login(reason: &str) -> Response {
-    Redirect::to(&format!("/ui/login?reason={reason}")).into_response()
+/// `303` to the login form; `reason` (`expired`, `revoked`) says why.
+fn to_login(reason: Option<&str>) -> Response {
+    match reason {
+        Some(r) => Redirect::to(&format!("/ui/login?reason={r}")).into_response(),
+        None => Redirect::to("/ui/login").into_response(),
+    }
 }
 
 impl<S: NeededScope> FromRequestParts<Arc<UiState>> for Signed<S> {
@@ -171,16 +179,16 @@ impl<S: NeededScope> FromRequestParts<Arc<UiState>> for Signed<S> {
 
     async fn from_request_parts(parts: &mut Parts, ui: &Arc<UiState>) -> Result<Self, Response> {
         let Some(id) = cookie_value(&parts.headers, SESSION_COOKIE) else {
-            return Err(to_login("login"));
+            return Err(to_login(None));
         };
         let Some(session) = ui.sessions.touch(&id, Instant::now()) else {
-            return Err(to_login("expired"));
+            return Err(to_login(Some("expired")));
         };
         let caller = match ui.control.tokens.live(&session.token).await {
             Ok(Some(info)) => info,
             Ok(None) => {
                 ui.sessions.remove(&id);
-                return Err(to_login("revoked"));
+                return Err(to_login(Some("revoked")));
             }
             Err(e) => {
                 return Err(problem(
@@ -557,16 +565,15 @@ async fn diff(signed: Signed<Read>, State(ui): Ui, Query(query): Query<DiffQuery
     let b = query.b.filter(|s| !s.is_empty());
     let (result, status) = match (&a, &b) {
         (Some(a), Some(b)) => {
-            let r = match (Tag::new(a), Tag::new(b)) {
-                (Ok(ta), Ok(tb)) => crate::archive::tag_diff(store, &ta, &tb)
-                    .await
-                    .map_err(|e| e.to_string()),
-                (Err(e), _) | (_, Err(e)) => Err(e.to_string()),
-            };
-            let status = if r.is_ok() {
-                StatusCode::OK
-            } else {
-                StatusCode::NOT_FOUND
+            let (r, status) = match (Tag::new(a), Tag::new(b)) {
+                (Ok(ta), Ok(tb)) => match crate::archive::tag_diff(store, &ta, &tb).await {
+                    Ok(d) => (Ok(d), StatusCode::OK),
+                    Err(e @ ArchiveError::NoSuchTag(_)) => {
+                        (Err(e.to_string()), StatusCode::NOT_FOUND)
+                    }
+                    Err(e) => (Err(e.to_string()), StatusCode::SERVICE_UNAVAILABLE),
+                },
+                (Err(e), _) | (_, Err(e)) => (Err(e.to_string()), StatusCode::BAD_REQUEST),
             };
             (Some(r), status)
         }
@@ -579,7 +586,10 @@ async fn diff(signed: Signed<Read>, State(ui): Ui, Query(query): Query<DiffQuery
 }
 
 #[cfg(test)]
-mod tests {
+mod tests;
+
+#[cfg(test)]
+mod unit {
     use super::*;
 
     #[test]

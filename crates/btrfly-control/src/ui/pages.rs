@@ -5,7 +5,7 @@
 use btrfly_archive::diff::{DiffEntry, TagDiff};
 use btrfly_core::{Entry, Scope, Summary, Tag, TagMeta, TokenName};
 use maud::{html, Markup, DOCTYPE};
-use time::format_description::well_known::Rfc3339;
+use time::macros::format_description;
 use time::OffsetDateTime;
 
 use super::table::{Column, View};
@@ -25,8 +25,13 @@ pub struct Chrome {
 /// be one more line here (`("/ui/mirror", "Mirror")`).
 const NAV: &[(&str, &str)] = &[("/ui/", "Dashboard"), ("/ui/diff", "Diff tags")];
 
+/// A time in UTC to the second: `2026-11-30 09:31:40Z`.
 fn when(t: OffsetDateTime) -> String {
-    t.format(&Rfc3339).unwrap_or_else(|_| t.to_string())
+    let utc = t.to_offset(time::UtcOffset::UTC);
+    utc.format(format_description!(
+        "[year]-[month]-[day] [hour]:[minute]:[second]Z"
+    ))
+    .unwrap_or_else(|_| utc.to_string())
 }
 
 /// `1234567` → `1.2 MiB` (the exact count goes in a `title`).
