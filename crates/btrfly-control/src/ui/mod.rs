@@ -421,7 +421,7 @@ async fn dashboard(signed: Signed<Read>, State(ui): Ui) -> Response {
             started_at: s.info.started_at,
         })
         .collect();
-    sessions.sort_by(|a, b| a.started_at.cmp(&b.started_at));
+    sessions.sort_by_key(|s| s.started_at);
     html(
         StatusCode::OK,
         pages::dashboard(&chrome, &tags, &sessions, store.backend(), store.location()),
