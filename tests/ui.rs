@@ -3,7 +3,8 @@
 //! real binary. Two tags are recorded with curl through the proxy first;
 //! the browser logs in through the form (a wrong token is refused), reads
 //! the dashboard's counters of a live playback session, opens a tag,
-//! filters and sorts it, downloads a body (byte-identical), diffs the two
+//! filters and sorts it, downloads a body (byte-identical; cut short when
+//! the stored body was altered), diffs the two
 //! tags, has a form without its CSRF token refused, logs out, and loses
 //! its session when its token is revoked. Screenshots of each page go to
 //! `target/ui-screenshots/`.
@@ -312,6 +313,33 @@ fn the_web_ui_in_a_headless_browser() {
             head.contains("content-type: application/octet-stream"),
             "{head}"
         );
+        // A body the store altered is never delivered whole: cut short.
+        let digest = sha256_bytes(c_body.as_bytes());
+        let blob = server
+            .store_dir()
+            .join("blobs/sha256")
+            .join(&digest[..2])
+            .join(&digest);
+        let mut altered = c_body.clone().into_bytes();
+        altered[0] ^= 1;
+        std::fs::write(&blob, &altered).expect("alter the stored body");
+        let out = run(client_env(&mut Command::new("curl")).args([
+            "-sS",
+            "--max-time",
+            "30",
+            "-b",
+            &session_cookie,
+            &format!("{base}{href}"),
+        ]));
+        assert!(
+            !out.status.success(),
+            "an altered body is a failed download"
+        );
+        assert!(
+            out.stdout.len() < altered.len(),
+            "the download is cut short"
+        );
+        std::fs::write(&blob, c_body.as_bytes()).expect("put the body back");
 
         // Sorted by size, largest first: two clicks on the column heading.
         browser

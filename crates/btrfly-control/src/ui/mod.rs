@@ -9,7 +9,7 @@
 //! | POST   | /ui/logout                            | `csrf`: ends the session |
 //! | GET    | /ui/                                  | dashboard: active sessions and their counters, tags with entry counts and sizes, the storage backend |
 //! | GET    | /ui/tags/{tag}?q=&sort=&order=        | a tag's entries, searched and sorted on the server ([`table`]) |
-//! | GET    | /ui/tags/{tag}/entries/{key}/body     | an entry's recorded body (`key`: the recording key's id), streamed from the store as an attachment |
+//! | GET    | /ui/tags/{tag}/entries/{key}/body     | an entry's recorded body (`key`: the recording key's id), streamed from the store as an attachment and hashed on the way: a body that does not match its digest is cut short |
 //! | GET    | /ui/diff?a=&b=                        | two tags compared ([`crate::archive::tag_diff`], the API's diff) |
 //! | GET    | /ui/style.css                         | the stylesheet (no session needed) |
 //!
@@ -42,13 +42,16 @@ use axum::Router;
 use btrfly_archive::store::tag_entries;
 use btrfly_archive::ArchiveError;
 use btrfly_core::api::TokenInfo;
+use btrfly_core::Sha256;
 use btrfly_core::{Scope, Tag};
-use futures::StreamExt;
+use btrfly_store::BlobStream;
+use futures::{Stream, StreamExt};
 use http::request::Parts;
 use http::{header, HeaderMap, HeaderValue, StatusCode};
 use maud::Markup;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
+use sha2::Digest;
 
 use crate::auth::{NeededScope, Read};
 use crate::server::ControlState;
@@ -522,7 +525,7 @@ async fn download(
         }
     };
     let disposition = format!("attachment; filename=\"{}\"", download_name(&entry.url));
-    let mut res = Body::from_stream(stream).into_response();
+    let mut res = Body::from_stream(verified(stream, entry.sha256.clone())).into_response();
     let h = res.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
@@ -540,6 +543,54 @@ async fn download(
         h.insert("x-btrfly-sha256", v);
     }
     res
+}
+
+/// What [`verified`] carries between chunks; `None` once it has ended.
+struct Verifying {
+    stream: BlobStream,
+    hasher: sha2::Sha256,
+    held: Option<Bytes>,
+    expected: Sha256,
+}
+
+/// `stream` (a blob's bytes) hashed as it goes, its last chunk held back
+/// until the digest is known (as playback does): when the bytes do not
+/// hash to `expected` the last chunk is never sent and the stream ends in
+/// an error, so the browser gets a cut download (fewer bytes than
+/// `Content-Length`), never a complete one with altered bytes.
+fn verified(stream: BlobStream, expected: Sha256) -> impl Stream<Item = std::io::Result<Bytes>> {
+    let start = Verifying {
+        stream,
+        hasher: sha2::Sha256::new(),
+        held: None,
+        expected,
+    };
+    futures::stream::unfold(Some(start), |state| async move {
+        let mut v = state?;
+        loop {
+            match v.stream.next().await {
+                Some(Ok(chunk)) => {
+                    v.hasher.update(&chunk);
+                    if let Some(previous) = v.held.replace(chunk) {
+                        return Some((Ok(previous), Some(v)));
+                    }
+                }
+                Some(Err(e)) => return Some((Err(e), None)),
+                None => {
+                    let got = hex::encode(v.hasher.finalize());
+                    if got != v.expected.as_str() {
+                        tracing::warn!(expected = %v.expected, %got, "web UI download cut: the stored body does not match its digest");
+                        let e = std::io::Error::other(format!(
+                            "the stored body has sha256 {got}, not {}",
+                            v.expected
+                        ));
+                        return Some((Err(e), None));
+                    }
+                    return v.held.map(|last| (Ok(last), None));
+                }
+            }
+        }
+    })
 }
 
 #[derive(Deserialize)]
@@ -591,6 +642,36 @@ mod tests;
 #[cfg(test)]
 mod unit {
     use super::*;
+
+    async fn drain(body: &[&'static [u8]], expected: Sha256) -> (Vec<u8>, Option<String>) {
+        let chunks: Vec<std::io::Result<Bytes>> =
+            body.iter().map(|c| Ok(Bytes::from_static(c))).collect();
+        let stream: BlobStream = Box::pin(futures::stream::iter(chunks));
+        let mut got = Vec::new();
+        let mut s = std::pin::pin!(verified(stream, expected));
+        while let Some(item) = s.next().await {
+            match item {
+                Ok(c) => got.extend_from_slice(&c),
+                Err(e) => return (got, Some(e.to_string())),
+            }
+        }
+        (got, None)
+    }
+
+    #[tokio::test]
+    async fn downloads_are_hashed_and_cut_on_a_mismatch() {
+        let (got, err) = drain(&[b"hello ", b"world"], Sha256::of(b"hello world")).await;
+        assert_eq!((got.as_slice(), err), (&b"hello world"[..], None));
+        let (got, err) = drain(&[b"hello ", b"w0rld"], Sha256::of(b"hello world")).await;
+        assert_eq!(got, b"hello ", "the last chunk is held back");
+        let err = err.expect("a mismatch ends in an error");
+        assert!(
+            err.contains(&format!("not {}", Sha256::of(b"hello world"))),
+            "{err}"
+        );
+        let (got, err) = drain(&[], Sha256::of(b"")).await;
+        assert!(got.is_empty() && err.is_none());
+    }
 
     #[test]
     fn download_names_are_tame() {
