@@ -21,3 +21,4 @@ mod storage;
 mod tokens;
 mod transparent;
 mod transparent_system;
+mod ui;

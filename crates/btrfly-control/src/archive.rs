@@ -27,6 +27,7 @@ use btrfly_archive::store::{export_tag, import_tag, tag_entries};
 use btrfly_archive::warc::ExportOptions;
 use btrfly_archive::ArchiveError;
 use btrfly_core::{Adapter, Classification, RequestHead, Tag};
+use btrfly_store::Store;
 use futures::StreamExt;
 use http::{header, HeaderValue, StatusCode};
 use serde::Deserialize;
@@ -207,10 +208,27 @@ struct ManifestQuery {
 /// The manifest of a tag, or the error response.
 async fn manifest_of(state: &ControlState, name: &str) -> Result<Manifest, Response> {
     let tag = parse_tag(name)?;
-    let (meta, entries) = tag_entries(state.sessions.store(), &tag)
+    manifest_of_tag(state.sessions.store(), &tag)
         .await
-        .map_err(|e| archive_error(&e))?;
-    Manifest::of_entries(meta, entries).map_err(|e| archive_error(&e))
+        .map_err(|e| archive_error(&e))
+}
+
+async fn manifest_of_tag(store: &Store, tag: &Tag) -> Result<Manifest, ArchiveError> {
+    let (meta, entries) = tag_entries(store, tag).await?;
+    Manifest::of_entries(meta, entries)
+}
+
+/// What changed from tag `a` to tag `b` ([`TagDiff::between`] of their
+/// manifests): the one diff behind `GET /v1/tags/{a}/diff/{b}` and the web
+/// UI's diff page.
+///
+/// # Errors
+/// [`ArchiveError::NoSuchTag`] naming the tag that does not exist; the
+/// store failed.
+pub async fn tag_diff(store: &Store, a: &Tag, b: &Tag) -> Result<TagDiff, ArchiveError> {
+    let ma = manifest_of_tag(store, a).await?;
+    let mb = manifest_of_tag(store, b).await?;
+    Ok(TagDiff::between(&ma, &mb))
 }
 
 async fn manifest(
@@ -267,11 +285,14 @@ async fn diff(
             )
         }
     };
-    let (ma, mb) = match (manifest_of(&state, &a).await, manifest_of(&state, &b).await) {
-        (Ok(ma), Ok(mb)) => (ma, mb),
+    let (a, b) = match (parse_tag(&a), parse_tag(&b)) {
+        (Ok(a), Ok(b)) => (a, b),
         (Err(resp), _) | (_, Err(resp)) => return resp,
     };
-    let d = TagDiff::between(&ma, &mb);
+    let d = match tag_diff(state.sessions.store(), &a, &b).await {
+        Ok(d) => d,
+        Err(e) => return archive_error(&e),
+    };
     if !text {
         return json(StatusCode::OK, &d.to_json());
     }

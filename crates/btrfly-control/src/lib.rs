@@ -30,7 +30,9 @@
 //! with too narrow a one). Errors are JSON
 //! `{"error": "..."}` with a status that says whose fault it was. The
 //! bodies are `btrfly_core::api`'s types; the client is `btrfly-client`.
-//! New endpoints (the web UI, metrics) are routes of [`server::router`].
+//! New endpoints are routes of [`server::router`]. The web UI ([`ui`]:
+//! `/` and `/ui/…`) is merged beside the API, outside its bearer-token
+//! middleware: it signs browsers in with a session cookie of its own.
 
 pub mod archive;
 pub mod auth;
@@ -38,6 +40,7 @@ pub mod mirror;
 pub mod server;
 pub mod tokens;
 mod transparent;
+pub mod ui;
 
 pub use server::{router, ControlServer, ControlState};
 pub use tokens::Tokens;

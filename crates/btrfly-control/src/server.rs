@@ -98,7 +98,8 @@ pub(crate) fn session_error(e: SessionError) -> Response {
     error(status, e.to_string())
 }
 
-/// The routes (see the crate docs), with the token check around them.
+/// The routes (see the crate docs), with the token check around them,
+/// and the web UI's ([`crate::ui::routes`]).
 pub fn router(state: Arc<ControlState>) -> Router {
     Router::new()
         .route("/v1/health", get(health))
@@ -119,6 +120,8 @@ pub fn router(state: Arc<ControlState>) -> Router {
         .method_not_allowed_fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        // The web UI: its own session cookie instead of a bearer token.
+        .merge(crate::ui::routes(state.clone()))
         .with_state(state)
 }
 

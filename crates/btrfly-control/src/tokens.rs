@@ -136,6 +136,25 @@ impl Tokens {
         Ok(None)
     }
 
+    /// The live (not revoked) token with id `id`, if any: how a web UI
+    /// session, which keeps the token's id and never its secret, learns
+    /// that its token was revoked (here at once, on other replicas within
+    /// [`REFRESH`]).
+    ///
+    /// # Errors
+    /// The store failed while the cache was reloaded.
+    pub async fn live(&self, id: &TokenId) -> Result<Option<TokenInfo>, StoreError> {
+        let mut cache = self.cache.lock().await;
+        if cache.loaded.is_none_or(|at| at.elapsed() >= REFRESH) {
+            self.reload(&mut cache).await?;
+        }
+        Ok(cache
+            .records
+            .iter()
+            .find(|r| &r.info.id == id && r.info.revoked_at.is_none())
+            .map(|r| r.info.clone()))
+    }
+
     async fn reload(&self, cache: &mut Cache) -> Result<(), StoreError> {
         cache.records = self.store.list_tokens().await?;
         cache.loaded = Some(Instant::now());

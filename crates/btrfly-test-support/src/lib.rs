@@ -62,6 +62,7 @@
 // A harness for tests: its items are documented by their use in tests/.
 #![allow(missing_docs)]
 
+mod browser;
 mod ca;
 pub mod counting;
 mod files;
@@ -74,6 +75,7 @@ mod server;
 pub mod storage;
 mod token_server;
 
+pub use browser::ChromeDriver;
 pub use ca::TestCa;
 pub use files::{sha256_bytes, sha256_file, write_random_file};
 pub use nginx::{Nginx, NginxExtra};
