@@ -17,6 +17,7 @@ pub mod exchange;
 pub mod flight;
 pub mod plan;
 pub mod recorder;
+pub mod verify;
 
 pub use exchange::{Ending, Exchange, Failure, RequestBodySource, ResponseHead};
 pub use flight::{FlightGuard, Flights, Role};

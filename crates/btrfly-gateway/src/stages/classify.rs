@@ -56,11 +56,13 @@ impl Stage for Classify {
             return Box::pin(async move { Decision::text(StatusCode::FORBIDDEN, msg) });
         };
         let ranged = head.headers.contains_key(http::header::RANGE);
-        if class.expected_sha256.is_none() && !ranged {
+        if class.expected.is_none() && !ranged {
             // An index page recorded earlier in this session may have
             // announced this URL's digest (of the whole body: a part of it,
             // as a `Range` asks for, cannot be checked against it).
-            class.expected_sha256 = session.hint(&url);
+            class.expected = session
+                .hint(&url)
+                .or_else(|| class.subject.as_deref().and_then(|s| session.hint(s)));
         }
         if ranged {
             // A part of a body that failed its digest in this session (a
