@@ -6,6 +6,7 @@
 mod cli;
 mod fidelity;
 mod gateway;
+mod go;
 mod npm;
 mod oci;
 mod pip;

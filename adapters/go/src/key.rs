@@ -14,8 +14,9 @@
 //!
 //! A `Range` is variance everywhere. Module paths and versions in URLs are
 //! case-encoded (`!x` is `X`; an upper-case letter is not allowed); they
-//! are decoded for keys and identity, and a path that is not a valid
-//! encoding is not a Go request. Segments in front of the module path (a
+//! are decoded for keys and identity (after percent-decoding: `go` sends
+//! `!` as `%21`), and a path that is not a valid encoding is not a Go
+//! request. Segments in front of the module path (a
 //! proxy served under a path prefix) are dropped: a module path's first
 //! element holds a dot.
 
@@ -130,7 +131,12 @@ fn is_hex(s: &str, len: usize) -> bool {
 
 /// What `req` asks for, or `None` when it is not a Go request.
 pub fn resource(config: &GoConfig, req: &RequestHead) -> Option<Resource> {
-    let path = req.uri.path();
+    // The go command percent-encodes the `!` of case-encoded paths
+    // (`%21upper`): identity is read from the decoded path.
+    let decoded = percent_encoding::percent_decode_str(req.uri.path())
+        .decode_utf8()
+        .ok()?;
+    let path: &str = &decoded;
     let query = req.uri.query().unwrap_or("");
     let (host, port) = (req.host(), req.port());
     if req.method == Method::POST {

@@ -209,6 +209,13 @@ fn keys_mutability_identity() {
         zip.subject.as_deref(),
         Some("go:zip:example.test/Upper@v1.0.0")
     );
+    // as go sends it: `!` percent-encoded
+    let sent = class(
+        Method::GET,
+        "https://p.example.test/example.test/%21upper/@v/v1.0.0.zip",
+    );
+    assert_eq!(sent.key, zip.key);
+    assert_eq!(sent.subject, zip.subject);
     // a path prefix does not change the module's identity
     let prefixed = class(
         Method::GET,
