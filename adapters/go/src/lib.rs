@@ -54,14 +54,40 @@ impl Adapter for GoAdapter {
         status == 200 && key::is_lookup(class)
     }
 
-    fn digest_hints(&self, req: &RequestHead, _entry: &Entry, body: &[u8]) -> Vec<DigestHint> {
-        match key::resource(&self.config, req) {
-            Some(key::Resource::Lookup { module, version }) => {
-                key::lookup_hints(&module, &version, body)
-            }
-            _ => Vec::new(),
+    fn digest_hints(&self, req: &RequestHead, entry: &Entry, body: &[u8]) -> Vec<DigestHint> {
+        let Some(key::Resource::Lookup { module, version }) = key::resource(&self.config, req)
+        else {
+            return Vec::new();
+        };
+        match decoded(entry.header("content-encoding"), body) {
+            Some(text) => key::lookup_hints(&module, &version, &text),
+            None => Vec::new(),
         }
     }
+}
+
+/// Largest decoded lookup answer read for hashes (real ones are under a
+/// kilobyte).
+const MAX_LOOKUP: u64 = 64 * 1024;
+
+/// The body without its content coding (`gzip`, `deflate`, none), or
+/// `None` for another coding or a body that does not decode.
+fn decoded(coding: Option<&str>, body: &[u8]) -> Option<Vec<u8>> {
+    use std::io::Read as _;
+    let mut out = Vec::new();
+    match coding.map(|c| c.trim().to_ascii_lowercase()).as_deref() {
+        None | Some("" | "identity") => return Some(body.to_vec()),
+        Some("gzip" | "x-gzip") => flate2::read::GzDecoder::new(body)
+            .take(MAX_LOOKUP)
+            .read_to_end(&mut out)
+            .ok()?,
+        Some("deflate") => flate2::read::ZlibDecoder::new(body)
+            .take(MAX_LOOKUP)
+            .read_to_end(&mut out)
+            .ok()?,
+        Some(_) => return None,
+    };
+    Some(out)
 }
 
 #[cfg(test)]

@@ -299,6 +299,33 @@ fn lookup_answers_announce_zip_and_go_mod_hashes() {
         ExpectedDigest::go_h1(&mod_h1, H1Of::GoMod).expect("h1")
     );
     assert!(key::lookup_hints("example.test/Upper", "v1.0.0", b"\xff\xfe").is_empty());
+    // as the adapter reads a recorded answer: plain or gzip-coded
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut gz, body.as_bytes()).expect("gzip");
+    let gz = gz.finish().expect("gzip");
+    for (coding, bytes) in [(None, body.as_bytes().to_vec()), (Some("gzip"), gz)] {
+        let mut headers = Vec::new();
+        if let Some(c) = coding {
+            headers.push(("Content-Encoding".to_owned(), c.into()));
+        }
+        let entry = btrfly_core::Entry {
+            key: class.key.clone(),
+            method: "GET".into(),
+            url: req.uri.to_string(),
+            status: 200,
+            headers,
+            sha256: btrfly_core::Sha256::of(&bytes),
+            size: bytes.len() as u64,
+            mutability: Mutability::Mutable,
+            recorded_at: time::OffsetDateTime::UNIX_EPOCH,
+            purl: None,
+        };
+        assert_eq!(
+            adapter.digest_hints(&req, &entry, &bytes),
+            hints,
+            "{coding:?}"
+        );
+    }
     assert!(key::lookup_hints(
         "example.test/Upper",
         "v1.0.0",
