@@ -164,7 +164,7 @@ pub struct Classification {
     /// have; a body that does not match is not recorded.
     pub expected: Option<ExpectedDigest>,
     /// The package this resource belongs to, as a package URL (purl,
-    /// `pkg:type/namespace/name@version`, built with [`crate::purl`]);
+    /// `pkg:type/namespace/name@version`, built with [`crate::purl()`]);
     /// recorded in [`Entry::purl`].
     pub package: Option<String>,
     /// A name for the artifact that digest hints may use instead of its URL
