@@ -7,6 +7,7 @@ mod archive;
 mod cli;
 mod fidelity;
 mod gateway;
+mod go;
 mod hardening;
 mod integrity;
 mod metrics;

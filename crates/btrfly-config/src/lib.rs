@@ -356,6 +356,38 @@ pub struct AdaptersConfig {
     #[serde(default)]
     /// `[adapters.oci]`.
     pub oci: OciAdapterConfig,
+    #[serde(default)]
+    /// `[adapters.go]`.
+    pub go: GoAdapterConfig,
+}
+
+/// Go modules: the module proxy protocol, the checksum database, direct
+/// mode (go-get pages, git over HTTP). Without hosts it still recognises
+/// proxy requests by their `/@v/` and `/@latest` paths and checksum
+/// database requests by `/lookup/` and `/tile/`; listing hosts makes every
+/// request to them Go's.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GoAdapterConfig {
+    #[serde(default = "yes")]
+    /// Default true.
+    pub enabled: bool,
+    /// Hosts (`name` or `name:port`) serving the module proxy protocol.
+    #[serde(default)]
+    pub proxy_hosts: Vec<String>,
+    /// Hosts (`name` or `name:port`) serving a checksum database.
+    #[serde(default)]
+    pub sumdb_hosts: Vec<String>,
+}
+
+impl Default for GoAdapterConfig {
+    fn default() -> Self {
+        GoAdapterConfig {
+            enabled: true,
+            proxy_hosts: Vec::new(),
+            sumdb_hosts: Vec::new(),
+        }
+    }
 }
 
 /// The Python package index protocol (simple API in HTML and JSON, the
@@ -512,6 +544,8 @@ impl Config {
             ("adapters.pip.file_hosts", &pip.file_hosts),
             ("adapters.oci.registries", &oci.registries),
             ("adapters.oci.auth_hosts", &oci.auth_hosts),
+            ("adapters.go.proxy_hosts", &self.adapters.go.proxy_hosts),
+            ("adapters.go.sumdb_hosts", &self.adapters.go.sumdb_hosts),
         ];
         for (key, list) in lists {
             if let Err(e) = btrfly_core::HostPattern::parse_all(list) {

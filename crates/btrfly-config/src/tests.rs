@@ -256,3 +256,27 @@ fn oci_adapter_config() {
         assert!(err.contains(&format!("adapters.oci.{key}")), "{err}");
     }
 }
+
+#[test]
+fn go_hosts_parse_and_bad_ones_are_named() {
+    let c = parse("").expect("empty");
+    assert!(c.adapters.go.enabled && c.adapters.go.proxy_hosts.is_empty());
+    let c = parse(
+        "[adapters.go]\nproxy_hosts = [\"goproxy.example.test\"]\nsumdb_hosts = [\"sum.example.test:8443\"]",
+    )
+    .expect("parse");
+    assert_eq!(c.adapters.go.proxy_hosts, ["goproxy.example.test"]);
+    assert_eq!(c.adapters.go.sumdb_hosts, ["sum.example.test:8443"]);
+    let err = parse("[adapters.go]\nsumdb_hosts = [\"https://sum.example.test\"]")
+        .expect_err("a URL is not a host")
+        .to_string();
+    assert!(err.contains("adapters.go.sumdb_hosts"), "{err}");
+    assert!(parse("[adapters.go]\nproxy_host = [\"x\"]").is_err());
+    assert!(
+        !parse("[adapters.go]\nenabled = false")
+            .expect("parse")
+            .adapters
+            .go
+            .enabled
+    );
+}

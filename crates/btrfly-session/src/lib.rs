@@ -173,6 +173,7 @@ mod tests {
             size: 0,
             mutability: btrfly_core::Mutability::Mutable,
             recorded_at: OffsetDateTime::now_utc(),
+            purl: None,
         };
         reg.store().put_entry(&tag, &entry).await.expect("entry");
         let summary = reg

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use btrfly_core::{Mode, SessionInfo, Sha256, Summary, Tag};
+use btrfly_core::{ExpectedDigest, Mode, SessionInfo, Summary, Tag};
 
 use crate::stats::{Stats, LIST_LIMIT};
 
@@ -19,7 +19,7 @@ pub struct LiveSession {
     pub stats: Stats,
     active: AtomicBool,
     /// Digests announced by recorded index pages, by canonical URL.
-    hints: Mutex<HashMap<String, Sha256>>,
+    hints: Mutex<HashMap<String, ExpectedDigest>>,
     /// URLs whose body did not match its announced digest, by canonical
     /// URL, with why: a part of such a body (a `Range`, which cannot be
     /// checked) is not served again in this session.
@@ -242,12 +242,12 @@ impl LiveSession {
             if map.len() >= HINT_LIMIT && !map.contains_key(&h.url) {
                 break;
             }
-            map.insert(h.url, h.sha256);
+            map.insert(h.url, h.digest);
         }
     }
 
     /// The digest announced for a canonical URL, if any.
-    pub fn hint(&self, url: &str) -> Option<Sha256> {
+    pub fn hint(&self, url: &str) -> Option<ExpectedDigest> {
         self.hints
             .lock()
             .unwrap_or_else(|p| p.into_inner())
