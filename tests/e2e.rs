@@ -4,6 +4,7 @@
 //! `btrfly-test-support`.
 
 mod archive;
+mod cargo;
 mod cli;
 mod fidelity;
 mod gateway;

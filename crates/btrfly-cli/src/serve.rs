@@ -165,6 +165,13 @@ fn adapters(config: &Config) -> Result<Adapters> {
             .map_err(|e| anyhow::anyhow!("adapters.go.{e}"))?;
         list.push(Arc::new(btrfly_adapter_go::GoAdapter::new(settings)));
     }
+    let cargo = &config.adapters.cargo;
+    if cargo.enabled {
+        let settings =
+            btrfly_adapter_cargo::CargoConfig::new(&cargo.index_hosts, &cargo.download_hosts)
+                .map_err(|e| anyhow::anyhow!("adapters.cargo.{e}"))?;
+        list.push(Arc::new(btrfly_adapter_cargo::CargoAdapter::new(settings)));
+    }
     let pip = &config.adapters.pip;
     if pip.enabled {
         let settings = btrfly_adapter_pip::PipConfig::new(&pip.index_hosts, &pip.file_hosts)

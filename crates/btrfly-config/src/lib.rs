@@ -359,6 +359,38 @@ pub struct AdaptersConfig {
     #[serde(default)]
     /// `[adapters.go]`.
     pub go: GoAdapterConfig,
+    #[serde(default)]
+    /// `[adapters.cargo]`.
+    pub cargo: CargoAdapterConfig,
+}
+
+/// cargo's sparse registries: `config.json`, index files, `.crate`
+/// downloads. Without hosts it still recognises index requests by cargo's
+/// `cargo-protocol` request header and downloads by their
+/// `…/{crate}/{version}/download` or `{crate}-{version}.crate` paths;
+/// listing hosts makes every request to them cargo's.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CargoAdapterConfig {
+    #[serde(default = "yes")]
+    /// Default true.
+    pub enabled: bool,
+    /// Hosts (`name` or `name:port`) serving a sparse index.
+    #[serde(default)]
+    pub index_hosts: Vec<String>,
+    /// Hosts (`name` or `name:port`) serving `.crate` downloads.
+    #[serde(default)]
+    pub download_hosts: Vec<String>,
+}
+
+impl Default for CargoAdapterConfig {
+    fn default() -> Self {
+        CargoAdapterConfig {
+            enabled: true,
+            index_hosts: Vec::new(),
+            download_hosts: Vec::new(),
+        }
+    }
 }
 
 /// Go modules: the module proxy protocol, the checksum database, direct
@@ -546,6 +578,14 @@ impl Config {
             ("adapters.oci.auth_hosts", &oci.auth_hosts),
             ("adapters.go.proxy_hosts", &self.adapters.go.proxy_hosts),
             ("adapters.go.sumdb_hosts", &self.adapters.go.sumdb_hosts),
+            (
+                "adapters.cargo.index_hosts",
+                &self.adapters.cargo.index_hosts,
+            ),
+            (
+                "adapters.cargo.download_hosts",
+                &self.adapters.cargo.download_hosts,
+            ),
         ];
         for (key, list) in lists {
             if let Err(e) = btrfly_core::HostPattern::parse_all(list) {

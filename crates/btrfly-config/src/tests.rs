@@ -280,3 +280,37 @@ fn go_hosts_parse_and_bad_ones_are_named() {
             .enabled
     );
 }
+
+#[test]
+fn cargo_adapter_config() {
+    let c = parse("").expect("empty");
+    assert!(c.adapters.cargo.enabled);
+    assert!(c.adapters.cargo.index_hosts.is_empty() && c.adapters.cargo.download_hosts.is_empty());
+    let c = parse(
+        "[adapters.cargo]\nindex_hosts = [\"index.example.test\"]\ndownload_hosts = [\"static.example.test:8443\"]",
+    )
+    .expect("parse");
+    assert_eq!(c.adapters.cargo.index_hosts, ["index.example.test"]);
+    assert_eq!(
+        c.adapters.cargo.download_hosts,
+        ["static.example.test:8443"]
+    );
+    let err = parse("[adapters.cargo]\ndownload_hosts = [\"https://static.example.test/\"]")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("adapters.cargo.download_hosts"), "{err}");
+    let err = parse("[adapters.cargo]\nindex = \"x\"")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("index"), "{err}");
+    let c = parse("[adapters.cargo]\nenabled = false").expect("parse");
+    assert!(!c.adapters.cargo.enabled);
+    // the example file's table is read as written
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/btrfly.example.toml");
+    let c = Config::load(&example).expect("example");
+    assert_eq!(c.adapters.cargo.index_hosts, ["crates.example.test"]);
+    assert_eq!(
+        c.adapters.cargo.download_hosts,
+        ["static.crates.example.test"]
+    );
+}

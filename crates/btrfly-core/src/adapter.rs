@@ -216,6 +216,36 @@ pub trait Adapter: Send + Sync + 'static {
         Vec::new()
     }
 
+    /// Facts an inspected body states that this adapter needs when it
+    /// reads another body of the same session, as `(name, value)` notes
+    /// (cargo's `config.json`: the download URL template of its index; an
+    /// index file: its checksums, for a template that comes later). The
+    /// session keeps them (bounded) until it ends; names should start with
+    /// the adapter's name.
+    fn session_notes(
+        &self,
+        _req: &RequestHead,
+        _entry: &Entry,
+        _body: &[u8],
+    ) -> Vec<(String, String)> {
+        Vec::new()
+    }
+
+    /// [`Adapter::digest_hints`] for adapters that need the session's
+    /// notes: `notes(prefix)` lists the `(name, value)` notes whose name
+    /// starts with `prefix`, this body's own [`Adapter::session_notes`]
+    /// included. Of two bodies inspected at the same time, at least the
+    /// later reader sees the other's notes. The default ignores the notes.
+    fn digest_hints_noted(
+        &self,
+        req: &RequestHead,
+        entry: &Entry,
+        body: &[u8],
+        _notes: &dyn Fn(&str) -> Vec<(String, String)>,
+    ) -> Vec<DigestHint> {
+        self.digest_hints(req, entry, body)
+    }
+
     /// Rewrites the head of a response being recorded, before it goes on to
     /// the client and into the tag: the recording client and every replay
     /// then see the same head. Adapters drop volatile parts here (the

@@ -434,8 +434,12 @@ impl Recorder {
                 return;
             }
         }
-        let hints = plan.adapter.digest_hints(&plan.head, entry, &body);
-        plan.session.add_hints(hints);
+        let session = &plan.session;
+        session.add_notes(plan.adapter.session_notes(&plan.head, entry, &body));
+        let hints = plan
+            .adapter
+            .digest_hints_noted(&plan.head, entry, &body, &|prefix| session.notes(prefix));
+        session.add_hints(hints);
     }
 
     /// The recording session.

@@ -104,6 +104,29 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn notes_are_listed_by_prefix_and_replaced_by_name() {
+        let reg = SessionRegistry::new(Store::memory().expect("store"));
+        let s = reg
+            .create(Tag::new("notes").expect("tag"), Mode::Record, false)
+            .await
+            .expect("record");
+        let note = |k: &str, v: &str| (k.to_owned(), v.to_owned());
+        s.session.add_notes(vec![
+            note("cargo:line a b", "1"),
+            note("cargo:dl a", "t"),
+            note("cargo:line a c", "2"),
+            note("cargo:linear", "x"),
+        ]);
+        s.session.add_notes(vec![note("cargo:line a b", "3")]);
+        assert_eq!(
+            s.session.notes("cargo:line a "),
+            [note("cargo:line a b", "3"), note("cargo:line a c", "2")]
+        );
+        assert_eq!(s.session.notes("cargo:dl a"), [note("cargo:dl a", "t")]);
+        assert!(s.session.notes("go:").is_empty());
+    }
+
+    #[tokio::test]
     async fn file_requests_wait_for_pages_being_recorded() {
         let reg = SessionRegistry::new(Store::memory().expect("store"));
         let s = reg

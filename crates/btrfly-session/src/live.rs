@@ -20,6 +20,9 @@ pub struct LiveSession {
     active: AtomicBool,
     /// Digests announced by recorded index pages, by canonical URL.
     hints: Mutex<HashMap<String, ExpectedDigest>>,
+    /// What inspected bodies told their adapter for later inspections
+    /// (`Adapter::session_notes`), by name.
+    notes: Mutex<std::collections::BTreeMap<String, String>>,
     /// URLs whose body did not match its announced digest, by canonical
     /// URL, with why: a part of such a body (a `Range`, which cannot be
     /// checked) is not served again in this session.
@@ -135,6 +138,7 @@ impl LiveSession {
             stats,
             active: AtomicBool::new(true),
             hints: Mutex::new(HashMap::new()),
+            notes: Mutex::new(std::collections::BTreeMap::new()),
             refusals: Mutex::new(HashMap::new()),
             aliases: Mutex::new(HashMap::new()),
             inflight: AtomicUsize::new(0),
@@ -244,6 +248,29 @@ impl LiveSession {
             }
             map.insert(h.url, h.digest);
         }
+    }
+
+    /// Keeps an adapter's notes (`Adapter::session_notes`); a note of the
+    /// same name is replaced. At most as many as digest hints.
+    pub fn add_notes(&self, notes: Vec<(String, String)>) {
+        let mut map = self.notes.lock().unwrap_or_else(|p| p.into_inner());
+        for (name, value) in notes {
+            if map.len() >= HINT_LIMIT && !map.contains_key(&name) {
+                break;
+            }
+            map.insert(name, value);
+        }
+    }
+
+    /// The notes whose name starts with `prefix`, in name order.
+    pub fn notes(&self, prefix: &str) -> Vec<(String, String)> {
+        self.notes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .range(prefix.to_owned()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
     }
 
     /// The digest announced for a canonical URL, if any.
