@@ -286,21 +286,6 @@ pub async fn serve(config_path: Option<PathBuf>, log_format: LogFormat) -> Resul
     // before any listener opens.
     let store = Store::open(&store_options(&config)?).context("storage is not usable")?;
     store.check().await.context("storage is not usable")?;
-    // Temp objects of writes that crashed (a killed server) are removed
-    // once they are old enough that no replica can still be writing them.
-    let sweeper = store.clone();
-    tokio::spawn(async move {
-        match sweeper.sweep_tmp(btrfly_store::DEFAULT_SWEEP_AGE).await {
-            Ok(s) if !s.removed.is_empty() => tracing::info!(
-                "swept {} temp object(s) left by crashed writes (older than {}s)",
-                s.removed.len(),
-                btrfly_store::DEFAULT_SWEEP_AGE.as_secs()
-            ),
-            Ok(_) => {}
-            Err(e) => tracing::warn!("sweeping temp objects of crashed writes: {e}"),
-        }
-    });
-
     // Every replica of a store shares one CA and token: a data dir
     // without a CA does not mint a new one for a store that has one.
     let known = store
@@ -319,6 +304,22 @@ pub async fn serve(config_path: Option<PathBuf>, log_format: LogFormat) -> Resul
     let token = load_or_create_token(&data_dir)?;
     let ca = Arc::new(CertificateAuthority::load_or_create(&data_dir)?);
     check_identity(&store, &data_dir, &ca, &token).await?;
+    // Temp objects of writes that crashed (a killed server) are removed
+    // once they are old enough that no replica can still be writing them;
+    // only by a server that passed the identity checks (one refused there
+    // exits without a sweep cut short in its log).
+    let sweeper = store.clone();
+    tokio::spawn(async move {
+        match sweeper.sweep_tmp(btrfly_store::DEFAULT_SWEEP_AGE).await {
+            Ok(s) if !s.removed.is_empty() => tracing::info!(
+                "swept {} temp object(s) left by crashed writes (older than {}s)",
+                s.removed.len(),
+                btrfly_store::DEFAULT_SWEEP_AGE.as_secs()
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::warn!("sweeping temp objects of crashed writes: {e}"),
+        }
+    });
 
     let bundle = btrfly_ca::roots::write_upstream_bundle(
         config.upstream.ca_file.as_deref(),
