@@ -4,9 +4,11 @@
 //! `btrfly-test-support`.
 
 mod archive;
+mod cargo;
 mod cli;
 mod fidelity;
 mod gateway;
+mod go;
 mod hardening;
 mod integrity;
 mod load;

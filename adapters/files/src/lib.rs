@@ -42,11 +42,7 @@ impl Adapter for FilesAdapter {
         {
             key = key.vary("range", range.trim());
         }
-        Some(Classification {
-            key,
-            mutability: Mutability::Mutable,
-            expected_sha256: None,
-        })
+        Some(Classification::new(key, Mutability::Mutable))
     }
 }
 
@@ -160,6 +156,6 @@ mod tests {
             .classify(&head(Method::GET, "https://files.example.test/a", &[]))
             .expect("claimed");
         assert_eq!(c.mutability, Mutability::Mutable);
-        assert_eq!(c.expected_sha256, None);
+        assert_eq!(c.expected, None);
     }
 }

@@ -77,6 +77,30 @@ pub fn is_token_key(key: &RecordingKey) -> bool {
     key.namespace == NAME && key.primary.split(' ').nth(1) == Some("token")
 }
 
+/// The purl of content by digest: `pkg:oci/{last name segment}@{digest}`
+/// with the `repository_url` qualifier (`host[:port]/full/name`), as the
+/// purl spec's `oci` type says; `None` outside `/v2/{name}/…`.
+pub fn purl(req: &RequestHead, digest: &Digest) -> Option<String> {
+    let rest = req.uri.path().strip_prefix("/v2/")?;
+    let name = rest
+        .rsplit_once("/blobs/")
+        .or_else(|| rest.rsplit_once("/manifests/"))?
+        .0;
+    let last = name.rsplit('/').next()?;
+    let host = match req.uri.port_u16() {
+        Some(p) => format!("{}:{p}", req.host().to_ascii_lowercase()),
+        None => req.host().to_ascii_lowercase(),
+    };
+    let repository = format!("{host}/{name}");
+    btrfly_core::purl_with(
+        "oci",
+        None,
+        last,
+        Some(digest.as_ref()),
+        &[("repository_url", &repository)],
+    )
+}
+
 /// A bearer-token request: the realm (scheme, host, port, path) and the
 /// service it is for.
 pub fn token(req: &RequestHead) -> RecordingKey {

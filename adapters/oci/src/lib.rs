@@ -93,11 +93,7 @@ impl Default for OciAdapter {
 }
 
 fn mutable(key: btrfly_core::RecordingKey) -> Classification {
-    Classification {
-        key,
-        mutability: Mutability::Mutable,
-        expected_sha256: None,
-    }
+    Classification::new(key, Mutability::Mutable)
 }
 
 /// Manifests and blobs by digest: keyed by the digest when it is a sha256
@@ -107,7 +103,9 @@ fn by_digest(req: &RequestHead, what: &str, digest: &oci_spec::image::Digest) ->
         Some(hex) => Classification {
             key: key::by_digest(req, what, digest),
             mutability: Mutability::Immutable,
-            expected_sha256: Some(hex),
+            expected: Some(hex.into()),
+            package: key::purl(req, digest),
+            subject: None,
         },
         None => mutable(key::exact(req)),
     }

@@ -131,7 +131,11 @@ fn keys_by_endpoint() {
         let got: Vec<(String, String)> = c.key.variance.clone().into_iter().collect();
         assert_eq!(got, want, "{method} {uri}");
         assert_eq!(c.mutability, *mutability, "{method} {uri}");
-        assert_eq!(c.expected_sha256.as_deref(), *expected, "{method} {uri}");
+        assert_eq!(
+            c.expected.as_ref().map(|d| d.to_string()).as_deref(),
+            *expected,
+            "{method} {uri}"
+        );
     }
 }
 
@@ -543,4 +547,27 @@ fn only_the_version_check_may_lose_its_body() {
             assert_eq!(a.head_suffices(&class_of(&uri), status), want, "{uri}");
         }
     }
+}
+
+/// Content by digest names its package: `pkg:oci/<last name segment>@<digest>`
+/// with the repository as a qualifier (encoded by the `packageurl` crate);
+/// tags and lists name none.
+#[test]
+fn content_by_digest_has_a_purl() {
+    let d = format!("sha256:{}", "a".repeat(64));
+    let blob = class_of(&format!(
+        "https://registry.example.test:5000/v2/team/app/blobs/{d}"
+    ));
+    assert_eq!(
+        blob.package.as_deref(),
+        Some(
+            format!(
+                "pkg:oci/app@sha256:{}?repository_url=registry.example.test:5000%2Fteam%2Fapp",
+                "a".repeat(64)
+            )
+            .as_str()
+        )
+    );
+    let tag = class_of("https://registry.example.test:5000/v2/team/app/manifests/latest");
+    assert_eq!(tag.package, None);
 }

@@ -153,7 +153,7 @@ fn push_hints(hints: &mut Vec<DigestHint>, url: &Url, sha256: &str) {
             if !hints.iter().any(|h| h.url == u) {
                 hints.push(DigestHint {
                     url: u,
-                    sha256: sha256.clone(),
+                    digest: sha256.clone().into(),
                 });
             }
         }
@@ -417,7 +417,7 @@ mod tests {
             hints[0].url,
             "https://pypi.example.test:443/p/f.whl?a=1&b=2"
         );
-        assert_eq!(hints[0].sha256, d);
+        assert_eq!(hints[0].digest.to_string(), d);
     }
 
     #[test]

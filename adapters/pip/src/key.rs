@@ -482,9 +482,15 @@ pub fn classify(config: &PipConfig, req: &RequestHead) -> Option<Classification>
         Resource::File => Mutability::Immutable,
         _ => Mutability::Mutable,
     };
+    let package = match resource {
+        Resource::File => crate::purl::of_file(req.uri.path()),
+        _ => None,
+    };
     Some(Classification {
         key,
         mutability,
-        expected_sha256: None,
+        expected: None,
+        package,
+        subject: None,
     })
 }

@@ -26,6 +26,7 @@ pub mod config;
 pub mod headers;
 pub mod index;
 pub mod key;
+pub mod purl;
 
 use btrfly_core::{Adapter, Classification, DigestHint, Entry, Mutability, RequestHead};
 use http::HeaderMap;

@@ -38,6 +38,7 @@ fn entry(content_type: &str) -> Entry {
         size: 0,
         mutability: Mutability::Mutable,
         recorded_at: time::OffsetDateTime::UNIX_EPOCH,
+        purl: None,
     }
 }
 
@@ -88,7 +89,7 @@ fn session_hints() -> HashMap<String, String> {
         assert!(a.inspects(&class, 200), "{url}");
         assert!(!a.inspects(&class, 404), "{url}");
         for h in a.digest_hints(&req, &entry(ct), &body) {
-            hints.insert(h.url, h.sha256.to_string());
+            hints.insert(h.url, h.digest.to_string());
         }
     }
     hints
@@ -561,7 +562,9 @@ fn normalized(mutability: Mutability, status: u16, pairs: &[(&str, &str)]) -> He
     let class = Classification {
         key: RecordingKey::new(NAME, "x"),
         mutability,
-        expected_sha256: None,
+        expected: None,
+        package: None,
+        subject: None,
     };
     let mut h = headers(pairs);
     adapter().normalize_response_headers(&class, status, &mut h);
@@ -744,7 +747,7 @@ proptest! {
         let pairs: Vec<(&str, &str)> = names.iter().map(|n| (*n, "v")).collect();
         let m = if immutable { Immutable } else { Mutable };
         let once = normalized(m, status, &pairs);
-        let class = Classification { key: RecordingKey::new(NAME, "x"), mutability: m, expected_sha256: None };
+        let class = Classification::new(RecordingKey::new(NAME, "x"), m);
         let mut twice = once.clone();
         adapter().normalize_response_headers(&class, status, &mut twice);
         prop_assert_eq!(twice, once);

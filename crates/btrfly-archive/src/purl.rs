@@ -1,9 +1,12 @@
 //! Package identities (purl, the package-url specification) of tag
-//! entries, derived from what an entry alone says: its URL, its key and,
-//! for a manifest fetched by tag, its body digest.
+//! entries.
 //!
-//! The gateway does not record package identities yet; these rules give
-//! one where the URL shape leaves no doubt:
+//! The adapter that recorded an entry says which package its body is
+//! (`Entry::purl`, from `Classification::package`): that identity is the
+//! one a manifest lists, the same `btrfly tag show --json` prints
+//! ([`recorded_purl`]). Entries without one (recorded before adapters said
+//! so, or by the files adapter) get what their URL and key say where the
+//! shape leaves no doubt ([`derive_purl`]):
 //!
 //! | entry | purl |
 //! |---|---|
@@ -20,14 +23,11 @@
 use btrfly_core::Entry;
 use packageurl::PackageUrl;
 
-/// The package identity an adapter recorded with the entry, which wins
-/// over [`derive_purl`] wherever both exist.
-///
-/// The one place that reads it: entries carry none yet (the adapters'
-/// package identities are issue 14); once `Entry` has its `purl` field this
-/// returns it.
-pub fn recorded_purl(_entry: &Entry) -> Option<String> {
-    None
+/// The package identity an adapter recorded with the entry
+/// (`Entry::purl`), which wins over [`derive_purl`] wherever both exist.
+/// The manifest validates it ([`crate::bom::Item::new`]) before listing it.
+pub fn recorded_purl(entry: &Entry) -> Option<String> {
+    entry.purl.clone()
 }
 
 /// The purl of an entry, when its URL and key name a package without
@@ -243,6 +243,7 @@ mod tests {
             size: 1,
             mutability: Mutability::Immutable,
             recorded_at: time::OffsetDateTime::UNIX_EPOCH,
+            purl: None,
         }
     }
 

@@ -305,6 +305,7 @@ fn entry_of(ex: &Exchange, classify: Classify<'_>) -> Result<(Entry, Option<Vary
             size: ex.body.size,
             mutability: own.mutability,
             recorded_at: ex.date,
+            purl: own.purl.clone(),
         };
         return Ok((entry, vary_record_of(&own.key)));
     }
@@ -361,7 +362,10 @@ fn entry_of(ex: &Exchange, classify: Classify<'_>) -> Result<(Entry, Option<Vary
             ex.status
         ));
     }
-    if let Some(expected) = &class.expected_sha256 {
+    // Only a sha256 can be checked against the archive's body digest; the
+    // other announced forms (sha512, sha1, Go h1) come from pages recorded
+    // in a live session (digest hints), never from a URL alone.
+    if let Some(expected) = class.expected.as_ref().and_then(|d| d.as_sha256()) {
         let verified = method == "GET" && (200..300).contains(&ex.status) && ex.status != 204;
         if verified && expected != &ex.body.sha256 {
             return Err(format!(
@@ -397,6 +401,7 @@ fn entry_of(ex: &Exchange, classify: Classify<'_>) -> Result<(Entry, Option<Vary
         size: ex.body.size,
         mutability: class.mutability,
         recorded_at: ex.date,
+        purl: class.package.clone(),
     };
     Ok((entry, record))
 }

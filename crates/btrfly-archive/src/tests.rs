@@ -56,6 +56,7 @@ fn entry(ns: &str, method: &str, url: &str, status: u16, headers: &[(&str, &[u8]
         size: 0,
         mutability: Mutability::Mutable,
         recorded_at: at(1_700_000_000, 250_000),
+        purl: None,
     }
 }
 
@@ -103,6 +104,8 @@ async fn sample_tag(store: &Store, name: &str) -> Vec<Entry> {
         &[("content-type", b"application/octet-stream")],
     );
     wheel.mutability = Mutability::Immutable;
+    // what the pip adapter records for it
+    wheel.purl = Some("pkg:pypi/demo-pkg@1.0".into());
     out.push(put(store, &t, wheel, b"PK\x03\x04 wheel bytes").await);
     let mut page = entry(
         "files",
@@ -215,6 +218,7 @@ fn comparable(e: &Entry) -> serde_json::Value {
         "size": e.size,
         "mutability": e.mutability,
         "recorded_at": e.recorded_at.unix_timestamp_nanos().to_string(),
+        "purl": e.purl,
     })
 }
 
@@ -586,6 +590,63 @@ async fn diff_of_two_recordings_where_upstream_changed_one_file() {
         .any(|i| i.purl.as_deref() == Some("pkg:pypi/demo-pkg@1.0?file_name=x.whl")));
     let err = Manifest::derive(meta, entries, |_| Some("not a purl".into())).expect_err("refused");
     assert!(err.to_string().contains("not a package URL"), "{err}");
+}
+
+#[test]
+fn a_manifest_lists_the_purl_the_adapter_recorded_as_it_was_recorded() {
+    // purls as the adapters build them (`btrfly_core::purl`), one of them
+    // on an entry whose URL would derive another
+    let recorded = [
+        (
+            "https://registry.example.test:5000/v2/team/app/blobs/sha256:".to_owned()
+                + &"cd".repeat(32),
+            format!(
+                "pkg:oci/app@sha256:{}?repository_url=registry.example.test:5000%2Fteam%2Fapp",
+                "cd".repeat(32)
+            ),
+        ),
+        (
+            "https://proxy.example.test:443/example.test/%21upper/@v/v1.0.0.zip".to_owned(),
+            "pkg:golang/example.test/Upper@v1.0.0".to_owned(),
+        ),
+        (
+            "https://npm.example.test:443/@types/node/-/node-20.1.0.tgz".to_owned(),
+            "pkg:npm/%40types/node@20.1.0".to_owned(),
+        ),
+    ];
+    let mut entries: Vec<Entry> = recorded
+        .iter()
+        .map(|(url, purl)| {
+            let mut e = entry("files", "GET", url, 200, &[]);
+            e.purl = Some(purl.clone());
+            e
+        })
+        .collect();
+    // an entry without one gets the derived identity
+    entries.push(entry(
+        "files",
+        "GET",
+        "https://crates.example.test:443/api/v1/crates/serde/1.0.200/download",
+        200,
+        &[],
+    ));
+    let meta = TagMeta {
+        tag: tag("purls"),
+        created_at: at(1_700_000_000, 0),
+        sealed: true,
+        sealed_at: Some(at(1_700_000_000, 0)),
+    };
+    let m = Manifest::of_entries(meta, entries).expect("manifest");
+    for (url, purl) in &recorded {
+        let item = m.items.iter().find(|i| &i.entry.url == url).expect("item");
+        assert_eq!(item.purl.as_deref(), Some(purl.as_str()), "{url}");
+    }
+    let derived = m
+        .items
+        .iter()
+        .find(|i| i.entry.url.ends_with("/download"))
+        .expect("crate");
+    assert_eq!(derived.purl.as_deref(), Some("pkg:cargo/serde@1.0.200"));
 }
 
 #[tokio::test]

@@ -109,6 +109,7 @@ async fn a_200_mib_body_streams_through_export_and_import_in_bounded_memory() {
         size: SIZE,
         mutability: Mutability::Mutable,
         recorded_at: OffsetDateTime::from_unix_timestamp(1_700_000_000).expect("time"),
+        purl: None,
     };
     let meta = TagMeta {
         tag: Tag::new("huge").expect("tag"),

@@ -159,6 +159,19 @@ fn adapters(config: &Config) -> Result<Adapters> {
             .map_err(|e| anyhow::anyhow!("adapters.oci.{e}"))?;
         list.push(Arc::new(adapter));
     }
+    let go = &config.adapters.go;
+    if go.enabled {
+        let settings = btrfly_adapter_go::GoConfig::new(&go.proxy_hosts, &go.sumdb_hosts)
+            .map_err(|e| anyhow::anyhow!("adapters.go.{e}"))?;
+        list.push(Arc::new(btrfly_adapter_go::GoAdapter::new(settings)));
+    }
+    let cargo = &config.adapters.cargo;
+    if cargo.enabled {
+        let settings =
+            btrfly_adapter_cargo::CargoConfig::new(&cargo.index_hosts, &cargo.download_hosts)
+                .map_err(|e| anyhow::anyhow!("adapters.cargo.{e}"))?;
+        list.push(Arc::new(btrfly_adapter_cargo::CargoAdapter::new(settings)));
+    }
     let pip = &config.adapters.pip;
     if pip.enabled {
         let settings = btrfly_adapter_pip::PipConfig::new(&pip.index_hosts, &pip.file_hosts)

@@ -614,6 +614,9 @@ pub async fn tag_show(args: &ServerArgs, tag: &str, json: bool) -> Result<ExitCo
         println!("  status: {}", e.status);
         println!("  size: {}", e.size);
         println!("  sha256: {}", e.sha256);
+        if let Some(purl) = &e.purl {
+            println!("  package: {purl}");
+        }
         println!("  key: {}", e.key);
         println!("  recorded: {}", rfc3339(e.recorded_at));
         println!("  headers:");

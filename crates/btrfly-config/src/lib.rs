@@ -429,6 +429,70 @@ pub struct AdaptersConfig {
     #[serde(default)]
     /// `[adapters.oci]`.
     pub oci: OciAdapterConfig,
+    #[serde(default)]
+    /// `[adapters.go]`.
+    pub go: GoAdapterConfig,
+    #[serde(default)]
+    /// `[adapters.cargo]`.
+    pub cargo: CargoAdapterConfig,
+}
+
+/// cargo's sparse registries: `config.json`, index files, `.crate`
+/// downloads. Without hosts it still recognises index requests by cargo's
+/// `cargo-protocol` request header and downloads by their
+/// `…/{crate}/{version}/download` or `{crate}-{version}.crate` paths;
+/// listing hosts makes every request to them cargo's.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CargoAdapterConfig {
+    #[serde(default = "yes")]
+    /// Default true.
+    pub enabled: bool,
+    /// Hosts (`name` or `name:port`) serving a sparse index.
+    #[serde(default)]
+    pub index_hosts: Vec<String>,
+    /// Hosts (`name` or `name:port`) serving `.crate` downloads.
+    #[serde(default)]
+    pub download_hosts: Vec<String>,
+}
+
+impl Default for CargoAdapterConfig {
+    fn default() -> Self {
+        CargoAdapterConfig {
+            enabled: true,
+            index_hosts: Vec::new(),
+            download_hosts: Vec::new(),
+        }
+    }
+}
+
+/// Go modules: the module proxy protocol, the checksum database, direct
+/// mode (go-get pages, git over HTTP). Without hosts it still recognises
+/// proxy requests by their `/@v/` and `/@latest` paths and checksum
+/// database requests by `/lookup/` and `/tile/`; listing hosts makes every
+/// request to them Go's.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GoAdapterConfig {
+    #[serde(default = "yes")]
+    /// Default true.
+    pub enabled: bool,
+    /// Hosts (`name` or `name:port`) serving the module proxy protocol.
+    #[serde(default)]
+    pub proxy_hosts: Vec<String>,
+    /// Hosts (`name` or `name:port`) serving a checksum database.
+    #[serde(default)]
+    pub sumdb_hosts: Vec<String>,
+}
+
+impl Default for GoAdapterConfig {
+    fn default() -> Self {
+        GoAdapterConfig {
+            enabled: true,
+            proxy_hosts: Vec::new(),
+            sumdb_hosts: Vec::new(),
+        }
+    }
 }
 
 /// The Python package index protocol (simple API in HTML and JSON, the
@@ -585,6 +649,16 @@ impl Config {
             ("adapters.pip.file_hosts", &pip.file_hosts),
             ("adapters.oci.registries", &oci.registries),
             ("adapters.oci.auth_hosts", &oci.auth_hosts),
+            ("adapters.go.proxy_hosts", &self.adapters.go.proxy_hosts),
+            ("adapters.go.sumdb_hosts", &self.adapters.go.sumdb_hosts),
+            (
+                "adapters.cargo.index_hosts",
+                &self.adapters.cargo.index_hosts,
+            ),
+            (
+                "adapters.cargo.download_hosts",
+                &self.adapters.cargo.download_hosts,
+            ),
         ];
         for (key, list) in lists {
             if let Err(e) = btrfly_core::HostPattern::parse_all(list) {

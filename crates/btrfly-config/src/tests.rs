@@ -294,3 +294,61 @@ fn session_leases_are_durations() {
         assert!(err.contains("sessions.lease"), "{bad}: {err}");
     }
 }
+
+#[test]
+fn go_hosts_parse_and_bad_ones_are_named() {
+    let c = parse("").expect("empty");
+    assert!(c.adapters.go.enabled && c.adapters.go.proxy_hosts.is_empty());
+    let c = parse(
+        "[adapters.go]\nproxy_hosts = [\"goproxy.example.test\"]\nsumdb_hosts = [\"sum.example.test:8443\"]",
+    )
+    .expect("parse");
+    assert_eq!(c.adapters.go.proxy_hosts, ["goproxy.example.test"]);
+    assert_eq!(c.adapters.go.sumdb_hosts, ["sum.example.test:8443"]);
+    let err = parse("[adapters.go]\nsumdb_hosts = [\"https://sum.example.test\"]")
+        .expect_err("a URL is not a host")
+        .to_string();
+    assert!(err.contains("adapters.go.sumdb_hosts"), "{err}");
+    assert!(parse("[adapters.go]\nproxy_host = [\"x\"]").is_err());
+    assert!(
+        !parse("[adapters.go]\nenabled = false")
+            .expect("parse")
+            .adapters
+            .go
+            .enabled
+    );
+}
+
+#[test]
+fn cargo_adapter_config() {
+    let c = parse("").expect("empty");
+    assert!(c.adapters.cargo.enabled);
+    assert!(c.adapters.cargo.index_hosts.is_empty() && c.adapters.cargo.download_hosts.is_empty());
+    let c = parse(
+        "[adapters.cargo]\nindex_hosts = [\"index.example.test\"]\ndownload_hosts = [\"static.example.test:8443\"]",
+    )
+    .expect("parse");
+    assert_eq!(c.adapters.cargo.index_hosts, ["index.example.test"]);
+    assert_eq!(
+        c.adapters.cargo.download_hosts,
+        ["static.example.test:8443"]
+    );
+    let err = parse("[adapters.cargo]\ndownload_hosts = [\"https://static.example.test/\"]")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("adapters.cargo.download_hosts"), "{err}");
+    let err = parse("[adapters.cargo]\nindex = \"x\"")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("index"), "{err}");
+    let c = parse("[adapters.cargo]\nenabled = false").expect("parse");
+    assert!(!c.adapters.cargo.enabled);
+    // the example file's table is read as written
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/btrfly.example.toml");
+    let c = Config::load(&example).expect("example");
+    assert_eq!(c.adapters.cargo.index_hosts, ["crates.example.test"]);
+    assert_eq!(
+        c.adapters.cargo.download_hosts,
+        ["static.crates.example.test"]
+    );
+}

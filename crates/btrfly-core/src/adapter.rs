@@ -7,8 +7,8 @@
 
 use http::{HeaderMap, Method, Uri};
 
-use crate::digest::Sha256;
 use crate::entry::{Entry, Mutability};
+use crate::expected::ExpectedDigest;
 use crate::host::Origin;
 use crate::key::RecordingKey;
 
@@ -140,14 +140,17 @@ pub fn canonical_url(uri: &Uri) -> String {
     format!("{scheme}://{host}:{port}{pq}")
 }
 
-/// A digest one recorded response announced for another URL (an index page
-/// listing files with their sha256): the later download must match it.
+/// A digest one recorded response announced for another resource (an index
+/// page listing files with their sha256, a checksum database's answer for
+/// a module version): the later download must match it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DigestHint {
-    /// In [`canonical_url`] form.
+    /// The resource: a URL in [`canonical_url`] form, or a subject an
+    /// adapter names for it (see [`Classification::subject`]) when the
+    /// announcement does not know the download's URL.
     pub url: String,
-    /// The digest the body of `url` must have.
-    pub sha256: Sha256,
+    /// The digest the body of that resource must have.
+    pub digest: ExpectedDigest,
 }
 
 /// An adapter's verdict on a request.
@@ -157,9 +160,32 @@ pub struct Classification {
     pub key: RecordingKey,
     /// Shared across tags, or frozen per tag.
     pub mutability: Mutability,
-    /// When known from the protocol, the sha256 the response body must have;
-    /// a body that does not match is not recorded.
-    pub expected_sha256: Option<Sha256>,
+    /// When known from the protocol, the digest the response body must
+    /// have; a body that does not match is not recorded.
+    pub expected: Option<ExpectedDigest>,
+    /// The package this resource belongs to, as a package URL (purl,
+    /// `pkg:type/namespace/name@version`, built with [`crate::purl()`]);
+    /// recorded in [`Entry::purl`].
+    pub package: Option<String>,
+    /// A name for the artifact that digest hints may use instead of its URL
+    /// (`go:zip:example.test/m@v1.0.0`, `cargo:serde@1.0.0`), for
+    /// protocols where the page announcing a digest does not know where
+    /// the artifact will be downloaded from. Only looked up when no hint
+    /// names the URL.
+    pub subject: Option<String>,
+}
+
+impl Classification {
+    /// A classification with no expected digest, package or subject.
+    pub fn new(key: RecordingKey, mutability: Mutability) -> Classification {
+        Classification {
+            key,
+            mutability,
+            expected: None,
+            package: None,
+            subject: None,
+        }
+    }
 }
 
 /// An ecosystem's rules: which requests are its own, how they are keyed,
@@ -181,12 +207,43 @@ pub trait Adapter: Send + Sync + 'static {
         false
     }
 
-    /// Digests that a recorded body announces for other URLs. Within the
-    /// session that recorded it, a later request for such a URL gets the
-    /// digest as its `expected_sha256`, so a tampered download is not
+    /// Digests that a recorded body announces for other URLs (or subjects,
+    /// see [`Classification::subject`]). Within the session that recorded
+    /// it, a later request for such a URL gets the digest as its
+    /// [`Classification::expected`], so a tampered download is not
     /// recorded.
     fn digest_hints(&self, _req: &RequestHead, _entry: &Entry, _body: &[u8]) -> Vec<DigestHint> {
         Vec::new()
+    }
+
+    /// Facts an inspected body states that this adapter needs when it
+    /// reads another body of the same session, as `(name, value)` notes
+    /// (cargo's `config.json`: the download URL template of its index; an
+    /// index file: its checksums, for a template that comes later). The
+    /// session keeps them (bounded) until it ends; names should start with
+    /// the adapter's name.
+    fn session_notes(
+        &self,
+        _req: &RequestHead,
+        _entry: &Entry,
+        _body: &[u8],
+    ) -> Vec<(String, String)> {
+        Vec::new()
+    }
+
+    /// [`Adapter::digest_hints`] for adapters that need the session's
+    /// notes: `notes(prefix)` lists the `(name, value)` notes whose name
+    /// starts with `prefix`, this body's own [`Adapter::session_notes`]
+    /// included. Of two bodies inspected at the same time, at least the
+    /// later reader sees the other's notes. The default ignores the notes.
+    fn digest_hints_noted(
+        &self,
+        req: &RequestHead,
+        entry: &Entry,
+        body: &[u8],
+        _notes: &dyn Fn(&str) -> Vec<(String, String)>,
+    ) -> Vec<DigestHint> {
+        self.digest_hints(req, entry, body)
     }
 
     /// Rewrites the head of a response being recorded, before it goes on to

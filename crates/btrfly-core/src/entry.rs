@@ -41,6 +41,11 @@ pub struct Entry {
     /// When it was recorded.
     #[serde(with = "time::serde::rfc3339")]
     pub recorded_at: OffsetDateTime,
+    /// The package the body belongs to, as a package URL
+    /// (`pkg:golang/example.test/m@v1.0.0`), when the adapter knows it;
+    /// absent in entries recorded before adapters said so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purl: Option<String>,
 }
 
 impl Entry {

@@ -13,9 +13,11 @@ pub mod adapter;
 pub mod api;
 pub mod digest;
 pub mod entry;
+pub mod expected;
 pub mod host;
 pub mod key;
 pub mod mirror;
+pub mod purl;
 pub mod session;
 pub mod token;
 
@@ -24,9 +26,11 @@ pub use adapter::{
 };
 pub use digest::{is_sha256_hex, sha256_hex, DigestError, Sha256};
 pub use entry::{Entry, FieldValue, Mutability, TagMeta, VaryRecord};
+pub use expected::{ExpectedDigest, ExpectedDigestError, H1Of};
 pub use host::{HostPattern, HostPatternError, Origin};
 pub use key::{vary_names, vary_value, RecordingKey, BODY_VARIANCE, NEVER_VARY, VARY_PREFIX};
 pub use mirror::{MirrorEntry, MirrorSource, MirrorSourceError, MirrorState};
+pub use purl::{purl, purl_with};
 pub use session::{
     Mode, ModeError, SessionId, SessionIdError, SessionInfo, Summary, Tag, TagError,
 };

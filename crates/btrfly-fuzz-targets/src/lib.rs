@@ -9,7 +9,7 @@
 //!
 //! | target | what it feeds | property |
 //! |---|---|---|
-//! | `files_key`, `pip_key`, `oci_key` | a request head (HTTP/1.1 text) to the adapter's `classify` | no panic; no `Authorization`/`Cookie` value in the key |
+//! | `files_key`, `pip_key`, `oci_key`, `cargo_key` | a request head (HTTP/1.1 text) to the adapter's `classify` | no panic; no `Authorization`/`Cookie` value in the key |
 //! | `pip_page` | an index page (first byte: HTML or JSON) to the pip page parser | no panic; every hint names a URL and a 64-hex digest |
 //! | `connect_head` | bytes to the listener's head framing and CONNECT parsing | no panic; a parsed target has a host |
 //! | `config` | TOML text to the config loader | no panic (errors are fine) |
@@ -29,6 +29,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("files_key", files_key),
     ("pip_key", pip_key),
     ("oci_key", oci_key),
+    ("cargo_key", cargo_key),
     ("pip_page", pip_page),
     ("connect_head", connect_head),
     ("config", config),
@@ -125,6 +126,23 @@ pub fn oci_key(data: &[u8]) {
     }
 }
 
+/// The cargo adapter's key of an arbitrary request head (index host
+/// `index.example.test`, download host `static.example.test`).
+pub fn cargo_key(data: &[u8]) {
+    static CARGO: OnceLock<btrfly_adapter_cargo::CargoAdapter> = OnceLock::new();
+    let adapter = CARGO.get_or_init(|| {
+        let config = btrfly_adapter_cargo::CargoConfig::new(
+            &["index.example.test"],
+            &["static.example.test"],
+        )
+        .unwrap_or_default();
+        btrfly_adapter_cargo::CargoAdapter::new(config)
+    });
+    if let Some(head) = request_head(data) {
+        check_no_secret_in_key(&head, adapter);
+    }
+}
+
 /// The pip index page parser: the first byte picks the form (even: PEP
 /// 503 HTML, odd: PEP 691 JSON), the rest is the page.
 pub fn pip_page(data: &[u8]) {
@@ -144,7 +162,9 @@ pub fn pip_page(data: &[u8]) {
     );
     for h in hints {
         assert!(!h.url.is_empty(), "a hint without a URL");
-        assert_eq!(h.sha256.as_str().len(), 64, "{h:?}");
+        if let Some(sha256) = h.digest.as_sha256() {
+            assert_eq!(sha256.as_str().len(), 64, "{h:?}");
+        }
     }
 }
 
@@ -207,7 +227,9 @@ mod tests {
                 Some(btrfly_core::Classification {
                     key: btrfly_core::RecordingKey::new("leaky", auth),
                     mutability: btrfly_core::Mutability::Mutable,
-                    expected_sha256: None,
+                    expected: None,
+                    package: None,
+                    subject: None,
                 })
             }
         }

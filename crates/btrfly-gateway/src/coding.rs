@@ -94,6 +94,7 @@ mod tests {
             size: 0,
             mutability: btrfly_core::Mutability::Mutable,
             recorded_at: time::OffsetDateTime::UNIX_EPOCH,
+            purl: None,
         }
     }
 

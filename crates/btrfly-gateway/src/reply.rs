@@ -191,6 +191,7 @@ mod tests {
             size,
             mutability: btrfly_core::Mutability::Mutable,
             recorded_at: time::OffsetDateTime::UNIX_EPOCH,
+            purl: None,
         }
     }
 

@@ -305,7 +305,7 @@ async fn plan_with_digest(w: &World, tag: &str, expected: &str) -> (RecordPlan, 
     else {
         panic!()
     };
-    plan.classification.expected_sha256 = Some(btrfly_core::Sha256::new(expected).expect("digest"));
+    plan.classification.expected = Some(btrfly_core::Sha256::new(expected).expect("digest").into());
     (*plan, s.session)
 }
 
@@ -370,7 +370,9 @@ async fn a_refused_body_is_counted_and_no_part_of_it_is_served_again() {
     let url = "https://a.example.test:443/pkg.whl";
     s.session.add_hints(vec![btrfly_core::DigestHint {
         url: url.into(),
-        sha256: btrfly_core::Sha256::new(&"0".repeat(64)).expect("digest"),
+        digest: btrfly_core::Sha256::new(&"0".repeat(64))
+            .expect("digest")
+            .into(),
     }]);
     let send = |range| {
         let svc = w.svc.clone();
@@ -403,7 +405,7 @@ async fn a_refused_body_is_counted_and_no_part_of_it_is_served_again() {
     // the whole body is fetched (and checked) again
     assert!(matches!(
         send(None).await,
-        Decision::Forward(Forward { recording: Some(p) }) if p.classification.expected_sha256.is_some()
+        Decision::Forward(Forward { recording: Some(p) }) if p.classification.expected.is_some()
     ));
     // a part of it (a resumed download) is refused, with a status that
     // clients do not retry
@@ -425,7 +427,9 @@ async fn a_range_request_is_not_checked_against_the_whole_body_digest() {
     let url = "https://a.example.test:443/pkg.whl";
     s.session.add_hints(vec![btrfly_core::DigestHint {
         url: url.into(),
-        sha256: btrfly_core::Sha256::new(&"1".repeat(64)).expect("digest"),
+        digest: btrfly_core::Sha256::new(&"1".repeat(64))
+            .expect("digest")
+            .into(),
     }]);
     let plan = |range| {
         let svc = w.svc.clone();
@@ -439,7 +443,7 @@ async fn a_range_request_is_not_checked_against_the_whole_body_digest() {
             match svc.oneshot(req).await.expect("infallible") {
                 Decision::Forward(Forward {
                     recording: Some(plan),
-                }) => plan.classification.expected_sha256.map(String::from),
+                }) => plan.classification.expected.map(|d| d.to_string()),
                 _ => panic!("record mode forwards"),
             }
         }

@@ -29,7 +29,9 @@ impl Adapter for Hooked {
         (req.host() == "hooked.example.test").then(|| Classification {
             key: RecordingKey::new("hooked", format!("{} {}", req.method, req.uri.path())),
             mutability: Mutability::Mutable,
-            expected_sha256: None,
+            expected: None,
+            package: None,
+            subject: None,
         })
     }
 

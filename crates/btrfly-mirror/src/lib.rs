@@ -414,7 +414,7 @@ async fn fetch_file(
     if let Some(expected) = sha256 {
         session.add_hints(vec![DigestHint {
             url: canonical_url(&uri),
-            sha256: expected.clone(),
+            digest: btrfly_core::ExpectedDigest::Sha256(expected.clone()),
         }]);
     }
     let resp = client

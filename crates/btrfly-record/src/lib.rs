@@ -18,6 +18,7 @@ pub mod flight;
 pub mod plan;
 pub mod recorder;
 pub mod secrets;
+pub mod verify;
 
 pub use exchange::{Ending, Exchange, Failure, RequestBodySource, ResponseHead};
 pub use flight::{FlightGuard, Flights, Role};

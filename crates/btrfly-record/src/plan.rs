@@ -52,7 +52,7 @@ impl RecordPlan {
                 },
             );
         }
-        if let (Some(sha256), true) = (&class.expected_sha256, (300..400).contains(&status)) {
+        if let (Some(digest), true) = (&class.expected, (300..400).contains(&status)) {
             if let Some(url) = headers
                 .get(http::header::LOCATION)
                 .and_then(|v| v.to_str().ok())
@@ -60,7 +60,7 @@ impl RecordPlan {
             {
                 self.session.add_hints(vec![btrfly_core::DigestHint {
                     url,
-                    sha256: sha256.clone(),
+                    digest: digest.clone(),
                 }]);
             }
         }

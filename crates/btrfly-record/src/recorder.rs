@@ -11,10 +11,11 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use btrfly_core::{Entry, FieldValue, Sha256, VaryRecord, BODY_VARIANCE, MAX_INSPECTED_BODY};
+
+use crate::verify::Checker;
 use btrfly_store::{BlobWriter, StoreError, StoredBlob};
 use bytes::Bytes;
 use http::HeaderMap;
-use sha2::Digest;
 use time::OffsetDateTime;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -27,14 +28,17 @@ use crate::secrets;
 /// A body whose digest is not the one announced for it: the client must
 /// not get it whole, and it is not recorded.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("not recorded: {what}: body sha256 {actual} does not match the expected {expected}")]
+#[error("not recorded: {what}: body {algorithm} {actual} does not match the expected {expected}")]
 pub struct Mismatch {
     /// `METHOD URL`.
     pub what: String,
-    /// The digest the protocol announced.
-    pub expected: Sha256,
-    /// The digest of the body that arrived.
-    pub actual: Sha256,
+    /// The algorithm (`sha256`, `sha512`, `sha1`, `h1`).
+    pub algorithm: &'static str,
+    /// The digest the protocol announced, as the protocol writes it.
+    pub expected: String,
+    /// The digest of the body that arrived, in the same form (or why it
+    /// has none: a Go module zip that cannot be read).
+    pub actual: String,
 }
 
 /// Why a whole answer could not be recorded.
@@ -111,8 +115,7 @@ pub struct Recorder {
 /// newest chunk is held back from the client until the digest is known, so
 /// a body that does not match never reaches the client whole.
 struct Verify {
-    expected: Sha256,
-    hasher: sha2::Sha256,
+    checker: Option<Checker>,
     held: Option<Bytes>,
 }
 
@@ -138,9 +141,12 @@ impl Recorder {
         // GET carries it. A redirect, a HEAD, an error answer is recorded as
         // it came.
         let verified = (plan.method == "GET" && (200..300).contains(&status) && status != 204)
-            .then(|| plan.classification.expected_sha256.clone())
+            .then(|| plan.classification.expected.clone())
             .flatten();
-        let writer = plan.store.blob_writer(verified.clone()).await?;
+        let writer = plan
+            .store
+            .blob_writer(verified.as_ref().and_then(|d| d.as_sha256()).cloned())
+            .await?;
         let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
         let token_answer =
             (200..300).contains(&status) && plan.adapter.is_token_answer(&plan.classification);
@@ -170,8 +176,7 @@ impl Recorder {
             .map(|(k, v)| (k.as_str().to_owned(), FieldValue::from(v)))
             .collect();
         let verify = verified.map(|expected| Verify {
-            expected,
-            hasher: sha2::Sha256::default(),
+            checker: Some(Checker::new(expected)),
             held: None,
         });
         Ok(Recorder {
@@ -219,18 +224,26 @@ impl Recorder {
             Some(v) => {
                 let mut release = None;
                 if let Some(chunk) = incoming.filter(|c| !c.is_empty()) {
-                    v.hasher.update(&chunk);
+                    if let Some(c) = v.checker.as_mut() {
+                        c.update(&chunk);
+                    }
                     release = v.held.replace(chunk);
                 }
                 let complete = end_of_stream || self.content_length == Some(self.seen);
                 if complete {
-                    let actual =
-                        Sha256::from_bytes(std::mem::take(&mut v.hasher).finalize().into());
-                    if actual != v.expected {
+                    let outcome = match v.checker.take() {
+                        Some(c) => {
+                            let expected = c.expected().to_string();
+                            c.finish().map_err(|computed| (expected, computed))
+                        }
+                        None => Ok(()),
+                    };
+                    if let Err((expected, computed)) = outcome {
                         let mismatch = Mismatch {
                             what: format!("{} {}", self.plan.method, self.plan.url),
-                            expected: v.expected.clone(),
-                            actual,
+                            algorithm: computed.algorithm,
+                            expected,
+                            actual: computed.actual,
                         };
                         self.verify = None;
                         self.pending.clear();
@@ -376,6 +389,7 @@ impl Recorder {
             size: blob.size,
             mutability: self.plan.classification.mutability,
             recorded_at: OffsetDateTime::now_utc(),
+            purl: self.plan.classification.package.clone(),
         };
         self.plan
             .store
@@ -420,8 +434,12 @@ impl Recorder {
                 return;
             }
         }
-        let hints = plan.adapter.digest_hints(&plan.head, entry, &body);
-        plan.session.add_hints(hints);
+        let session = &plan.session;
+        session.add_notes(plan.adapter.session_notes(&plan.head, entry, &body));
+        let hints = plan
+            .adapter
+            .digest_hints_noted(&plan.head, entry, &body, &|prefix| session.notes(prefix));
+        session.add_hints(hints);
     }
 
     /// The recording session.

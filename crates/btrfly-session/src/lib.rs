@@ -96,6 +96,7 @@ mod tests {
             size: 0,
             mutability: btrfly_core::Mutability::Mutable,
             recorded_at: OffsetDateTime::now_utc(),
+            purl: None,
         };
         reg.store().put_entry(&tag, &entry).await.expect("entry");
         assert!(reg.expire_idle().await.is_empty(), "nothing expires early");
@@ -155,6 +156,29 @@ mod tests {
             .expect("join")
             .expect("stop");
         assert!(summary.errors.is_empty(), "{:?}", summary.errors);
+    }
+
+    #[tokio::test]
+    async fn notes_are_listed_by_prefix_and_replaced_by_name() {
+        let reg = SessionRegistry::new(Store::memory().expect("store"));
+        let s = reg
+            .create(Tag::new("notes").expect("tag"), Mode::Record, false)
+            .await
+            .expect("record");
+        let note = |k: &str, v: &str| (k.to_owned(), v.to_owned());
+        s.session.add_notes(vec![
+            note("cargo:line a b", "1"),
+            note("cargo:dl a", "t"),
+            note("cargo:line a c", "2"),
+            note("cargo:linear", "x"),
+        ]);
+        s.session.add_notes(vec![note("cargo:line a b", "3")]);
+        assert_eq!(
+            s.session.notes("cargo:line a "),
+            [note("cargo:line a b", "3"), note("cargo:line a c", "2")]
+        );
+        assert_eq!(s.session.notes("cargo:dl a"), [note("cargo:dl a", "t")]);
+        assert!(s.session.notes("go:").is_empty());
     }
 
     #[tokio::test]
@@ -227,6 +251,7 @@ mod tests {
             size: 0,
             mutability: btrfly_core::Mutability::Mutable,
             recorded_at: OffsetDateTime::now_utc(),
+            purl: None,
         };
         reg.store().put_entry(&tag, &entry).await.expect("entry");
         let summary = reg

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use btrfly_core::{Mode, SessionInfo, Sha256, Summary, Tag};
+use btrfly_core::{ExpectedDigest, Mode, SessionInfo, Summary, Tag};
 
 use crate::stats::{Stats, LIST_LIMIT};
 
@@ -19,7 +19,10 @@ pub struct LiveSession {
     pub stats: Stats,
     active: AtomicBool,
     /// Digests announced by recorded index pages, by canonical URL.
-    hints: Mutex<HashMap<String, Sha256>>,
+    hints: Mutex<HashMap<String, ExpectedDigest>>,
+    /// What inspected bodies told their adapter for later inspections
+    /// (`Adapter::session_notes`), by name.
+    notes: Mutex<std::collections::BTreeMap<String, String>>,
     /// URLs whose body did not match its announced digest, by canonical
     /// URL, with why: a part of such a body (a `Range`, which cannot be
     /// checked) is not served again in this session.
@@ -150,6 +153,7 @@ impl LiveSession {
             stats,
             active: AtomicBool::new(true),
             hints: Mutex::new(HashMap::new()),
+            notes: Mutex::new(std::collections::BTreeMap::new()),
             refusals: Mutex::new(HashMap::new()),
             aliases: Mutex::new(HashMap::new()),
             inflight: AtomicUsize::new(0),
@@ -273,12 +277,35 @@ impl LiveSession {
             if map.len() >= HINT_LIMIT && !map.contains_key(&h.url) {
                 break;
             }
-            map.insert(h.url, h.sha256);
+            map.insert(h.url, h.digest);
         }
     }
 
+    /// Keeps an adapter's notes (`Adapter::session_notes`); a note of the
+    /// same name is replaced. At most as many as digest hints.
+    pub fn add_notes(&self, notes: Vec<(String, String)>) {
+        let mut map = self.notes.lock().unwrap_or_else(|p| p.into_inner());
+        for (name, value) in notes {
+            if map.len() >= HINT_LIMIT && !map.contains_key(&name) {
+                break;
+            }
+            map.insert(name, value);
+        }
+    }
+
+    /// The notes whose name starts with `prefix`, in name order.
+    pub fn notes(&self, prefix: &str) -> Vec<(String, String)> {
+        self.notes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .range(prefix.to_owned()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
     /// The digest announced for a canonical URL, if any.
-    pub fn hint(&self, url: &str) -> Option<Sha256> {
+    pub fn hint(&self, url: &str) -> Option<ExpectedDigest> {
         self.hints
             .lock()
             .unwrap_or_else(|p| p.into_inner())

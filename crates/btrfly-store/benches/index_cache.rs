@@ -75,6 +75,7 @@ async fn bench() {
                 size: 0,
                 mutability: Mutability::Mutable,
                 recorded_at: OffsetDateTime::now_utc(),
+                purl: None,
             };
             let (store, tag) = (&store, &tag);
             async move { store.put_entry(tag, &entry).await }

@@ -215,6 +215,7 @@ fn entry_for(key: &RecordingKey, url: &str, sha256: &str, size: u64) -> Entry {
         size,
         mutability: Mutability::Mutable,
         recorded_at: OffsetDateTime::now_utc(),
+        purl: None,
     }
 }
 

@@ -49,6 +49,8 @@ pub struct BtrflyFields {
     pub key: RecordingKey,
     /// Whether the entry was shared across tags or frozen per tag.
     pub mutability: Mutability,
+    /// The package URL the adapter recorded (`Btrfly-Purl`), if any.
+    pub purl: Option<String>,
 }
 
 /// The request of an exchange, from its `request` record.
@@ -580,7 +582,12 @@ fn btrfly_fields(h: &WarcHeader) -> Result<Option<BtrflyFields>, String> {
         Some("immutable") => Mutability::Immutable,
         _ => Mutability::Mutable,
     };
-    Ok(Some(BtrflyFields { key, mutability }))
+    let purl = h.get(field::BTRFLY_PURL).map(|p| p.trim().to_owned());
+    Ok(Some(BtrflyFields {
+        key,
+        mutability,
+        purl,
+    }))
 }
 
 /// `name: value` lines of an `application/warc-fields` block.

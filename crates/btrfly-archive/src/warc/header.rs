@@ -44,6 +44,9 @@ pub mod field {
     pub const BTRFLY_KEY: &str = "Btrfly-Key";
     /// btrfly's own field on `response` records: `mutable` or `immutable`.
     pub const BTRFLY_MUTABILITY: &str = "Btrfly-Mutability";
+    /// btrfly's own field on `response` records: the package URL the
+    /// adapter recorded for the entry (`Entry::purl`), when it has one.
+    pub const BTRFLY_PURL: &str = "Btrfly-Purl";
 }
 
 /// A record header: the version line (`WARC/1.1`) and its fields.

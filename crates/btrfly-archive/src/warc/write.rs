@@ -216,6 +216,9 @@ impl<W: AsyncWrite + Unpin + Send> WarcWriter<W> {
                 Mutability::Mutable => "mutable",
             },
         )?;
+        if let Some(purl) = &entry.purl {
+            h.push(field::BTRFLY_PURL, purl.clone())?;
+        }
         h.push(
             field::CONTENT_LENGTH,
             (head.len() as u64 + entry.size).to_string(),
@@ -581,6 +584,7 @@ mod tests {
             mutability: Mutability::Mutable,
             recorded_at: OffsetDateTime::from_unix_timestamp_nanos(1_700_000_000_123_456_789)
                 .expect("time"),
+            purl: None,
         }
     }
 

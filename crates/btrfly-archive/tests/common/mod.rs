@@ -80,6 +80,7 @@ pub fn entry(ns: &str, method: &str, url: &str, status: u16, headers: &[(&str, &
         size: 0,
         mutability: Mutability::Mutable,
         recorded_at: OffsetDateTime::from_unix_timestamp(1_700_000_000).expect("time"),
+        purl: None,
     }
 }
 

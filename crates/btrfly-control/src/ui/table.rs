@@ -167,6 +167,7 @@ mod tests {
             size: body.len() as u64,
             mutability: Mutability::Mutable,
             recorded_at: datetime!(2026-11-30 09:00 UTC) + time::Duration::minutes(minute.into()),
+            purl: None,
         }
     }
 

@@ -60,17 +60,17 @@ impl Stage for Classify {
         note(field::KEY, &class.key);
         let ranged = head.headers.contains_key(http::header::RANGE);
         // An index page recorded earlier in this session may have announced
-        // this URL's digest (of the whole body: a part of it, as a `Range`
-        // asks for, cannot be checked against it). A page still being
-        // recorded has not registered its hints yet: an immutable file
-        // waits for them.
-        let hintable = class.expected_sha256.is_none() && !ranged;
+        // this URL's digest, or the digest of the artifact the adapter names
+        // as its subject (of the whole body: a part of it, as a `Range` asks
+        // for, cannot be checked against it). A page still being recorded
+        // has not registered its hints yet: an immutable file waits for them.
+        let hintable = class.expected.is_none() && !ranged;
         let wait_for_pages = hintable
             && mode == btrfly_core::Mode::Record
             && class.mutability == btrfly_core::Mutability::Immutable
             && session.pages_pending();
         if hintable {
-            class.expected_sha256 = session.hint(&url);
+            class.expected = hinted(&session, &url, &class);
         }
         if ranged {
             // A part of a body that failed its digest in this session (a
@@ -98,14 +98,26 @@ impl Stage for Classify {
             class,
             adapter,
         };
-        if wait_for_pages && classified.class.expected_sha256.is_none() {
+        if wait_for_pages && classified.class.expected.is_none() {
             return Box::pin(async move {
                 let mut classified = classified;
                 classified.session.pages_settled().await;
-                classified.class.expected_sha256 = classified.session.hint(&url);
+                classified.class.expected = hinted(&classified.session, &url, &classified.class);
                 pass(next, classified).await
             });
         }
         Box::pin(pass(next, classified))
     }
+}
+
+/// The digest a recorded page announced for `url`, else for the
+/// classification's subject (`Classification::subject`).
+fn hinted(
+    session: &btrfly_session::LiveSession,
+    url: &str,
+    class: &btrfly_core::Classification,
+) -> Option<btrfly_core::ExpectedDigest> {
+    session
+        .hint(url)
+        .or_else(|| class.subject.as_deref().and_then(|s| session.hint(s)))
 }

@@ -1,0 +1,490 @@
+//! Go modules through btrfly's exports, with the machine's `go` (Debian's
+//! golang-go) and `GOTOOLCHAIN=local`. The test builds a module proxy
+//! (`@v/list`, `.info`, `.mod`, `.zip` of two modules, one with an
+//! upper-case path, served by nginx over HTTPS as `goproxy.example.test`,
+//! a name btrfly's `upstream.resolve` maps: Go never sends loopback names
+//! through a proxy). `go mod tidy` and `go build` record it; with the
+//! proxy stopped the same commands replay into fresh module caches: the
+//! same go.sum and the same module zips, byte for byte.
+//!
+//! The checksum database: building a signed one (note keys, Merkle tiles)
+//! needs golang.org/x/mod, which this machine cannot fetch, so GOSUMDB is
+//! off and go.sum is the check; the adapter's sumdb rule (a `lookup`
+//! answer's `h1:` refuses a zip that disagrees) is exercised with a lookup
+//! answer the test serves, fetched in the recording session before `go`
+//! downloads a tampered zip.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use btrfly_test_support::*;
+
+const PROXY: &str = "goproxy.example.test";
+
+/// A zip with stored entries (method 0, sizes in the local headers):
+/// what Go reads from a module proxy.
+fn zip(files: &[(String, Vec<u8>)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut central = Vec::new();
+    for (name, content) in files {
+        let offset = u32::try_from(out.len()).expect("offset");
+        let crc = crc32(content);
+        let size = u32::try_from(content.len()).expect("size");
+        let name_len = u16::try_from(name.len()).expect("name");
+        let mut head = Vec::new();
+        head.extend_from_slice(&20u16.to_le_bytes()); // version needed
+        head.extend_from_slice(&0u16.to_le_bytes()); // flags
+        head.extend_from_slice(&0u16.to_le_bytes()); // stored
+        head.extend_from_slice(&0u16.to_le_bytes()); // time
+        head.extend_from_slice(&0x21u16.to_le_bytes()); // date 1980-01-01
+        head.extend_from_slice(&crc.to_le_bytes());
+        head.extend_from_slice(&size.to_le_bytes());
+        head.extend_from_slice(&size.to_le_bytes());
+        head.extend_from_slice(&name_len.to_le_bytes());
+        head.extend_from_slice(&0u16.to_le_bytes()); // extra
+        out.extend_from_slice(&0x0403_4b50u32.to_le_bytes());
+        out.extend_from_slice(&head);
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(content);
+        central.extend_from_slice(&0x0201_4b50u32.to_le_bytes());
+        central.extend_from_slice(&20u16.to_le_bytes()); // made by
+        central.extend_from_slice(&head);
+        central.extend_from_slice(&[0; 6]); // comment length, disk, internal attributes
+        central.extend_from_slice(&0u32.to_le_bytes()); // external attributes
+        central.extend_from_slice(&offset.to_le_bytes());
+        central.extend_from_slice(name.as_bytes());
+    }
+    let cd_offset = u32::try_from(out.len()).expect("offset");
+    let cd_size = u32::try_from(central.len()).expect("size");
+    let n = u16::try_from(files.len()).expect("count");
+    out.extend_from_slice(&central);
+    out.extend_from_slice(&0x0605_4b50u32.to_le_bytes());
+    out.extend_from_slice(&[0; 4]);
+    out.extend_from_slice(&n.to_le_bytes());
+    out.extend_from_slice(&n.to_le_bytes());
+    out.extend_from_slice(&cd_size.to_le_bytes());
+    out.extend_from_slice(&cd_offset.to_le_bytes());
+    out.extend_from_slice(&0u16.to_le_bytes());
+    out
+}
+
+/// CRC-32 (IEEE), as zip entries carry it.
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in bytes {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+/// One module version: its path, escaped path, package source.
+struct Module {
+    path: &'static str,
+    escaped: &'static str,
+    package: &'static str,
+    source: &'static str,
+}
+
+const MODULES: &[Module] = &[
+    Module {
+        path: "example.test/lib",
+        escaped: "example.test/lib",
+        package: "lib",
+        source: "package lib\n\nfunc Name() string { return \"lib v1.0.0\" }\n",
+    },
+    Module {
+        path: "example.test/Upper",
+        escaped: "example.test/!upper",
+        package: "upper",
+        source: "package upper\n\nfunc Name() string { return \"Upper v1.0.0\" }\n",
+    },
+];
+
+const VERSION: &str = "v1.0.0";
+
+/// The zip of a module version, with `source` as its one package file.
+fn module_zip(m: &Module, source: &str) -> Vec<u8> {
+    let prefix = format!("{}@{VERSION}", m.path);
+    zip(&[
+        (
+            format!("{prefix}/go.mod"),
+            format!("module {}\n\ngo 1.19\n", m.path).into_bytes(),
+        ),
+        (
+            format!("{prefix}/{}.go", m.package),
+            source.as_bytes().to_vec(),
+        ),
+    ])
+}
+
+/// Writes the module proxy tree into `root`.
+fn write_proxy(root: &Path) {
+    for m in MODULES {
+        let dir = root.join(m.escaped).join("@v");
+        std::fs::create_dir_all(&dir).expect("module dir");
+        std::fs::write(dir.join("list"), format!("{VERSION}\n")).expect("list");
+        std::fs::write(
+            dir.join(format!("{VERSION}.info")),
+            format!("{{\"Version\":\"{VERSION}\",\"Time\":\"2024-01-02T03:04:05Z\"}}\n"),
+        )
+        .expect("info");
+        std::fs::write(
+            dir.join(format!("{VERSION}.mod")),
+            format!("module {}\n\ngo 1.19\n", m.path),
+        )
+        .expect("mod");
+        std::fs::write(dir.join(format!("{VERSION}.zip")), module_zip(m, m.source)).expect("zip");
+    }
+}
+
+/// Every module zip in a module cache (path under `cache/download` →
+/// sha256).
+fn zips(modcache: &Path) -> BTreeMap<String, String> {
+    fn walk(dir: &Path, base: &Path, out: &mut BTreeMap<String, String>) {
+        for e in std::fs::read_dir(dir).expect("read_dir").flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(&p, base, out);
+            } else if p.extension().is_some_and(|x| x == "zip" || x == "mod") {
+                let rel = p.strip_prefix(base).expect("prefix").display().to_string();
+                out.insert(rel, sha256_file(&p));
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    let base = modcache.join("cache/download");
+    walk(&base, &base, &mut out);
+    out
+}
+
+struct World {
+    root: tempfile::TempDir,
+    nginx: Option<Nginx>,
+    port: u16,
+    server: BtrflyServer,
+    work: tempfile::TempDir,
+}
+
+impl World {
+    fn new() -> World {
+        let root = tempfile::tempdir().expect("proxy root");
+        write_proxy(root.path());
+        let ca = TestCa::new();
+        let nginx = Nginx::start(root.path(), &ca, &[PROXY]);
+        let port = nginx.port();
+        let server = BtrflyServer::start(
+            bin(),
+            &format!(
+                "[upstream]\nca_file = {}\n[upstream.resolve]\n\"{PROXY}\" = \"127.0.0.1\"\n",
+                BtrflyServer::toml_str(nginx.ca_file().to_string_lossy())
+            ),
+        );
+        World {
+            root,
+            nginx: Some(nginx),
+            port,
+            server,
+            work: tempfile::tempdir().expect("work"),
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.work.path().join(name)
+    }
+
+    /// A main module importing both modules.
+    fn project(&self, name: &str) -> PathBuf {
+        let dir = self.path(name);
+        std::fs::create_dir_all(&dir).expect("project");
+        std::fs::write(
+            dir.join("go.mod"),
+            format!(
+                "module example.test/app\n\ngo 1.19\n\nrequire (\n\texample.test/Upper {VERSION}\n\texample.test/lib {VERSION}\n)\n"
+            ),
+        )
+        .expect("go.mod");
+        std::fs::write(
+            dir.join("main.go"),
+            "package main\n\nimport (\n\t\"fmt\"\n\n\t\"example.test/Upper\"\n\t\"example.test/lib\"\n)\n\nfunc main() { fmt.Println(lib.Name(), upper.Name()) }\n",
+        )
+        .expect("main.go");
+        dir
+    }
+
+    fn start(&self, mode: &str, tag: &str) -> Vec<(String, String)> {
+        let out = run_ok(self.server.cli(&self.path("btrfly-home")).args([
+            "start",
+            mode,
+            &format!("--tag={tag}"),
+        ]));
+        parse_exports(&text(&out.stdout))
+    }
+
+    fn stop(&self) -> Output {
+        run(self.server.cli(&self.path("btrfly-home")).args(["stop"]))
+    }
+
+    /// `go args…` in `dir` with the session's exports (which name a
+    /// fresh module cache per session, `GOMODCACHE`), fresh build caches
+    /// under `cache`, and the module proxy of the test.
+    fn go(&self, dir: &Path, cache: &str, env: &[(String, String)], args: &[&str]) -> Output {
+        let cache = self.path(cache);
+        let mut c = Command::new("go");
+        client_env(&mut c);
+        c.env("HOME", self.path("user"))
+            .env("GOPATH", cache.join("gopath"))
+            .env("GOCACHE", cache.join("build"))
+            .env("GOPROXY", format!("https://{PROXY}:{}", self.port))
+            .env("GOSUMDB", "off")
+            .env("GOTOOLCHAIN", "local")
+            .env("GOFLAGS", "-modcacherw")
+            .env("GOTELEMETRY", "off")
+            .env_remove("GOPRIVATE")
+            .env_remove("GONOPROXY");
+        apply_env(&mut c, env);
+        c.args(args).current_dir(dir);
+        run(&mut c)
+    }
+}
+
+/// The module cache a session's exports name.
+fn modcache(env: &[(String, String)]) -> PathBuf {
+    env.iter()
+        .find(|(k, _)| k == "GOMODCACHE")
+        .map(|(_, v)| PathBuf::from(v))
+        .expect("the session exports GOMODCACHE")
+}
+
+fn ok(out: &Output) {
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn go_modules_record_and_replay_with_identical_go_sum_and_zips() {
+    let mut w = World::new();
+    std::fs::create_dir_all(w.path("user")).expect("home");
+
+    // --- record ---
+    let env = w.start("record", "go-1");
+    let record_env = env.clone();
+    let recorded = w.project("recorded");
+    ok(&w.go(&recorded, "cache-1", &env, &["mod", "tidy"]));
+    let built = w.go(&recorded, "cache-1", &env, &["run", "."]);
+    ok(&built);
+    assert_eq!(text(&built.stdout).trim(), "lib v1.0.0 Upper v1.0.0");
+    // (the session's module cache goes away when it stops)
+    let recorded_zips = zips(&modcache(&record_env));
+    let stop = w.stop();
+    let summary = text(&stop.stderr);
+    assert!(stop.status.success(), "{summary}");
+    assert_eq!(field(&summary, "misses"), 0, "{summary}");
+    let go_sum = std::fs::read_to_string(recorded.join("go.sum")).expect("go.sum");
+    assert!(go_sum.contains("example.test/Upper v1.0.0 h1:"), "{go_sum}");
+    assert!(
+        recorded_zips.contains_key("example.test/!upper/@v/v1.0.0.zip"),
+        "{recorded_zips:#?}"
+    );
+    for m in MODULES {
+        let served = sha256_file(&w.root.path().join(m.escaped).join("@v/v1.0.0.zip"));
+        assert_eq!(
+            recorded_zips.get(&format!("{}/@v/v1.0.0.zip", m.escaped)),
+            Some(&served),
+            "the zip go got is the one served"
+        );
+    }
+
+    // the tag names each module version's package and keys it decoded
+    let show = run_ok(
+        w.server
+            .cli(&w.path("btrfly-home"))
+            .args(["tag", "show", "go-1", "--json"]),
+    );
+    let show: serde_json::Value = serde_json::from_slice(&show.stdout).expect("json");
+    let entries = show["entries"].as_array().expect("entries");
+    let zip_entry = entries
+        .iter()
+        .find(|e| {
+            e["url"]
+                .as_str()
+                .is_some_and(|u| u.ends_with("/example.test/%21upper/@v/v1.0.0.zip"))
+        })
+        .unwrap_or_else(|| panic!("no Upper zip: {entries:#?}"));
+    assert_eq!(zip_entry["purl"], "pkg:golang/example.test/Upper@v1.0.0");
+    // the bill of materials names the same package as `tag show`
+    let manifest = run_ok(
+        w.server
+            .cli(&w.path("btrfly-home"))
+            .args(["tag", "manifest", "go-1", "--format", "json"]),
+    );
+    let manifest: serde_json::Value = serde_json::from_slice(&manifest.stdout).expect("json");
+    let listed = manifest["entries"]
+        .as_array()
+        .expect("manifest entries")
+        .iter()
+        .find(|e| e["url"] == zip_entry["url"])
+        .unwrap_or_else(|| panic!("zip not in the manifest: {manifest:#}"));
+    assert_eq!(listed["purl"], zip_entry["purl"]);
+    assert_eq!(zip_entry["mutability"], "immutable");
+    assert!(
+        zip_entry["key"]["primary"]
+            .as_str()
+            .is_some_and(|k| k.ends_with(" mod example.test/Upper@v1.0.0.zip")),
+        "{zip_entry}"
+    );
+    let list = entries.iter().find(|e| {
+        e["url"]
+            .as_str()
+            .is_some_and(|u| u.ends_with("/example.test/lib/@v/list"))
+    });
+    if let Some(list) = list {
+        assert_eq!(list["mutability"], "mutable");
+    }
+    let text_show = run_ok(
+        w.server
+            .cli(&w.path("btrfly-home"))
+            .args(["tag", "show", "go-1"]),
+    );
+    assert!(
+        text(&text_show.stdout).contains("package: pkg:golang/example.test/lib@v1.0.0"),
+        "{}",
+        text(&text_show.stdout)
+    );
+
+    // --- the proxy is gone; replay into fresh caches ---
+    if let Some(n) = w.nginx.take() {
+        n.stop();
+    }
+    assert!(port_is_closed(w.port));
+    let env = w.start("playback", "go-1");
+    let replayed = w.project("replayed");
+    ok(&w.go(&replayed, "cache-2", &env, &["mod", "tidy"]));
+    let built = w.go(&replayed, "cache-2", &env, &["run", "."]);
+    ok(&built);
+    assert_eq!(text(&built.stdout).trim(), "lib v1.0.0 Upper v1.0.0");
+    assert_ne!(modcache(&env), modcache(&record_env));
+    assert_eq!(zips(&modcache(&env)), recorded_zips);
+    let stop = w.stop();
+    let summary = text(&stop.stderr);
+    assert!(stop.status.success(), "{summary}");
+    assert_eq!(field(&summary, "misses"), 0, "{summary}");
+    assert_eq!(
+        std::fs::read_to_string(replayed.join("go.sum")).expect("go.sum"),
+        go_sum
+    );
+}
+
+#[test]
+fn a_zip_that_disagrees_with_the_checksum_database_is_refused() {
+    let w = World::new();
+    std::fs::create_dir_all(w.path("user")).expect("home");
+    let lib = &MODULES[0];
+
+    // The h1 Go computes for the genuine zip, from a first recording.
+    let env = w.start("record", "go-genuine");
+    let genuine = w.project("genuine");
+    ok(&w.go(&genuine, "cache-g", &env, &["mod", "tidy"]));
+    assert!(w.stop().status.success());
+    let go_sum = std::fs::read_to_string(genuine.join("go.sum")).expect("go.sum");
+    let h1 = go_sum
+        .lines()
+        .find_map(|l| l.strip_prefix("example.test/lib v1.0.0 h1:"))
+        .expect("lib's zip hash in go.sum");
+    let mod_h1 = go_sum
+        .lines()
+        .find_map(|l| l.strip_prefix("example.test/lib v1.0.0/go.mod h1:"))
+        .expect("lib's go.mod hash in go.sum");
+
+    // A checksum database answer for lib, served under the proxy's
+    // `/sumdb/<name>/` (as a module proxy forwards GOSUMDB), and a
+    // tampered zip in place of the genuine one.
+    let lookup = w
+        .root
+        .path()
+        .join("sumdb/sum.example.test/lookup/example.test");
+    std::fs::create_dir_all(&lookup).expect("lookup dir");
+    std::fs::write(
+        lookup.join("lib@v1.0.0"),
+        format!(
+            "7\nexample.test/lib v1.0.0 h1:{h1}\nexample.test/lib v1.0.0/go.mod h1:{mod_h1}\n\ngo.sum database tree\n8\nAAAA\n\n— sum.example.test x\n"
+        ),
+    )
+    .expect("lookup");
+    std::fs::write(
+        w.root.path().join("example.test/lib/@v/v1.0.0.zip"),
+        module_zip(
+            lib,
+            "package lib\n\nfunc Name() string { return \"evil\" }\n",
+        ),
+    )
+    .expect("tampered zip");
+
+    let env = w.start("record", "go-tampered");
+    let mut curl = Command::new("curl");
+    client_env(&mut curl);
+    apply_env(&mut curl, &env);
+    let looked_up = run_ok(curl.args([
+        "-sSf",
+        &format!(
+            "https://{PROXY}:{}/sumdb/sum.example.test/lookup/example.test/lib@v1.0.0",
+            w.port
+        ),
+    ]));
+    assert!(text(&looked_up.stdout).contains(h1));
+    let project = w.project("tampered");
+    // without go.sum: only btrfly's check stands between go and the zip
+    let out = w.go(
+        &project,
+        "cache-t",
+        &env,
+        &["mod", "download", "example.test/lib@v1.0.0"],
+    );
+    assert!(
+        !out.status.success(),
+        "a tampered zip must not reach go whole"
+    );
+    let stop = w.stop();
+    let summary = text(&stop.stderr);
+    assert!(
+        summary.contains("refused 1 download"),
+        "{summary}\n{}",
+        text(&out.stderr)
+    );
+    let show =
+        run_ok(
+            w.server
+                .cli(&w.path("btrfly-home"))
+                .args(["tag", "show", "go-tampered", "--json"]),
+        );
+    let show: serde_json::Value = serde_json::from_slice(&show.stdout).expect("json");
+    let urls: Vec<&str> = show["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter_map(|e| e["url"].as_str())
+        .collect();
+    assert!(
+        !urls
+            .iter()
+            .any(|u| u.ends_with("/example.test/lib/@v/v1.0.0.zip")),
+        "the tampered zip was recorded: {urls:#?}"
+    );
+    // the go.mod matched its announced hash: recorded
+    assert!(
+        urls.iter()
+            .any(|u| u.ends_with("/example.test/lib/@v/v1.0.0.mod")),
+        "{urls:#?}"
+    );
+}
