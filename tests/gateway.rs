@@ -686,10 +686,13 @@ fn request_bodies_and_ip_literals_are_part_of_the_key() {
     );
     let home = fx.home("body");
     let by_ip = format!("https://127.0.0.1:{}/files/small.txt", fx.port);
+    // Over HTTP/1.1: over HTTP/2 nginx's early 405 races the body, and
+    // when the client's stream is reset before btrfly read any of it, the
+    // recording is dropped as a problem (see README, "Request bodies").
     fn post(fx: &Fixture, env: &[(String, String)], data: &str, out: &str) -> String {
         let o = run(fx
             .curl(env)
-            .args(["-D", "-", "--data-binary", data, "-o"])
+            .args(["--http1.1", "-D", "-", "--data-binary", data, "-o"])
             .arg(fx.out(out))
             .arg(fx.url("/files/small.txt")));
         text(&o.stdout).to_ascii_lowercase()
@@ -704,7 +707,7 @@ fn request_bodies_and_ip_literals_are_part_of_the_key() {
     );
     let recorded = post(&fx, &env, "alpha", "r-post");
     assert!(
-        recorded.contains("\nhttp/2 405"),
+        recorded.contains("\nhttp/1.1 405"),
         "nginx refuses POST to a static file: {recorded}"
     );
     assert!(fx.stop(&home, "record").status.success());
@@ -720,7 +723,7 @@ fn request_bodies_and_ip_literals_are_part_of_the_key() {
     assert_eq!(read(&fx.out("p-ip")), b"by address\n");
     let same = post(&fx, &env, "alpha", "p-post");
     assert!(
-        same.contains("\nhttp/2 405") && same.contains("x-btrfly-replay: hit"),
+        same.contains("\nhttp/1.1 405") && same.contains("x-btrfly-replay: hit"),
         "same body replays: {same}"
     );
     assert_eq!(read(&fx.out("p-post")), read(&fx.out("r-post")));

@@ -322,11 +322,12 @@ impl Exchange {
                 drain_request_body(hasher, size, declared, body),
             )
             .await
-            .unwrap_or(false);
-            if !drained {
+            .unwrap_or_else(|_| Err(format!("no more of it came in {DRAIN_TIMEOUT:?}")));
+            if let Err(why) = drained {
+                let of = declared.map_or_else(String::new, |len| format!(" of {len}"));
                 recorder.session().stats.note_unrecorded(format!(
-                    "not recorded: {}: the request body did not arrive whole",
-                    self.url
+                    "not recorded: {}: the request body did not arrive whole ({}{of} bytes: {why})",
+                    self.url, size
                 ));
                 recorder.abort();
                 return;
@@ -372,17 +373,20 @@ impl Exchange {
 }
 
 /// Reads the rest of a request body into `hasher` and `size` (bytes).
-/// Whether the body is whole: it reached its declared length (`declared`,
-/// its `Content-Length`: an HTTP/2 client may reset the stream instead of
-/// ending it once it has the answer), or it ended when no length was
-/// declared.
+/// `Ok` when the body is whole: it reached its declared length
+/// (`declared`, its `Content-Length`: an HTTP/2 client may reset the
+/// stream instead of ending it once it has the answer), or it ended when no
+/// length was declared.
+///
+/// # Errors
+/// What cut it short (for the session's problems).
 async fn drain_request_body<B: RequestBodySource>(
     hasher: &mut sha2::Sha256,
     size: &mut u64,
     declared: Option<u64>,
     body: &mut B,
-) -> bool {
-    let mut ended = true;
+) -> Result<(), String> {
+    let mut cut = None;
     while !body.is_done() && declared != Some(*size) {
         match body.next_chunk().await {
             Ok(Some(chunk)) => {
@@ -390,13 +394,18 @@ async fn drain_request_body<B: RequestBodySource>(
                 *size += chunk.len() as u64;
             }
             Ok(None) => break,
-            Err(_) => {
-                ended = false;
+            Err(e) => {
+                cut = Some(e.to_string());
                 break;
             }
         }
     }
-    declared.map_or(ended, |len| len == *size)
+    match (declared, cut) {
+        (Some(len), _) if len == *size => Ok(()),
+        (None, None) => Ok(()),
+        (_, Some(e)) => Err(e),
+        (Some(_), None) => Err("the client ended it early".to_owned()),
+    }
 }
 
 #[cfg(test)]
@@ -434,7 +443,9 @@ mod tests {
             done: false,
         };
         let (mut hasher, mut size) = (sha2::Sha256::new(), 0);
-        drain_request_body(&mut hasher, &mut size, declared, &mut body).await
+        drain_request_body(&mut hasher, &mut size, declared, &mut body)
+            .await
+            .is_ok()
     }
 
     #[tokio::test]
