@@ -6,8 +6,11 @@
 //! filters and sorts it, downloads a body (byte-identical; cut short when
 //! the stored body was altered), diffs the two
 //! tags, has a form without its CSRF token refused, logs out, and loses
-//! its session when its token is revoked. Screenshots of each page go to
-//! `target/ui-screenshots/`.
+//! its session when its token is revoked. A second browser session
+//! declares a file on the mirror page through its form and reloads until
+//! the server's fetcher has stored it; a tag-only image and a blank note
+//! are refused with the reason, and so is a read token's declaration.
+//! Screenshots of each page go to `target/ui-screenshots/`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -505,5 +508,213 @@ fn the_web_ui_in_a_headless_browser() {
         browser.close().await.expect("close the browser");
     });
     run_ok(&mut cli(&server, home, &["stop", "playback"]));
+    nginx.stop();
+}
+
+/// Fills the mirror page's form with `source`, `sha256` and `note`, and
+/// submits it.
+async fn declare(browser: &Client, base: &str, source: &str, sha256: &str, note: &str) {
+    browser
+        .goto(&format!("{base}/ui/mirror"))
+        .await
+        .expect("the mirror page");
+    let form = browser
+        .form(Locator::Css("form.mirror"))
+        .await
+        .expect("the mirror form");
+    form.set_by_name("source", source)
+        .await
+        .expect("type the source")
+        .set_by_name("sha256", sha256)
+        .await
+        .expect("type the sha256")
+        .set_by_name("note", note)
+        .await
+        .expect("type the note")
+        .submit()
+        .await
+        .expect("submit");
+}
+
+#[test]
+fn the_mirror_page_declares_entries_and_follows_them_to_stored() {
+    std::fs::create_dir_all(screenshot_dir()).expect("screenshot dir");
+    let root = tempfile::tempdir().expect("root");
+    let files = root.path().join("files");
+    std::fs::create_dir_all(&files).expect("files");
+    let tool = write_random_file(&files.join("tool.bin"), 100_000, 7);
+    let ca = TestCa::new();
+    let nginx = Nginx::start(root.path(), &ca, &[FILES]);
+    let server = BtrflyServer::start(
+        bin(),
+        &format!(
+            "[upstream]\nca_file = {}\n[upstream.resolve]\n\"{FILES}\" = \"127.0.0.1\"\n",
+            BtrflyServer::toml_str(nginx.ca_file().to_string_lossy())
+        ),
+    );
+    let work = tempfile::tempdir().expect("work");
+    let home = work.path();
+    let token = |name: &str, scope: &str| {
+        let out = run_ok(&mut cli(
+            &server,
+            home,
+            &["token", "create", "--name", name, "--scope", scope],
+        ));
+        text(&out.stdout).trim().to_owned()
+    };
+    let builder = token("builder", "record");
+    let viewer = token("viewer", "read");
+    let base = server.control_url();
+    let url = nginx.url(FILES, "/files/tool.bin");
+    let note = "the firmware build's cross compiler";
+
+    let driver = ChromeDriver::start(work.path());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let browser = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(driver.capabilities())
+            .connect(&driver.url())
+            .await
+            .unwrap_or_else(|e| panic!("a WebDriver session: {e}\n{}", driver.log()));
+
+        // A record token declares a file through the form.
+        log_in(&browser, &base, &builder).await;
+        text_of(&browser, "header .who").await;
+        browser
+            .find(Locator::LinkText("Mirror"))
+            .await
+            .expect("the navigation's mirror link")
+            .click()
+            .await
+            .expect("open the mirror page");
+        text_of(&browser, "form.mirror").await;
+        declare(&browser, &base, &url, "", note).await;
+        let said = text_of(&browser, "#notice").await;
+        assert!(
+            said.starts_with("Entry ") && said.contains(&format!("added: the server is fetching {url}")),
+            "{said}"
+        );
+        assert_eq!(
+            browser.current_url().await.expect("url").path(),
+            "/ui/mirror",
+            "redirected back to the page"
+        );
+
+        // Reloaded until the fetcher has stored it (at most 60 s).
+        let row = "#mirror tbody tr";
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            browser.refresh().await.expect("reload");
+            let state = text_of(&browser, &format!("{row} td.state .state")).await;
+            if state == "stored" {
+                break;
+            }
+            assert_eq!(state, "pending", "{}", text_of(&browser, row).await);
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the entry is still {state} after 60 s"
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        assert_eq!(texts(&browser, row).await.len(), 1);
+        assert_eq!(text_of(&browser, &format!("{row} td.note")).await, note);
+        assert_eq!(text_of(&browser, &format!("{row} td.by")).await, "builder");
+        assert!(
+            text_of(&browser, &format!("{row} td.source")).await.contains(&url),
+            "the source is shown"
+        );
+        // The stored body's sha256, and its download link.
+        let sha = browser
+            .find(Locator::Css(&format!("{row} td.sha code")))
+            .await
+            .expect("the sha256 cell");
+        assert_eq!(sha.attr("title").await.expect("title"), Some(tool.clone()));
+        shot(&browser, "08-mirror").await;
+        let href = browser
+            .find(Locator::Css(&format!("{row} a.download")))
+            .await
+            .expect("the stored body's download link")
+            .attr("href")
+            .await
+            .expect("href")
+            .expect("an href");
+        let cookie = browser
+            .get_named_cookie("btrfly_ui")
+            .await
+            .expect("the session cookie");
+        let out = run_ok(client_env(&mut Command::new("curl")).args([
+            "-sS",
+            "--fail",
+            "--max-time",
+            "30",
+            "-b",
+            &format!("btrfly_ui={}", cookie.value()),
+            &format!("{base}{href}"),
+        ]));
+        assert_eq!(sha256_bytes(&out.stdout), tool, "the stored body, byte for byte");
+
+        // The same entry through the CLI's JSON API: who and why.
+        let out = run_ok(&mut cli(&server, home, &["mirror", "ls", "--json"]));
+        let listed: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        let entries = listed["entries"].as_array().expect("entries");
+        assert_eq!(entries.len(), 1, "{listed}");
+        assert_eq!(entries[0]["added_by"], "builder");
+        assert_eq!(entries[0]["note"], note);
+        assert_eq!(entries[0]["state"], "stored");
+
+        // The dashboard counts it.
+        browser.goto(&format!("{base}/ui/")).await.expect("dashboard");
+        assert_eq!(text_of(&browser, "dd.mirror-stored").await, "1");
+        assert_eq!(text_of(&browser, "dd.mirror-failed").await, "0");
+
+        // An image by tag is refused with why digests are required, and
+        // the form comes back filled in.
+        let by_tag = "registry.example.test:5000/team/app:1.0";
+        declare(&browser, &base, by_tag, "", "the CI build image").await;
+        let said = text_of(&browser, "#notice.error").await;
+        assert!(
+            said.contains("images are mirrored by digest only, because a tag is a name its publisher can move"),
+            "{said}"
+        );
+        let source = browser
+            .find(Locator::Css("input#source"))
+            .await
+            .expect("source field");
+        assert_eq!(source.prop("value").await.expect("value").as_deref(), Some(by_tag));
+        shot(&browser, "09-mirror-tag-refused").await;
+        // A blank note is refused.
+        declare(&browser, &base, &url, "", "   ").await;
+        let said = text_of(&browser, "#notice.error").await;
+        assert!(said.contains("needs a note saying why it is needed"), "{said}");
+        assert_eq!(texts(&browser, row).await.len(), 1, "nothing was added");
+
+        // A read token may look, not declare.
+        browser
+            .find(Locator::Css("form.logout button"))
+            .await
+            .expect("logout button")
+            .click()
+            .await
+            .expect("log out");
+        text_of(&browser, "form.login").await;
+        log_in(&browser, &base, &viewer).await;
+        text_of(&browser, "header .who").await;
+        declare(&browser, &base, &url, "", "a second copy").await;
+        let said = text_of(&browser, "p.error").await;
+        assert_eq!(
+            said,
+            "this needs a token with the record scope; the token viewer has read"
+        );
+        browser.goto(&format!("{base}/ui/mirror")).await.expect("mirror");
+        assert_eq!(texts(&browser, row).await.len(), 1, "nothing was added");
+
+        browser.close().await.expect("close the browser");
+    });
+    let out = run_ok(&mut cli(&server, home, &["mirror", "ls", "--json"]));
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(listed["entries"].as_array().map(Vec::len), Some(1));
     nginx.stop();
 }

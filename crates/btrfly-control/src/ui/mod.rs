@@ -11,6 +11,8 @@
 //! | GET    | /ui/tags/{tag}?q=&sort=&order=        | a tag's entries, searched and sorted on the server ([`table`]) |
 //! | GET    | /ui/tags/{tag}/entries/{key}/body     | an entry's recorded body (`key`: the recording key's id), streamed from the store as an attachment and hashed on the way: a body that does not match its digest is cut short |
 //! | GET    | /ui/diff?a=&b=                        | two tags compared ([`crate::archive::tag_diff`], the API's diff) |
+//! | GET    | /ui/mirror                            | the explicit mirror's entries, newest first, and the form declaring one ([`mirror`]) |
+//! | POST   | /ui/mirror                            | `source`, `sha256`, `note`, `csrf` (record scope): declares an entry as `POST /v1/mirror` does, `303` back to the page with the outcome |
 //! | GET    | /ui/style.css                         | the stylesheet (no session needed) |
 //!
 //! Who may do what is [`session`]'s: a page needs a session whose token
@@ -21,10 +23,11 @@
 //! all), `X-Frame-Options: DENY`, `Referrer-Policy: no-referrer` and
 //! `Cache-Control: no-store`.
 //!
-//! A new page (the mirror's: `ui/mirror.rs`) is one route in [`routes`],
+//! A new page (as the mirror's, [`mirror`]) is one route in [`routes`],
 //! its markup beside the others in [`pages`], one line in the navigation
-//! (`pages::NAV`), and a [`Posted<Record, _>`] for its form.
+//! (`pages::NAV`), and a [`Posted<Record, _>`] for a form that writes.
 
+pub mod mirror;
 pub mod pages;
 pub mod session;
 pub mod table;
@@ -115,6 +118,7 @@ fn pages_router() -> Router<Arc<UiState>> {
         .route("/ui/tags/{tag}", get(tag_page))
         .route("/ui/tags/{tag}/entries/{key}/body", get(download))
         .route("/ui/diff", get(diff))
+        .route("/ui/mirror", get(mirror::page).post(mirror::add))
 }
 
 async fn security_headers(mut res: Response) -> Response {
@@ -425,9 +429,17 @@ async fn dashboard(signed: Signed<Read>, State(ui): Ui) -> Response {
         })
         .collect();
     sessions.sort_by_key(|s| s.started_at);
+    let mirror = mirror::counts(store).await;
     html(
         StatusCode::OK,
-        pages::dashboard(&chrome, &tags, &sessions, store.backend(), store.location()),
+        pages::dashboard(
+            &chrome,
+            &tags,
+            &sessions,
+            &mirror,
+            store.backend(),
+            store.location(),
+        ),
     )
 }
 

@@ -3,11 +3,15 @@
 //! forms only.
 
 use btrfly_archive::diff::{DiffEntry, TagDiff};
-use btrfly_core::{Entry, Scope, Summary, Tag, TagMeta, TokenName};
+use btrfly_core::mirror::MIRROR_TAG;
+use btrfly_core::{
+    Entry, MirrorEntry, MirrorSource, MirrorState, Scope, Summary, Tag, TagMeta, TokenName,
+};
 use maud::{html, Markup, DOCTYPE};
 use time::macros::format_description;
 use time::OffsetDateTime;
 
+use super::session::Notice;
 use super::table::{Column, View};
 
 /// What every logged-in page shows around its content: who is signed in
@@ -21,9 +25,12 @@ pub struct Chrome {
     pub csrf: String,
 }
 
-/// The pages in the navigation bar: (path, label). The mirror page will
-/// be one more line here (`("/ui/mirror", "Mirror")`).
-const NAV: &[(&str, &str)] = &[("/ui/", "Dashboard"), ("/ui/diff", "Diff tags")];
+/// The pages in the navigation bar: (path, label).
+const NAV: &[(&str, &str)] = &[
+    ("/ui/", "Dashboard"),
+    ("/ui/diff", "Diff tags"),
+    ("/ui/mirror", "Mirror"),
+];
 
 /// A time in UTC to the second: `2026-11-30 09:31:40Z`.
 fn when(t: OffsetDateTime) -> String {
@@ -142,11 +149,24 @@ pub struct SessionRow {
     pub started_at: OffsetDateTime,
 }
 
-/// The dashboard.
+/// The explicit mirror's entries by state (the dashboard's mirror section).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MirrorCounts {
+    /// Declared, not fetched yet.
+    pub pending: usize,
+    /// In the store.
+    pub stored: usize,
+    /// Given up on.
+    pub failed: usize,
+}
+
+/// The dashboard; `mirror` is the mirror's counts, or why they could not
+/// be read.
 pub fn dashboard(
     chrome: &Chrome,
     tags: &[TagRow],
     sessions: &[SessionRow],
+    mirror: &Result<MirrorCounts, String>,
     backend: &str,
     location: &str,
 ) -> Markup {
@@ -215,8 +235,23 @@ pub fn dashboard(
                     }
                 }
             }
-            // The mirror's state (issue 13's explicit mirror) goes here, as
-            // its own section.
+            section #mirror {
+                h2 { a href="/ui/mirror" { "Mirror" } }
+                @match mirror {
+                    Ok(c) => {
+                        @if c.pending + c.stored + c.failed == 0 {
+                            p.empty { "Nothing declared yet: " a href="/ui/mirror" { "add an entry" } "." }
+                        } @else {
+                            dl {
+                                dt { "Stored" } dd.mirror-stored { (c.stored) }
+                                dt { "Pending" } dd.mirror-pending { (c.pending) }
+                                dt { "Failed" } dd.mirror-failed { (c.failed) }
+                            }
+                        }
+                    }
+                    Err(e) => { p.error { (e) } }
+                }
+            }
             section #storage {
                 h2 { "Storage" }
                 dl {
@@ -311,6 +346,147 @@ pub fn tag_page(
                             td.sha { code title=(e.sha256) { (&e.sha256.as_str()[..12]) "…" } }
                             td.recorded { (when(e.recorded_at)) }
                             td { a.download href=(body_link(tag, e)) { "download" } }
+                        }
+                    }
+                }
+            }
+        },
+    )
+}
+
+/// `1 entry`, `2 entries`, `3 attempts`.
+fn plural(n: usize, one: &str) -> String {
+    match (n, one.strip_suffix('y')) {
+        (1, _) => format!("1 {one}"),
+        (_, Some(stem)) => format!("{n} {stem}ies"),
+        (_, None) => format!("{n} {one}s"),
+    }
+}
+
+/// One entry of the mirror page.
+pub struct MirrorRow {
+    /// The declaration and its state.
+    pub entry: MirrorEntry,
+    /// For a stored file, its recording in the mirror's tag (the body's
+    /// sha256 and download link), when found.
+    pub body: Option<Entry>,
+}
+
+/// The sha256 cell of a mirror entry: a file's pinned digest, an image's
+/// digest, or a stored file's body digest (with its download link).
+fn mirror_sha(row: &MirrorRow) -> Markup {
+    let (digest, what) = match (&row.entry.source, &row.body) {
+        (MirrorSource::Image { digest, .. }, _) => (Some(digest.as_str()), "image digest"),
+        (
+            MirrorSource::Url {
+                sha256: Some(d), ..
+            },
+            _,
+        ) => (Some(d.as_str()), "pinned"),
+        (MirrorSource::Url { sha256: None, .. }, Some(body)) => {
+            (Some(body.sha256.as_str()), "stored body")
+        }
+        (MirrorSource::Url { sha256: None, .. }, None) => (None, ""),
+    };
+    html! {
+        @match digest {
+            None => { span.absent { "—" } }
+            Some(d) => {
+                code title=(d) { (&d[..d.len().min(12)]) "…" }
+                " " span.hint { (what) }
+            }
+        }
+        @if let Some(body) = &row.body {
+            @if let Ok(tag) = Tag::new(MIRROR_TAG) {
+                " · " a.download href=(body_link(&tag, body)) { "download" }
+            }
+        }
+    }
+}
+
+/// The mirror page: the form declaring an entry (with the outcome of the
+/// last one, once), and every entry, newest first.
+pub fn mirror_page(chrome: &Chrome, rows: &[MirrorRow], notice: Option<&Notice>) -> Markup {
+    let field = |name: &str| notice.map_or("", |n| n.field(name)).to_owned();
+    page(
+        "Mirror",
+        Some(chrome),
+        None,
+        html! {
+            p.meta {
+                "Artifacts declared on purpose, each with a note saying why it is needed, "
+                "fetched by the server into the tag " a href={ "/ui/tags/" (MIRROR_TAG) } { code { (MIRROR_TAG) } }
+                " and served in playback to builds that never recorded them. Entries are never purged."
+            }
+            @if let Some(n) = notice {
+                @if n.refused {
+                    p #notice.error role="alert" { (n.message) }
+                } @else {
+                    p #notice.done role="status" { (n.message) }
+                }
+            }
+            section #declare {
+                h2 { "Declare an entry" }
+                @if !chrome.scope.allows(Scope::Record) {
+                    p.hint {
+                        "Your token (" (chrome.scope) ") may look, not declare: adding an entry needs a token with the record scope."
+                    }
+                }
+                form.mirror method="post" action="/ui/mirror" {
+                    label for="source" { "URL or image" }
+                    input #source type="text" name="source" required value=(field("source"))
+                        placeholder="https://files.example.test/tool-1.2.tar.gz or registry.example.test/team/app@sha256:…";
+                    label for="sha256" { "sha256 (a file's, optional)" }
+                    input #sha256 type="text" name="sha256" value=(field("sha256"))
+                        placeholder="the digest the file's body must have";
+                    label for="note" { "Note: why it is needed" }
+                    textarea #note name="note" required rows="3" { (field("note")) }
+                    (csrf_field(&chrome.csrf))
+                    button type="submit" { "Add to the mirror" }
+                }
+                p.hint {
+                    "A file by its " code { "http://" } " or " code { "https://" } " URL; an image by digest only, "
+                    code { "REGISTRY/REPOSITORY@sha256:DIGEST" } ": a tag can be moved to other content at any time. "
+                    "The same as " code { "btrfly mirror add SOURCE --note …" } "."
+                }
+            }
+            section #entries {
+                h2 { "Entries" }
+                @if rows.is_empty() {
+                    p.empty { "Nothing declared yet." }
+                } @else {
+                    p #count { (plural(rows.len(), "entry")) ", newest first · " a href="/ui/mirror" { "reload" } " to follow their states" }
+                    table #mirror {
+                        thead { tr {
+                            th { "State" } th { "Source" } th { "Note" } th { "Added by" }
+                            th { "Added at" } th { "sha256" }
+                        } }
+                        tbody {
+                            @for r in rows {
+                                @let e = &r.entry;
+                                tr id={ "entry-" (e.id) } data-entry=(e.id) data-state=(e.state.as_str()) {
+                                    td.state {
+                                        span class={ "state state-" (e.state.as_str()) } { (e.state) }
+                                        @if e.state != MirrorState::Stored && e.attempts > 0 {
+                                            " " span.hint { "(" (plural(e.attempts as usize, "attempt")) ")" }
+                                        }
+                                        @if let Some(why) = &e.reason {
+                                            div.reason { (why) }
+                                        }
+                                    }
+                                    td.source {
+                                        code { (e.source) }
+                                        " " span.hint {
+                                            @match &e.source { MirrorSource::Url { .. } => "file", MirrorSource::Image { .. } => "image" }
+                                        }
+                                        div.hint { "id " code { (e.id) } }
+                                    }
+                                    td.note { (e.note) }
+                                    td.by { (e.added_by) }
+                                    td.added { (when(e.added_at)) }
+                                    td.sha { (mirror_sha(r)) }
+                                }
+                            }
                         }
                     }
                 }
@@ -414,6 +590,13 @@ mod tests {
         assert_eq!(human_bytes(1023), "1023 B");
         assert_eq!(human_bytes(1536), "1.5 KiB");
         assert_eq!(human_bytes(5 * 1024 * 1024), "5.0 MiB");
+    }
+
+    #[test]
+    fn counts_read_as_words() {
+        assert_eq!(plural(1, "entry"), "1 entry");
+        assert_eq!(plural(3, "entry"), "3 entries");
+        assert_eq!(plural(2, "attempt"), "2 attempts");
     }
 
     #[test]

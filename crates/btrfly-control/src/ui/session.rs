@@ -68,6 +68,9 @@ pub struct UiSession {
     pub token: TokenId,
     /// What its forms must carry in their `csrf` field.
     pub csrf: String,
+    /// What the last form's handler had to say, shown once by the page it
+    /// redirected to (Post/Redirect/Get).
+    pub notice: Option<Notice>,
     created: Instant,
     last_seen: Instant,
 }
@@ -76,6 +79,29 @@ impl UiSession {
     fn expired(&self, now: Instant) -> bool {
         now.saturating_duration_since(self.last_seen) >= IDLE_TIMEOUT
             || now.saturating_duration_since(self.created) >= MAX_LIFETIME
+    }
+}
+
+/// The outcome of a form, kept in its session between the `POST` and the
+/// `303` it answers with, and shown once by the page it leads to.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Notice {
+    /// Whether the form was refused (else it was done).
+    pub refused: bool,
+    /// What happened, in words.
+    pub message: String,
+    /// A refused form's fields (name, value), to fill it in again: bad
+    /// input loses nothing. At most the form's size limit.
+    pub fields: Vec<(String, String)>,
+}
+
+impl Notice {
+    /// The value of field `name`, or `""`.
+    pub fn field(&self, name: &str) -> &str {
+        self.fields
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or("", |(_, v)| v.as_str())
     }
 }
 
@@ -93,6 +119,7 @@ impl UiSessions {
         let session = UiSession {
             token,
             csrf: random_hex(),
+            notice: None,
             created: now,
             last_seen: now,
         };
@@ -125,6 +152,22 @@ impl UiSessions {
         }
         session.last_seen = now;
         Some(session.clone())
+    }
+
+    /// Keeps `notice` in the session with cookie value `id`, replacing an
+    /// earlier one (nothing when the session is gone).
+    pub fn set_notice(&self, id: &str, notice: Notice) {
+        if let Some(s) = self.lock().get_mut(&Sha256::of(id.as_bytes())) {
+            s.notice = Some(notice);
+        }
+    }
+
+    /// The notice of the session with cookie value `id`, removed: a page
+    /// shows it once.
+    pub fn take_notice(&self, id: &str) -> Option<Notice> {
+        self.lock()
+            .get_mut(&Sha256::of(id.as_bytes()))
+            .and_then(|s| s.notice.take())
     }
 
     /// Forgets the session with cookie value `id` (logout, or its token
@@ -246,6 +289,26 @@ mod tests {
         let (idle, _) = sessions.create(token(), t0);
         assert!(sessions.touch(&idle, t0 + IDLE_TIMEOUT).is_none());
         assert!(sessions.touch("nosuch", t0).is_none());
+    }
+
+    #[test]
+    fn a_notice_is_shown_once() {
+        let sessions = UiSessions::default();
+        let (id, _) = sessions.create(token(), Instant::now());
+        let notice = Notice {
+            refused: true,
+            message: "no".into(),
+            fields: vec![("note".into(), "why".into())],
+        };
+        sessions.set_notice(&id, notice.clone());
+        sessions.set_notice("nosuch", notice.clone());
+        let taken = sessions.take_notice(&id);
+        assert_eq!(taken.as_ref(), Some(&notice));
+        assert_eq!(
+            taken.map(|n| n.field("note").to_owned()).as_deref(),
+            Some("why")
+        );
+        assert_eq!(sessions.take_notice(&id), None);
     }
 
     #[test]

@@ -235,3 +235,85 @@ async fn a_form_needs_the_sessions_csrf_token_and_its_scope() {
     let page = call(&router, "GET", "/ui/", &session, "").await;
     assert_eq!(page.status, StatusCode::SEE_OTHER);
 }
+
+#[tokio::test]
+async fn the_mirror_form_declares_as_the_api_does_and_says_why_it_refuses() {
+    let (router, ui) = app().await;
+    let admin = TokenName::new("admin").expect("name");
+    let builder = ui
+        .control
+        .tokens
+        .create(
+            TokenName::new("builder").expect("name"),
+            Scope::Record,
+            &admin,
+        )
+        .await
+        .expect("token")
+        .token;
+    let session = log_in(&router, &builder).await;
+    let page = call(&router, "GET", "/ui/mirror", &session, "").await;
+    assert_eq!(page.status, StatusCode::OK);
+    let csrf = csrf_of(&page.body);
+    let store = ui.control.sessions.store();
+
+    // A tag-only image: 303 back, the reason shown once, the form refilled.
+    let form = format!(
+        "csrf={csrf}&source=registry.example.test%2Fteam%2Fapp%3A1.0&sha256=&note=the+CI+image"
+    );
+    let a = call(&router, "POST", "/ui/mirror", &session, &form).await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER);
+    assert_eq!(a.headers[header::LOCATION], "/ui/mirror");
+    let page = call(&router, "GET", "/ui/mirror", &session, "").await;
+    assert!(
+        page.body.contains("images are mirrored by digest only"),
+        "{}",
+        page.body
+    );
+    assert!(page
+        .body
+        .contains("value=\"registry.example.test/team/app:1.0\""));
+    assert!(page.body.contains(">the CI image</textarea>"));
+    let again = call(&router, "GET", "/ui/mirror", &session, "").await;
+    assert!(
+        !again.body.contains("images are mirrored by digest only"),
+        "shown once"
+    );
+    assert!(store.list_mirror_entries().await.expect("list").is_empty());
+
+    // A blank note: refused with the API's words.
+    let form = format!("csrf={csrf}&source=https%3A%2F%2Ffiles.example.test%2Fa.bin&note=+++");
+    call(&router, "POST", "/ui/mirror", &session, &form).await;
+    let page = call(&router, "GET", "/ui/mirror", &session, "").await;
+    assert!(page
+        .body
+        .contains(&crate::mirror::DeclareError::NoNote.to_string()));
+    assert!(store.list_mirror_entries().await.expect("list").is_empty());
+
+    // A file: pending, added by the session's token, the fetcher woken.
+    let woken = ui.control.mirror_added.clone();
+    let form = format!(
+        "csrf={csrf}&source=https%3A%2F%2Ffiles.example.test%2Fa.bin&sha256=&note=the+vendor+blob"
+    );
+    let a = call(&router, "POST", "/ui/mirror", &session, &form).await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER);
+    tokio::time::timeout(std::time::Duration::from_secs(5), woken.notified())
+        .await
+        .expect("the fetcher is woken");
+    let entries = store.list_mirror_entries().await.expect("list");
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].added_by, "builder");
+    assert_eq!(entries[0].note, "the vendor blob");
+    assert_eq!(entries[0].state, btrfly_core::MirrorState::Pending);
+    let page = call(&router, "GET", "/ui/mirror", &session, "").await;
+    assert!(page
+        .body
+        .contains(&format!("Entry {} added", entries[0].id)));
+    assert!(page.body.contains("data-state=\"pending\""));
+    let dash = call(&router, "GET", "/ui/", &session, "").await;
+    assert!(
+        dash.body.contains("<dd class=\"mirror-pending\">1</dd>"),
+        "{}",
+        dash.body
+    );
+}
