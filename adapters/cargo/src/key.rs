@@ -121,12 +121,6 @@ fn layout(segments: &[&str]) -> Option<(usize, String)> {
     (have == want.as_slice()).then(|| (n + 1, name.to_owned()))
 }
 
-/// `scheme://host:port` of a request, host in lower case.
-fn origin_url(req: &RequestHead) -> String {
-    let host = req.host().to_ascii_lowercase();
-    format!("{}://{}:{}", req.scheme(), host, req.port())
-}
-
 /// The download a path names: `…/{crate}/{version}/download`, or a last
 /// segment `{crate}-{version}.crate` (the version starting at the first
 /// `-` whose rest is a version).
@@ -164,7 +158,7 @@ pub fn resource(config: &CargoConfig, req: &RequestHead) -> Option<Resource> {
     if !by_cargo {
         return None;
     }
-    let origin = origin_url(req);
+    let origin = req.origin();
     if let Some(dir) = path.strip_suffix("config.json") {
         if dir.ends_with('/') {
             return Some(Resource::Config {
@@ -200,7 +194,7 @@ pub fn purl(name: &str, version: &str) -> Option<String> {
 /// The adapter's verdict on `req`.
 pub fn classify(config: &CargoConfig, req: &RequestHead) -> Option<Classification> {
     let resource = resource(config, req)?;
-    let origin = format!("{} {}", req.method, origin_url(req));
+    let origin = format!("{} {}", req.method, req.origin());
     let (primary, mutability) = match &resource {
         Resource::Config { .. } | Resource::IndexFile { .. } | Resource::Page => {
             (format!("{origin}{}", req.uri.path()), Mutability::Mutable)
@@ -211,14 +205,7 @@ pub fn classify(config: &CargoConfig, req: &RequestHead) -> Option<Classificatio
         ),
         Resource::File => (format!("{origin}{}", req.uri.path()), Mutability::Immutable),
     };
-    let mut key = RecordingKey::new(NAME, primary);
-    if let Some(range) = req
-        .headers
-        .get(http::header::RANGE)
-        .and_then(|v| v.to_str().ok())
-    {
-        key = key.vary("range", range.trim());
-    }
+    let key = RecordingKey::new(NAME, primary).with_range(req);
     let mut class = Classification::new(key, mutability);
     if let Resource::Crate { name, version } = &resource {
         class.package = purl(name, version);

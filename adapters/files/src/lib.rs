@@ -18,14 +18,7 @@ pub struct FilesAdapter;
 
 /// The exact identity of a request: `METHOD scheme://host:port/path?query`.
 pub fn exact_primary(req: &RequestHead) -> String {
-    format!(
-        "{} {}://{}:{}{}",
-        req.method,
-        req.scheme(),
-        req.host().to_ascii_lowercase(),
-        req.port(),
-        req.path_and_query()
-    )
+    format!("{} {}{}", req.method, req.origin(), req.path_and_query())
 }
 
 impl Adapter for FilesAdapter {
@@ -34,14 +27,7 @@ impl Adapter for FilesAdapter {
     }
 
     fn classify(&self, req: &RequestHead) -> Option<Classification> {
-        let mut key = RecordingKey::new(NAME, exact_primary(req));
-        if let Some(range) = req
-            .headers
-            .get(http::header::RANGE)
-            .and_then(|v| v.to_str().ok())
-        {
-            key = key.vary("range", range.trim());
-        }
+        let key = RecordingKey::new(NAME, exact_primary(req)).with_range(req);
         Some(Classification::new(key, Mutability::Mutable))
     }
 }

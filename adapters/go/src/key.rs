@@ -240,13 +240,7 @@ pub fn purl(module: &str, version: &str) -> Option<String> {
 /// The adapter's verdict on `req`.
 pub fn classify(config: &GoConfig, req: &RequestHead) -> Option<Classification> {
     let resource = resource(config, req)?;
-    let origin = format!(
-        "{} {}://{}:{}",
-        req.method,
-        req.scheme(),
-        req.host().to_ascii_lowercase(),
-        req.port()
-    );
+    let origin = format!("{} {}", req.method, req.origin());
     let (primary, mutability) = match &resource {
         Resource::List { module } => (format!("{origin} mod {module} list"), Mutability::Mutable),
         Resource::Latest { module } => {
@@ -271,14 +265,7 @@ pub fn classify(config: &GoConfig, req: &RequestHead) -> Option<Classification> 
             Mutability::Mutable,
         ),
     };
-    let mut key = RecordingKey::new(NAME, primary);
-    if let Some(range) = req
-        .headers
-        .get(http::header::RANGE)
-        .and_then(|v| v.to_str().ok())
-    {
-        key = key.vary("range", range.trim());
-    }
+    let key = RecordingKey::new(NAME, primary).with_range(req);
     let mut class = Classification::new(key, mutability);
     if let Resource::Version {
         module,

@@ -17,34 +17,24 @@
 //! `Authorization`, cookies and query signatures never enter a key.
 
 use btrfly_core::{RecordingKey, RequestHead};
-use http::header::{ACCEPT, RANGE};
+use http::header::ACCEPT;
 use http::HeaderMap;
 use oci_spec::image::Digest;
 
 /// The adapter's name and key namespace.
 pub const NAME: &str = "oci";
 
-/// `scheme://host:port` of the request, host in lower case.
-fn origin(req: &RequestHead) -> String {
-    format!(
-        "{}://{}:{}",
-        req.scheme(),
-        req.host().to_ascii_lowercase(),
-        req.port()
-    )
-}
-
 /// `METHOD scheme://host:port/path?query`.
 pub fn exact(req: &RequestHead) -> RecordingKey {
     RecordingKey::new(
         NAME,
-        format!("{} {}{}", req.method, origin(req), req.path_and_query()),
+        format!("{} {}{}", req.method, req.origin(), req.path_and_query()),
     )
 }
 
 /// The version check, `/v2` and `/v2/` alike.
 pub fn ping(req: &RequestHead) -> RecordingKey {
-    RecordingKey::new(NAME, format!("{} {}/v2/", req.method, origin(req)))
+    RecordingKey::new(NAME, format!("{} {}/v2/", req.method, req.origin()))
 }
 
 /// Whether a key is a version check's ([`ping`]).
@@ -65,11 +55,7 @@ pub fn manifest_by_tag(req: &RequestHead) -> RecordingKey {
 /// Content by digest (`what` is `manifest` or `blob`): the digest alone,
 /// plus the `Range` when there is one.
 pub fn by_digest(req: &RequestHead, what: &str, digest: &Digest) -> RecordingKey {
-    let key = RecordingKey::new(NAME, format!("{} {what} {digest}", req.method));
-    match range(&req.headers) {
-        Some(r) => key.vary("range", r),
-        None => key,
-    }
+    RecordingKey::new(NAME, format!("{} {what} {digest}", req.method)).with_range(req)
 }
 
 /// Whether a key is a bearer-token request's (see [`token`]).
@@ -106,7 +92,7 @@ pub fn purl(req: &RequestHead, digest: &Digest) -> Option<String> {
 pub fn token(req: &RequestHead) -> RecordingKey {
     let key = RecordingKey::new(
         NAME,
-        format!("{} token {}{}", req.method, origin(req), req.uri.path()),
+        format!("{} token {}{}", req.method, req.origin(), req.uri.path()),
     );
     let service = req.uri.query().and_then(|q| {
         url::form_urlencoded::parse(q.as_bytes())
@@ -151,13 +137,6 @@ pub fn accept(headers: &HeaderMap) -> Option<String> {
     types.sort();
     types.dedup();
     (!types.is_empty()).then(|| types.join(","))
-}
-
-fn range(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get(RANGE)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.trim().to_owned())
 }
 
 /// The key a `HEAD` may be answered from in playback: its `GET`.

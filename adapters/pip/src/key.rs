@@ -415,13 +415,7 @@ pub fn classify(config: &PipConfig, req: &RequestHead) -> Option<Classification>
         return None;
     }
     let resource = resource(config, req)?;
-    let origin = format!(
-        "{} {}://{}:{}",
-        req.method,
-        req.scheme(),
-        req.host().to_ascii_lowercase(),
-        req.port()
-    );
+    let origin = format!("{} {}", req.method, req.origin());
     let (primary, page) = match &resource {
         Resource::SimplePage { prefix, project } => {
             // The trailing `/` stays as asked: relative links on the page

@@ -106,6 +106,15 @@ impl RequestHead {
             .unwrap_or(if self.scheme() == "https" { 443 } else { 80 })
     }
 
+    /// The `Range` header (RFC 9110 §14.2), trimmed, when it is text: a
+    /// partial answer is keyed apart from the whole one.
+    pub fn range(&self) -> Option<&str> {
+        self.headers
+            .get(http::header::RANGE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    }
+
     /// The origin-form target: path and query (`/` when empty).
     pub fn path_and_query(&self) -> &str {
         self.uri.path_and_query().map_or("/", |pq| pq.as_str())
@@ -116,7 +125,10 @@ impl RequestHead {
         canonical_url(&self.uri)
     }
 
-    /// Scheme, host and port of the request.
+    /// Scheme, host and port of the request. Its `Display`,
+    /// `scheme://host:port` with the host in lower case and the port always
+    /// written, is the origin every adapter's key starts from (after the
+    /// method), so one request has one origin in every namespace.
     pub fn origin(&self) -> Origin {
         Origin::new(self.scheme() == "https", self.host(), self.port())
     }

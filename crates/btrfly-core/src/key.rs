@@ -106,6 +106,16 @@ impl RecordingKey {
         self
     }
 
+    /// This key with the request's `Range` (see [`RequestHead::range`]) as
+    /// its `range` variance, when it has one.
+    #[must_use]
+    pub fn with_range(self, req: &crate::RequestHead) -> Self {
+        match req.range() {
+            Some(range) => self.vary("range", range),
+            None => self,
+        }
+    }
+
     /// This key for the representation a request selects among those of a
     /// response that named `names` in `Vary`: one `vary:<name>` entry per
     /// name, holding the request's [`vary_value`].
