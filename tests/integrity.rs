@@ -744,3 +744,99 @@ fn storage_down_during_playback_is_a_clear_503() {
         "{log}"
     );
 }
+
+/// The S3 store freezes (its server stopped with `SIGSTOP`: connections
+/// stay open, nothing answers) during a playback: each store operation
+/// fails at its deadline (`[storage] io_timeout_secs`), the retries give
+/// up, and the client gets a clear 503 instead of hanging; when the store
+/// thaws, the same request is served whole again.
+#[test]
+fn a_frozen_store_is_a_clear_503_and_serves_again_when_it_thaws() {
+    use btrfly_test_support::storage::{Moto, TEST_ACCESS_KEY, TEST_REGION, TEST_SECRET_KEY};
+    let moto = Moto::start();
+    let bucket = moto.new_bucket();
+    let body: Vec<u8> = (0..300_000u32).map(|i| (i % 241) as u8).collect();
+    let root = tempfile::tempdir().expect("root");
+    std::fs::create_dir_all(root.path().join("files")).expect("files");
+    std::fs::write(root.path().join("files/data.bin"), &body).expect("data");
+    let ca = TestCa::new();
+    let nginx = Nginx::start(root.path(), &ca, &[NAME]);
+    let url = format!("https://{NAME}:{}/files/data.bin", nginx.port());
+    let server = BtrflyServer::start_with(
+        bin(),
+        StartOptions {
+            extra: format!(
+                "[storage]\nbackend = \"s3\"\ntimeout_secs = 2\nio_timeout_secs = 2\n[storage.s3]\nbucket = \"{bucket}\"\nendpoint = \"{}\"\nregion = \"{TEST_REGION}\"\n[upstream]\nca_file = {}\n[upstream.resolve]\n\"{NAME}\" = \"127.0.0.1\"\n",
+                moto.endpoint(),
+                BtrflyServer::toml_str(nginx.ca_file().to_string_lossy())
+            ),
+            env: vec![
+                ("AWS_ACCESS_KEY_ID".into(), TEST_ACCESS_KEY.into()),
+                ("AWS_SECRET_ACCESS_KEY".into(), TEST_SECRET_KEY.into()),
+            ],
+            ..StartOptions::default()
+        },
+    );
+    let work = tempfile::tempdir().expect("work");
+    let home = work.path().join("home");
+    std::fs::create_dir_all(&home).expect("home");
+    let curl = |env: &[(String, String)]| {
+        let mut c = Command::new("curl");
+        client_env(&mut c);
+        apply_env(&mut c, env);
+        c.args(["-sS", "--max-time", "120"]);
+        c
+    };
+    let start = |mode: &str| {
+        let out = run_ok(server.cli(&home).args(["start", mode, "--tag=frozen1"]));
+        server.env_from_start(&text(&out.stdout))
+    };
+
+    let env = start("record");
+    run_ok(
+        curl(&env)
+            .args(["--fail", "-o"])
+            .arg(work.path().join("r"))
+            .arg(&url),
+    );
+    let stop = run(server.cli(&home).args(["stop", "record"]));
+    assert!(stop.status.success(), "{}", text(&stop.stderr));
+    drop(nginx);
+
+    let env = start("playback");
+    moto.freeze(true);
+    let started = Instant::now();
+    let c = run(curl(&env)
+        .args(["-D", "-", "-o"])
+        .arg(work.path().join("p"))
+        .arg(&url));
+    let waited = started.elapsed();
+    moto.freeze(false);
+    let head = text(&c.stdout);
+    assert!(head.contains(" 503"), "{head}");
+    assert!(head.contains("x-btrfly-error: store-unavailable"), "{head}");
+    eprintln!("503 after {waited:?}");
+    // 6 attempts of at most 2 s each, with backoff between them (0.25 s to
+    // 4 s): well under a minute; without deadlines the request would hang
+    // until curl's 120 s.
+    assert!(
+        waited < Duration::from_secs(60),
+        "answered after {waited:?}"
+    );
+    let log = server.stderr_log();
+    assert!(
+        log.to_ascii_lowercase().contains("timeout") || log.contains("timed out"),
+        "{log}"
+    );
+
+    // thawed: the same request is served whole
+    let ok = run_ok(
+        curl(&env)
+            .args(["--fail", "-o"])
+            .arg(work.path().join("p2"))
+            .arg(&url),
+    );
+    assert!(ok.status.success());
+    assert_eq!(std::fs::read(work.path().join("p2")).expect("p2"), body);
+    let _ = run(server.cli(&home).args(["stop", "playback"]));
+}

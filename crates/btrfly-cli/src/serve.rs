@@ -144,6 +144,12 @@ pub(crate) fn store_options(config: &Config) -> Result<StoreOptions> {
     })
 }
 
+/// `[storage] timeout_secs` and `io_timeout_secs`.
+pub(crate) fn store_timeouts(config: &Config) -> btrfly_store::StoreTimeouts {
+    let (operation, io) = config.storage.timeouts();
+    btrfly_store::StoreTimeouts { operation, io }
+}
+
 fn adapters(config: &Config) -> Result<Adapters> {
     let mut list: Vec<Arc<dyn Adapter>> = Vec::new();
     // Ecosystem adapters go first; the plain-files adapter claims everything
@@ -284,7 +290,8 @@ pub async fn serve(config_path: Option<PathBuf>, log_format: LogFormat) -> Resul
 
     // The backend is proven usable (bucket there, credentials accepted)
     // before any listener opens.
-    let store = Store::open(&store_options(&config)?).context("storage is not usable")?;
+    let store = Store::open_with(&store_options(&config)?, store_timeouts(&config))
+        .context("storage is not usable")?;
     store.check().await.context("storage is not usable")?;
     // Every replica of a store shares one CA and token: a data dir
     // without a CA does not mint a new one for a store that has one.

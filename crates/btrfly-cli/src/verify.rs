@@ -50,8 +50,11 @@ pub(crate) async fn verify(args: VerifyArgs) -> Result<ExitCode> {
         Some(p) => Config::load(p)?,
         None => Config::default(),
     };
-    let store =
-        Store::open(&crate::serve::store_options(&config)?).context("storage is not usable")?;
+    let store = Store::open_with(
+        &crate::serve::store_options(&config)?,
+        crate::serve::store_timeouts(&config),
+    )
+    .context("storage is not usable")?;
     let tags: Option<Vec<Tag>> = if args.tags.is_empty() {
         None
     } else {

@@ -242,6 +242,14 @@ pub struct StorageConfig {
     pub s3: Option<S3Config>,
     /// `backend = "gcs"`: the bucket and how to reach it.
     pub gcs: Option<GcsConfig>,
+    /// S3 and GCS: seconds an object-store operation without a body
+    /// (`stat`, `delete`) may take per attempt. Default 30.
+    pub timeout_secs: Option<u64>,
+    /// S3 and GCS: seconds opening a read, write or listing, and each
+    /// chunk of it, may take per attempt (a large blob that keeps moving is
+    /// never cut). Default 10. An attempt past its deadline is retried (5
+    /// times, with backoff), then the request fails with a clear `503`.
+    pub io_timeout_secs: Option<u64>,
 }
 
 /// An S3 (or S3-compatible) bucket. Credentials and region left out here
@@ -302,6 +310,8 @@ impl Default for StorageConfig {
             root: None,
             s3: None,
             gcs: None,
+            timeout_secs: None,
+            io_timeout_secs: None,
         }
     }
 }
@@ -735,8 +745,27 @@ impl Config {
 }
 
 impl StorageConfig {
+    /// `timeout_secs` and `io_timeout_secs` (defaults 30 and 10), as
+    /// durations: `(operation, io)`.
+    pub fn timeouts(&self) -> (Duration, Duration) {
+        (
+            Duration::from_secs(self.timeout_secs.unwrap_or(30)),
+            Duration::from_secs(self.io_timeout_secs.unwrap_or(10)),
+        )
+    }
+
     /// Checks what can be checked without the network; messages name the key.
     fn validate(&self) -> Result<(), String> {
+        for (key, v) in [
+            ("timeout_secs", self.timeout_secs),
+            ("io_timeout_secs", self.io_timeout_secs),
+        ] {
+            if v == Some(0) {
+                return Err(format!(
+                    "storage.{key} must be at least 1 (remove it for the default)"
+                ));
+            }
+        }
         let backend = self.backend.as_str();
         match self.backend {
             Backend::Fs => {}

@@ -7,7 +7,7 @@ use opendal::{ErrorKind, Operator};
 
 use crate::error::{Advice, ConfigProblem, Result, StoreError};
 use crate::layout::random_id;
-use crate::options::{GcsOptions, S3Options, StoreOptions};
+use crate::options::{GcsOptions, S3Options, StoreOptions, StoreTimeouts};
 use crate::store::Store;
 
 /// OpenDAL's HTTP services need a process-wide transport; btrfly's is
@@ -40,12 +40,51 @@ impl Store {
     /// A configuration that cannot work (see [`ConfigProblem`]), or a
     /// backend OpenDAL cannot set up.
     pub fn open(options: &StoreOptions) -> Result<Store> {
+        Store::open_with(options, StoreTimeouts::default())
+    }
+
+    /// [`Store::open`] with the deadlines of object-store operations
+    /// (`[storage] timeout_secs`, `io_timeout_secs`): a store that stops
+    /// answering without refusing (a frozen endpoint, a dropped network)
+    /// fails each attempt at its deadline, and the retries then give up,
+    /// instead of holding the request forever. A filesystem or memory
+    /// store has none.
+    ///
+    /// # Errors
+    /// As [`Store::open`].
+    pub fn open_with(options: &StoreOptions, timeouts: StoreTimeouts) -> Result<Store> {
         match options {
             StoreOptions::Fs { root } => Store::fs(root),
             StoreOptions::Memory => Store::memory(),
-            StoreOptions::S3(o) => Store::s3(o),
-            StoreOptions::Gcs(o) => Store::gcs(o),
+            StoreOptions::S3(o) => Ok(Store::s3_operator(o)?.resilient(timeouts)),
+            StoreOptions::Gcs(o) => Ok(Store::gcs_operator(o)?.resilient(timeouts)),
         }
+    }
+
+    /// An object store's layers: a deadline per attempt (inside), then
+    /// retries of temporary failures with backoff (outside, so a timed-out
+    /// attempt is retried and the retry's own state is never cut).
+    fn resilient(mut self, timeouts: StoreTimeouts) -> Store {
+        // Object stores answer 500/503 (SlowDown) now and then; OpenDAL
+        // marks those (and a timed-out attempt) temporary and this retries
+        // them with backoff: 0.25, 0.5, 1, 2 and 4 s (with jitter), so that
+        // a store that is down is reported within seconds per operation,
+        // not minutes (OpenDAL's default delays grow to 60 s).
+        self.op = self
+            .op
+            .layer(
+                opendal::layers::TimeoutLayer::new()
+                    .with_timeout(timeouts.operation)
+                    .with_io_timeout(timeouts.io),
+            )
+            .layer(
+                opendal::layers::RetryLayer::new()
+                    .with_jitter()
+                    .with_min_delay(std::time::Duration::from_millis(250))
+                    .with_max_delay(std::time::Duration::from_secs(4))
+                    .with_max_times(5),
+            );
+        self
     }
 
     fn with_operator(
@@ -53,22 +92,8 @@ impl Store {
         location: String,
         builder: impl opendal::Builder,
     ) -> Result<Store> {
-        let mut op =
+        let op =
             Operator::new(builder).map_err(|source| StoreError::Backend { backend, source })?;
-        if matches!(backend, "s3" | "gcs") {
-            // Object stores answer 500/503 (SlowDown) now and then; OpenDAL
-            // marks those temporary and this retries them with backoff:
-            // 0.25, 0.5, 1, 2 and 4 s (with jitter), so that a store that is
-            // down is reported within seconds per operation, not minutes
-            // (OpenDAL's default delays grow to 60 s).
-            op = op.layer(
-                opendal::layers::RetryLayer::new()
-                    .with_jitter()
-                    .with_min_delay(std::time::Duration::from_millis(250))
-                    .with_max_delay(std::time::Duration::from_secs(4))
-                    .with_max_times(5),
-            );
-        }
         Ok(Store {
             op,
             backend,
@@ -102,6 +127,10 @@ impl Store {
     /// # Errors
     /// No region anywhere, or a backend OpenDAL cannot set up.
     pub fn s3(c: &S3Options) -> Result<Store> {
+        Ok(Store::s3_operator(c)?.resilient(StoreTimeouts::default()))
+    }
+
+    fn s3_operator(c: &S3Options) -> Result<Store> {
         let region = c
             .region
             .clone()
@@ -148,6 +177,10 @@ impl Store {
     /// A credential file that cannot be read or is not one, or a backend
     /// OpenDAL cannot set up.
     pub fn gcs(c: &GcsOptions) -> Result<Store> {
+        Ok(Store::gcs_operator(c)?.resilient(StoreTimeouts::default()))
+    }
+
+    fn gcs_operator(c: &GcsOptions) -> Result<Store> {
         let config_err = |problem: ConfigProblem| StoreError::Config {
             backend: "gcs",
             problem,

@@ -49,7 +49,7 @@ mod writer;
 pub use error::{Advice, ConfigProblem, Result, StoreError};
 pub use identity::{Identity, IdentityCheck};
 pub use integrity::{is_blob_fault, EntryRef, ListedBlob, Sweep, DEFAULT_SWEEP_AGE};
-pub use options::{GcsOptions, S3Options, StoreOptions};
+pub use options::{GcsOptions, S3Options, StoreOptions, StoreTimeouts};
 pub use store::{BlobStream, Store, TagIndex};
 pub use tokens::TokenRecord;
 pub use writer::{BlobWriter, StoredBlob};

@@ -59,3 +59,25 @@ pub struct GcsOptions {
     /// Send unsigned requests (an emulator).
     pub allow_anonymous: bool,
 }
+
+/// Deadlines of an object store's operations (S3, GCS), per attempt: each
+/// attempt that passes its deadline fails as temporary and is retried (up
+/// to 5 times, with backoff), then the operation fails.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StoreTimeouts {
+    /// `stat`, `delete` and other operations without a body. Default 30 s.
+    pub operation: std::time::Duration,
+    /// Opening a read, write or listing, and each call on it (a chunk
+    /// read or written): a deadline per call, so a large blob that keeps
+    /// moving is never cut. Default 10 s.
+    pub io: std::time::Duration,
+}
+
+impl Default for StoreTimeouts {
+    fn default() -> Self {
+        StoreTimeouts {
+            operation: std::time::Duration::from_secs(30),
+            io: std::time::Duration::from_secs(10),
+        }
+    }
+}

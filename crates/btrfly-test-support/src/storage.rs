@@ -213,6 +213,19 @@ impl Moto {
         format!("http://127.0.0.1:{}", self.server.port)
     }
 
+    /// Freezes (`SIGSTOP`) or thaws (`SIGCONT`) the server: a store that
+    /// keeps its connections open and never answers, then answers again
+    /// with its data intact.
+    pub fn freeze(&self, frozen: bool) {
+        let signal = if frozen { "-STOP" } else { "-CONT" };
+        let status = Command::new("kill")
+            .arg(signal)
+            .arg(self.server.child.id().to_string())
+            .status()
+            .unwrap_or_else(|e| panic!("kill {signal}: {e}"));
+        assert!(status.success(), "kill {signal} moto");
+    }
+
     /// Creates a bucket (moto takes unsigned requests).
     pub fn create_bucket(&self, bucket: &str) {
         let (code, body) = http(self.server.port, "PUT", &format!("/{bucket}"), b"")
