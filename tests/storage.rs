@@ -567,7 +567,12 @@ fn one_recorder_per_tag_across_replicas_and_restarts() {
             .cli(home)
             .args(["start", "record", "--tag=shared"])
             .args(extra));
-        assert!(!out.status.success(), "a second recorder was let in");
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "a second recorder was let in: {}",
+            text(&out.stderr)
+        );
         text(&out.stderr)
     };
     let busy =
