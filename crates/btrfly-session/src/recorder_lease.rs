@@ -10,10 +10,11 @@
 //!   session lease running out ([`SessionRegistry::expire_idle`]; a
 //!   `start record` that finds the holder unheard of for longer than the
 //!   lease ends it on the spot, as expiry would).
-//! - A lease naming a session that is no longer in the store (its server
-//!   crashed between ending the session and removing the lease, or the
-//!   session object was removed by hand) is stale and taken over; so is
-//!   one that stays unreadable (cut short by a crash while created).
+//! - A lease naming a session that is not in the store (its object removed
+//!   by hand, or lost) is stale and taken over; so is one that stays
+//!   unreadable (cut short by a crash while created). A session's object is
+//!   written before its lease is taken and removed after the lease is given
+//!   back, so a session being started is never mistaken for a stale one.
 
 use std::time::Duration;
 

@@ -113,7 +113,6 @@ impl SessionRegistry {
     ) -> Result<NewSession, SessionError> {
         let _guard = self.create_lock.lock().await;
         let meta = self.store.tag_meta(&tag).await?;
-        let id = SessionId::new(&credential::random_hex(8)).map_err(SessionError::Id)?;
         match mode {
             Mode::Record => {
                 if let Some(other) = self
@@ -129,13 +128,6 @@ impl SessionRegistry {
                 if matches!(&meta, Some(m) if m.sealed && !force) {
                     return Err(SessionError::Sealed(tag));
                 }
-                // The rule across replicas and restarts (README: "Recording
-                // rules"); the check above only spares a store round trip.
-                self.take_recorder(&tag, &id).await?;
-                if let Err(e) = self.open_tag(&tag, meta).await {
-                    let _ = self.release_recorder(&tag, &id).await;
-                    return Err(e);
-                }
             }
             Mode::Playback => {
                 if meta.is_none() {
@@ -147,6 +139,7 @@ impl SessionRegistry {
             }
         }
         let secret = credential::random_hex(credential::SECRET_BYTES);
+        let id = SessionId::new(&credential::random_hex(8)).map_err(SessionError::Id)?;
         let info = SessionInfo {
             id: id.clone(),
             secret_sha256: Sha256::of(secret.as_bytes()),
@@ -154,11 +147,22 @@ impl SessionRegistry {
             mode,
             started_at: OffsetDateTime::now_utc(),
         };
-        if let Err(e) = self.store.put_session(&info).await {
-            if mode == Mode::Record {
-                let _ = self.release_recorder(&info.tag, &id).await;
+        // The session object is written before the tag's recorder lease is
+        // taken and removed after it is given back, so a lease naming a
+        // session that is not in the store is stale, never one being born.
+        self.store.put_session(&info).await?;
+        if mode == Mode::Record {
+            // The rule across replicas and restarts (README: "Recording
+            // rules"); the check above only spares a store round trip.
+            if let Err(e) = self.take_recorder(&info.tag, &id).await {
+                let _ = self.store.delete_session(&id).await;
+                return Err(e);
             }
-            return Err(e.into());
+            if let Err(e) = self.open_tag(&info.tag, meta).await {
+                let _ = self.release_recorder(&info.tag, &id).await;
+                let _ = self.store.delete_session(&id).await;
+                return Err(e);
+            }
         }
         let session = Arc::new(LiveSession::new(info, &self.metrics));
         self.write_live().insert(id.to_string(), session.clone());
