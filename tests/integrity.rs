@@ -331,8 +331,26 @@ fn kill_9_while_recording_leaves_no_entry_and_the_sweep_cleans_up() {
     );
 
     // the tag holds no entry for the killed download; recording goes on
-    // (a new CI job: its own BTRFLY_HOME)
+    // (a new CI job: its own BTRFLY_HOME) once the dead session no longer
+    // holds the tag: its lease runs out, or an admin ends it (README:
+    // "Recording rules")
+    let dead = env
+        .iter()
+        .find(|(k, _)| k == "HTTPS_PROXY")
+        .and_then(|(_, v)| v.split("://").nth(1)?.split_once(':'))
+        .map(|(id, _)| id.to_owned())
+        .expect("the session id in HTTPS_PROXY");
     let home2 = fx.home_named("home2");
+    let refused = run(fx
+        .server
+        .cli(&home2)
+        .args(["start", "record", "--tag=crash1"]));
+    assert!(
+        text(&refused.stderr).contains(&format!("being recorded by session {dead}")),
+        "{}",
+        text(&refused.stderr)
+    );
+    run_ok(fx.server.cli(&home2).args(["stop", "--session", &dead]));
     let env = fx.start_in(&home2, "record", "crash1");
     run_ok(
         fx.curl(&env)

@@ -495,3 +495,194 @@ fn replicas_of_one_store_share_one_identity() {
     assert!(stopped.status.success(), "{}", text(&stopped.stderr));
     assert_eq!(field(&text(&stopped.stderr), "recorded"), 1);
 }
+
+/// The session id in a session's exports (the user of its proxy URL).
+fn session_id(env: &[(String, String)]) -> String {
+    let (_, url) = env
+        .iter()
+        .find(|(k, _)| k == "HTTPS_PROXY")
+        .unwrap_or_else(|| panic!("no HTTPS_PROXY in {env:?}"));
+    let userinfo = url.split("://").nth(1).and_then(|r| r.split_once(':'));
+    userinfo
+        .map(|(id, _)| id.to_owned())
+        .unwrap_or_else(|| panic!("{url}"))
+}
+
+/// A fresh `BTRFLY_HOME` (each holds one session).
+fn fresh_home(work: &Path, name: &str) -> std::path::PathBuf {
+    let home = work.join(name);
+    std::fs::create_dir_all(&home).expect("home");
+    home
+}
+
+/// `tags/<tag>/recorder.json` of an fs store: (session, replica).
+fn recorder_lease(store_root: &Path, tag: &str) -> Option<(String, String)> {
+    let bytes = std::fs::read(store_root.join(format!("tags/{tag}/recorder.json"))).ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&bytes).expect("recorder.json is JSON");
+    Some((
+        v["session"].as_str().expect("session").to_owned(),
+        v["replica"].as_str().expect("replica").to_owned(),
+    ))
+}
+
+/// The one-recorder-per-tag rule is held in the store (README: "Recording
+/// rules"): with two replicas on one fs store, a second `start record` of
+/// a tag through the other replica is refused naming the recording
+/// session, and succeeds once that one stopped. After a `kill -9` of the
+/// recording server and a restart, the dead session still holds the tag
+/// until its lease runs out; a lease whose session object is gone is taken
+/// over at once.
+#[test]
+fn one_recorder_per_tag_across_replicas_and_restarts() {
+    // Long enough that a restart on a loaded machine fits well inside it.
+    const LEASE: Duration = Duration::from_secs(10);
+    let root = tempfile::tempdir().expect("root");
+    std::fs::create_dir_all(root.path().join("files")).expect("files");
+    std::fs::write(root.path().join("files/a.txt"), "recorded once\n").expect("a");
+    let ca = TestCa::new();
+    let nginx = Nginx::start(root.path(), &ca, &[NAME]);
+    let url = format!("https://{NAME}:{}/files/a.txt", nginx.port());
+    let shared = tempfile::tempdir().expect("shared store");
+    let store_root = shared.path().join("store");
+    let options = StartOptions {
+        extra: format!(
+            "[storage]\nbackend = \"fs\"\nroot = {}\n[sessions]\nlease = \"{}s\"\n{}",
+            BtrflyServer::toml_str(store_root.to_string_lossy()),
+            LEASE.as_secs(),
+            upstream_config(&nginx)
+        ),
+        ..StartOptions::default()
+    };
+    let a = BtrflyServer::start_with(bin(), options.clone());
+    let mut b = BtrflyServer::start_with(
+        bin(),
+        StartOptions {
+            identity_from: Some(a.data_dir()),
+            ..options
+        },
+    );
+    let work = tempfile::tempdir().expect("work");
+    let refused = |server: &BtrflyServer, home: &Path, extra: &[&str]| {
+        let out = run(server
+            .cli(home)
+            .args(["start", "record", "--tag=shared"])
+            .args(extra));
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "a second recorder was let in: {}",
+            text(&out.stderr)
+        );
+        text(&out.stderr)
+    };
+    let busy =
+        |id: &str| format!("tag shared is being recorded by session {id}; stop that session first");
+
+    // A records; B refuses a second recorder, with --force too.
+    let home_a = fresh_home(work.path(), "a");
+    let env_a = start(&a, &home_a, "record", "shared");
+    let id_a = session_id(&env_a);
+    assert_eq!(
+        recorder_lease(&store_root, "shared").map(|l| l.0),
+        Some(id_a.clone())
+    );
+    let out = work.path().join("a.txt");
+    fetch(&env_a, &url, &out);
+    let err = refused(&b, &fresh_home(work.path(), "b1"), &[]);
+    assert!(err.contains(&busy(&id_a)), "{err}");
+    let err = refused(&b, &fresh_home(work.path(), "b2"), &["--force"]);
+    assert!(err.contains(&busy(&id_a)), "{err}");
+    // A itself refuses too (its memory and the store agree).
+    let err = refused(&a, &fresh_home(work.path(), "a2"), &[]);
+    assert!(err.contains(&busy(&id_a)), "{err}");
+
+    // Once A's session stopped, B may record the tag (again: --force).
+    let stopped = stop(&a, &home_a, "record");
+    assert!(stopped.status.success(), "{}", text(&stopped.stderr));
+    assert_eq!(
+        recorder_lease(&store_root, "shared"),
+        None,
+        "released at stop"
+    );
+    let home_b = fresh_home(work.path(), "b3");
+    let env_b = run_ok(
+        b.cli(&home_b)
+            .args(["start", "record", "--tag=shared", "--force"]),
+    );
+    let env_b = b.env_from_start(&text(&env_b.stdout));
+    let id_b = session_id(&env_b);
+    let (holder, replica_b) = recorder_lease(&store_root, "shared").expect("B's lease");
+    assert_eq!(holder, id_b);
+    fetch(&env_b, &url, &out);
+    let last_request = Instant::now();
+
+    // kill -9 of the recording server, and a restart: the dead session
+    // holds the tag until its lease runs out (nothing says it is dead).
+    b.kill_hard();
+    b.restart();
+    let err = refused(&b, &fresh_home(work.path(), "b4"), &[]);
+    assert!(
+        last_request.elapsed() < LEASE,
+        "the restart took longer than the lease: {:?}",
+        last_request.elapsed()
+    );
+    assert!(err.contains(&busy(&id_b)), "{err}");
+    let err = refused(&a, &fresh_home(work.path(), "a3"), &[]);
+    assert!(err.contains(&busy(&id_b)), "{err}");
+    let deadline = Instant::now() + LEASE + Duration::from_secs(60);
+    let mut n = 0;
+    let env_c = loop {
+        n += 1;
+        let home = fresh_home(work.path(), &format!("c{n}"));
+        let out = run(b.cli(&home).args(["start", "record", "--tag=shared"]));
+        if out.status.success() {
+            break b.env_from_start(&text(&out.stdout));
+        }
+        let err = text(&out.stderr);
+        assert!(err.contains(&busy(&id_b)), "{err}");
+        assert!(
+            Instant::now() < deadline,
+            "still refused {LEASE:?} after the last request: {err}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert!(
+        last_request.elapsed() >= LEASE,
+        "recording let in after {:?}, before the dead session's {LEASE:?} lease ran out",
+        last_request.elapsed()
+    );
+    let id_c = session_id(&env_c);
+    let (holder, replica_c) = recorder_lease(&store_root, "shared").expect("C's lease");
+    assert_eq!(holder, id_c);
+    assert_ne!(replica_c, replica_b, "a restarted server is a new replica");
+    assert!(
+        !store_root.join(format!("sessions/{id_b}.json")).exists(),
+        "the dead session was ended"
+    );
+
+    // A lease whose session is gone from the store (removed by hand after
+    // another crash) is stale: taken over at once, and the log says so.
+    fetch(&env_c, &url, &out);
+    b.kill_hard();
+    std::fs::remove_file(store_root.join(format!("sessions/{id_c}.json"))).expect("rm session");
+    b.restart();
+    let home = fresh_home(work.path(), "d");
+    let env_d = start(&b, &home, "record", "shared");
+    let id_d = session_id(&env_d);
+    assert_eq!(
+        recorder_lease(&store_root, "shared").map(|l| l.0),
+        Some(id_d)
+    );
+    let log = b.stderr_log();
+    assert!(
+        log.contains(&format!(
+            "tag shared: took over the recorder lease of session {id_c}, which no longer exists"
+        )),
+        "{log}"
+    );
+    fetch(&env_d, &url, &out);
+    assert_eq!(std::fs::read(&out).expect("a.txt"), b"recorded once\n");
+    let stopped = stop(&b, &home, "record");
+    assert!(stopped.status.success(), "{}", text(&stopped.stderr));
+    assert_eq!(recorder_lease(&store_root, "shared"), None);
+}

@@ -16,6 +16,7 @@ pub mod credential;
 pub mod error;
 pub mod live;
 pub mod metrics;
+mod recorder_lease;
 pub mod registry;
 pub mod replicas;
 pub mod stats;
@@ -69,6 +70,81 @@ mod tests {
                 .await
                 .is_none(),
             "a stopped session no longer authenticates"
+        );
+    }
+
+    /// The one-recorder-per-tag rule is the store's, not a replica's: two
+    /// registries on one store (two replicas, or a server and its restart)
+    /// refuse a second recorder naming the first, until it stops, its
+    /// lease runs out, or its session is gone from the store (taken over).
+    #[tokio::test]
+    async fn one_recorder_per_tag_across_replicas_and_restarts() {
+        let store = Store::memory().expect("store");
+        let lease = std::time::Duration::from_millis(400);
+        let a = SessionRegistry::new(store.clone()).with_lease(lease);
+        let b = SessionRegistry::new(store.clone()).with_lease(lease);
+        let tag = Tag::new("shared").expect("tag");
+        let first = a.create(tag.clone(), Mode::Record, false).await.expect("a");
+        let id = first.session.info.id.clone();
+        let held = store.recorder(&tag).await.expect("read").expect("a lease");
+        assert_eq!((&held.session, held.replica.as_str()), (&id, a.replica()));
+        let err = b
+            .create(tag.clone(), Mode::Record, true)
+            .await
+            .err()
+            .expect("refused on the other replica, --force or not");
+        assert_eq!(
+            err.to_string(),
+            format!("tag shared is being recorded by session {id}; stop that session first")
+        );
+        // Another tag and playback are not held up.
+        b.create(Tag::new("else").expect("tag"), Mode::Record, false)
+            .await
+            .expect("another tag");
+        a.stop_with(id.as_str(), false).await.expect("stop");
+        assert_eq!(store.recorder(&tag).await.expect("read"), None, "released");
+        let second = b
+            .create(tag.clone(), Mode::Record, false)
+            .await
+            .expect("b after a");
+        let id2 = second.session.info.id.clone();
+
+        // B "crashes" (forgotten, its session left in the store): a
+        // restarted server waits for the lease to run out.
+        drop(second);
+        drop(b);
+        let c = SessionRegistry::new(store.clone()).with_lease(lease);
+        let err = c
+            .create(tag.clone(), Mode::Record, false)
+            .await
+            .err()
+            .expect("busy");
+        assert!(err.to_string().contains(id2.as_str()), "{err}");
+        tokio::time::sleep(lease + std::time::Duration::from_millis(200)).await;
+        let third = c
+            .create(tag.clone(), Mode::Record, false)
+            .await
+            .expect("after the lease");
+        assert!(
+            store.get_session(&id2).await.expect("read").is_none(),
+            "expired session ended"
+        );
+        let id3 = third.session.info.id.clone();
+        assert_eq!(
+            store.recorder(&tag).await.expect("read").map(|l| l.session),
+            Some(id3.clone())
+        );
+
+        // A lease naming a session gone from the store is stale: taken over.
+        store.delete_session(&id3).await.expect("gone");
+        let d = SessionRegistry::new(store.clone()).with_lease(lease);
+        let fourth = d
+            .create(tag.clone(), Mode::Record, false)
+            .await
+            .expect("taken over");
+        assert_eq!(
+            store.recorder(&tag).await.expect("read").map(|l| l.session),
+            Some(fourth.session.info.id.clone())
         );
     }
 

@@ -125,25 +125,8 @@ impl SessionRegistry {
                         session: other.info.id.clone(),
                     });
                 }
-                match meta {
-                    Some(m) if m.sealed && !force => return Err(SessionError::Sealed(tag)),
-                    Some(mut m) => {
-                        if m.sealed {
-                            m.sealed = false;
-                            m.sealed_at = None;
-                            self.store.put_tag_meta(&m).await?;
-                        }
-                    }
-                    None => {
-                        self.store
-                            .put_tag_meta(&TagMeta {
-                                tag: tag.clone(),
-                                created_at: OffsetDateTime::now_utc(),
-                                sealed: false,
-                                sealed_at: None,
-                            })
-                            .await?;
-                    }
+                if matches!(&meta, Some(m) if m.sealed && !force) {
+                    return Err(SessionError::Sealed(tag));
                 }
             }
             Mode::Playback => {
@@ -164,10 +147,50 @@ impl SessionRegistry {
             mode,
             started_at: OffsetDateTime::now_utc(),
         };
+        // The session object is written before the tag's recorder lease is
+        // taken and removed after it is given back, so a lease naming a
+        // session that is not in the store is stale, never one being born.
         self.store.put_session(&info).await?;
+        if mode == Mode::Record {
+            // The rule across replicas and restarts (README: "Recording
+            // rules"); the check above only spares a store round trip.
+            if let Err(e) = self.take_recorder(&info.tag, &id).await {
+                let _ = self.store.delete_session(&id).await;
+                return Err(e);
+            }
+            if let Err(e) = self.open_tag(&info.tag, meta).await {
+                let _ = self.release_recorder(&info.tag, &id).await;
+                let _ = self.store.delete_session(&id).await;
+                return Err(e);
+            }
+        }
         let session = Arc::new(LiveSession::new(info, &self.metrics));
         self.write_live().insert(id.to_string(), session.clone());
         Ok(NewSession { session, secret })
+    }
+
+    /// Makes `tag` recordable: creates its meta, or unseals it (`--force`).
+    async fn open_tag(&self, tag: &Tag, meta: Option<TagMeta>) -> Result<(), SessionError> {
+        match meta {
+            Some(mut m) => {
+                if m.sealed {
+                    m.sealed = false;
+                    m.sealed_at = None;
+                    self.store.put_tag_meta(&m).await?;
+                }
+            }
+            None => {
+                self.store
+                    .put_tag_meta(&TagMeta {
+                        tag: tag.clone(),
+                        created_at: OffsetDateTime::now_utc(),
+                        sealed: false,
+                        sealed_at: None,
+                    })
+                    .await?;
+            }
+        }
+        Ok(())
     }
 
     /// The session a credential belongs to, or `None`. Looks in the store
@@ -328,38 +351,50 @@ impl SessionRegistry {
                 return Vec::new();
             }
         };
-        let now = crate::live::unix_ms(OffsetDateTime::now_utc());
-        let lease_ms = i64::try_from(self.lease.as_millis()).unwrap_or(i64::MAX);
         let mut ended = Vec::new();
         for info in infos {
-            let Some(last) = self.last_seen_ms(&info).await else {
-                continue;
-            };
-            let idle_ms = now.saturating_sub(last);
-            if idle_ms <= lease_ms {
-                continue;
-            }
-            match self.stop_with(info.id.as_str(), false).await {
-                Ok(summary) => {
-                    tracing::warn!(
-                        session = %info.id,
-                        tag = %info.tag,
-                        mode = %info.mode,
-                        "session {} expired: not heard of for {:.0}s, longer than its lease (sessions.lease, {}s); ended{} after {} requests",
-                        info.id,
-                        idle_ms as f64 / 1000.0,
-                        self.lease.as_secs(),
-                        if info.mode == Mode::Record { " without sealing tag ".to_owned() + info.tag.as_str() } else { String::new() },
-                        summary.requests,
-                    );
-                    ended.push(info.id);
-                }
-                // Ended meanwhile (by its owner, or by another replica).
-                Err(SessionError::NotFound(_)) => {}
-                Err(e) => tracing::warn!(session = %info.id, "ending an expired session: {e}"),
+            if self.end_if_expired(&info).await {
+                ended.push(info.id);
             }
         }
         ended
+    }
+
+    /// Ends session `info` if no replica heard of it for longer than the
+    /// lease (see [`SessionRegistry::expire_idle`]); whether it is over
+    /// now (ended here, or meanwhile elsewhere).
+    pub(crate) async fn end_if_expired(&self, info: &SessionInfo) -> bool {
+        let now = crate::live::unix_ms(OffsetDateTime::now_utc());
+        let lease_ms = i64::try_from(self.lease.as_millis()).unwrap_or(i64::MAX);
+        let Some(last) = self.last_seen_ms(info).await else {
+            return false;
+        };
+        let idle_ms = now.saturating_sub(last);
+        if idle_ms <= lease_ms {
+            return false;
+        }
+        match self.stop_with(info.id.as_str(), false).await {
+            Ok(summary) => {
+                tracing::warn!(
+                    session = %info.id,
+                    tag = %info.tag,
+                    mode = %info.mode,
+                    "session {} expired: not heard of for {:.0}s, longer than its lease (sessions.lease, {}s); ended{} after {} requests",
+                    info.id,
+                    idle_ms as f64 / 1000.0,
+                    self.lease.as_secs(),
+                    if info.mode == Mode::Record { " without sealing tag ".to_owned() + info.tag.as_str() } else { String::new() },
+                    summary.requests,
+                );
+                true
+            }
+            // Ended meanwhile (by its owner, or by another replica).
+            Err(SessionError::NotFound(_)) => true,
+            Err(e) => {
+                tracing::warn!(session = %info.id, "ending an expired session: {e}");
+                false
+            }
+        }
     }
 
     pub(crate) fn recently_unknown(&self, id: &str) -> bool {
@@ -423,6 +458,11 @@ impl SessionRegistry {
         session.deactivate();
         self.unbind_session(id.as_str());
         session.settle().await;
+        // The tag's recorder lease goes first: while the session object
+        // is there, no replica takes the lease over as stale.
+        if session.mode() == Mode::Record {
+            self.release_recorder(session.tag(), &id).await?;
+        }
         // Deleting the session object tells the other replicas to stop
         // serving it and write their last counters; `gather` waits for them.
         self.store.delete_session(&id).await?;
@@ -441,6 +481,15 @@ impl SessionRegistry {
             if let Err(e) = self.store.seal_tag(meta).await {
                 // Put the session back so that `stop` can be retried.
                 let _ = self.store.put_session(&session.info).await;
+                let _ = self
+                    .store
+                    .try_take_recorder(&btrfly_store::RecorderLease {
+                        tag: tag.clone(),
+                        session: id.clone(),
+                        replica: self.replica().to_owned(),
+                        since: OffsetDateTime::now_utc(),
+                    })
+                    .await;
                 return Err(e.into());
             }
             summary.sealed = true;

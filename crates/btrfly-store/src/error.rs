@@ -54,6 +54,10 @@ pub enum StoreError {
         /// The name as given.
         name: String,
     },
+    /// An object created "if not exists" kept being removed and created
+    /// again by others while this tried.
+    #[error("storage: {0} kept changing while this replica tried to create it; try again")]
+    Contended(String),
     /// A blob an entry points at is not there.
     #[error("storage: blob {0} is missing")]
     MissingBlob(Sha256),

@@ -8,6 +8,8 @@
 //! tags/<tag>/meta.json               TagMeta: created, sealed
 //! tags/<tag>/entries/<key id>.json   one Entry per recorded exchange
 //! tags/<tag>/index.json              all entries of a sealed tag in one object (a snapshot)
+//! tags/<tag>/recorder.json          RecorderLease: the one record session recording the tag (created if not exists)
+//! tags/<tag>/recorder-takeover/<id>.json  a replica's claim to remove the stale lease of session <id>
 //! tags/<tag>/vary/<key id>/<n>.json  VaryRecord: request headers that select among a key's answers
 //! sessions/<id>.json                 SessionInfo of running sessions
 //! sessions/<id>/stats/<replica>.json one replica's counters for a session
@@ -41,6 +43,7 @@ mod integrity;
 mod layout;
 mod mirror;
 mod options;
+mod recorder;
 mod sessions;
 mod store;
 mod tokens;
@@ -50,6 +53,7 @@ pub use error::{Advice, ConfigProblem, Result, StoreError};
 pub use identity::{Identity, IdentityCheck};
 pub use integrity::{is_blob_fault, EntryRef, ListedBlob, Sweep, DEFAULT_SWEEP_AGE};
 pub use options::{GcsOptions, S3Options, StoreOptions, StoreTimeouts};
+pub use recorder::RecorderLease;
 pub use store::{BlobStream, Store, TagIndex};
 pub use tokens::TokenRecord;
 pub use writer::{BlobWriter, StoredBlob};

@@ -102,7 +102,8 @@ macro_rules! suite {
             the_first_identity_claims_the_store,
             a_ranged_read_is_one_backend_request,
             blobs_are_listed_with_their_users_and_old_temp_objects_swept,
-            mirror_entries_round_trip
+            mirror_entries_round_trip,
+            one_recorder_lease_per_tag
         )
     };
     (@run $backend:expr, $make:expr, $($behaviour:ident),*) => {
@@ -140,6 +141,123 @@ async fn suite_gcs() {
 }
 
 // === behaviours ===
+
+fn lease(tag: &Tag, session: &str) -> crate::RecorderLease {
+    crate::RecorderLease {
+        tag: tag.clone(),
+        session: SessionId::new(session).expect("id"),
+        replica: format!("replica-{session}"),
+        since: OffsetDateTime::now_utc(),
+    }
+}
+
+/// `tags/<tag>/recorder.json`: of eight replicas taking a tag's lease at
+/// once exactly one gets it and the others are shown that one; only its
+/// holder releases it; a takeover claim is won once, and an abandoned one
+/// can be claimed anew.
+///
+/// Not on GCS here: gcp-storage-emulator implements no preconditions (it
+/// ignores `ifGenerationMatch=0`, which OpenDAL sends for `if_not_exists`
+/// and GCS itself honours), so every create would "win".
+async fn one_recorder_lease_per_tag(store: &Store) {
+    if store.backend == "gcs" {
+        eprintln!("    not run: the GCS emulator ignores ifGenerationMatch");
+        return;
+    }
+    let tag = Tag::new("leased").expect("tag");
+    let ids: Vec<String> = (0..8).map(|i| format!("{i:016x}")).collect();
+    let results = futures::future::join_all(ids.iter().map(|id| {
+        let l = lease(&tag, id);
+        async move { (l.clone(), store.try_take_recorder(&l).await.expect("take")) }
+    }))
+    .await;
+    let winners: Vec<_> = results.iter().filter(|(_, r)| r.is_none()).collect();
+    assert_eq!(winners.len(), 1, "exactly one holder: {results:?}");
+    let holder = winners[0].0.clone();
+    for (_, r) in &results {
+        if let Some(shown) = r {
+            assert_eq!(shown, &holder, "the losers are shown the holder");
+        }
+    }
+    assert_eq!(
+        store.recorder(&tag).await.expect("read"),
+        Some(holder.clone())
+    );
+    // Another tag is independent.
+    let other = Tag::new("other").expect("tag");
+    assert_eq!(
+        store
+            .try_take_recorder(&lease(&other, &ids[0]))
+            .await
+            .expect("other"),
+        None
+    );
+
+    // Only the holder releases it.
+    let loser = results
+        .iter()
+        .find(|(l, _)| l.session != holder.session)
+        .expect("a loser");
+    assert!(!store
+        .release_recorder(&tag, &loser.0.session)
+        .await
+        .expect("release"));
+    assert_eq!(
+        store.recorder(&tag).await.expect("read"),
+        Some(holder.clone())
+    );
+    assert!(store
+        .release_recorder(&tag, &holder.session)
+        .await
+        .expect("release"));
+    assert_eq!(store.recorder(&tag).await.expect("read"), None);
+    assert_eq!(
+        store.try_take_recorder(&loser.0).await.expect("retake"),
+        None
+    );
+
+    // Takeover claims of one stale lease: one winner at a time.
+    let minute = std::time::Duration::from_secs(60);
+    let claims = futures::future::join_all(ids.iter().map(|id| {
+        let l = lease(&tag, id);
+        let tag = tag.clone();
+        async move {
+            store
+                .claim_recorder_takeover(&tag, "0123456789abcdef", &l, minute)
+                .await
+                .expect("claim")
+        }
+    }))
+    .await;
+    assert_eq!(claims.iter().filter(|c| **c).count(), 1, "{claims:?}");
+    store
+        .end_recorder_takeover(&tag, "0123456789abcdef")
+        .await
+        .expect("end");
+    let mut old = lease(&tag, &ids[1]);
+    old.since -= time::Duration::minutes(5);
+    assert!(store
+        .claim_recorder_takeover(&tag, "fedcba9876543210", &old, minute)
+        .await
+        .expect("claim"));
+    assert!(
+        store
+            .claim_recorder_takeover(&tag, "fedcba9876543210", &lease(&tag, &ids[2]), minute)
+            .await
+            .expect("claim"),
+        "a claim five minutes old is abandoned"
+    );
+    assert!(!store
+        .claim_recorder_takeover(&tag, "fedcba9876543210", &lease(&tag, &ids[3]), minute)
+        .await
+        .expect("claim"));
+    store
+        .end_recorder_takeover(&tag, "fedcba9876543210")
+        .await
+        .expect("end");
+    store.delete_recorder(&tag).await.expect("delete");
+    assert_eq!(store.recorder(&tag).await.expect("read"), None);
+}
 
 async fn mirror_entries_round_trip(store: &Store) {
     use btrfly_core::{MirrorEntry, MirrorSource, MirrorState};
