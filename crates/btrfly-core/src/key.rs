@@ -106,7 +106,7 @@ impl RecordingKey {
         self
     }
 
-    /// This key with the request's `Range` (see [`RequestHead::range`]) as
+    /// This key with the request's `Range` (see [`RequestHead::range`](crate::RequestHead::range)) as
     /// its `range` variance, when it has one.
     #[must_use]
     pub fn with_range(self, req: &crate::RequestHead) -> Self {
