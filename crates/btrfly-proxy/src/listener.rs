@@ -154,7 +154,20 @@ impl Opener for Explicit {
             &[("Retry-After", "1"), ("X-Btrfly-Error", "limit")],
             &body,
         );
-        tcp.write_all(answer.as_bytes()).await
+        // Read what the client already sent (its CONNECT head, usually)
+        // before answering: a socket closed with unread data sends a reset,
+        // which can reach the client before the answer and lose it.
+        let mut scratch = [0u8; 4096];
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_millis(200),
+            tcp.read(&mut scratch),
+        )
+        .await;
+        tcp.write_all(answer.as_bytes()).await?;
+        tcp.shutdown().await?;
+        // Then until the client closes (the caller bounds the whole).
+        while tcp.read(&mut scratch).await? > 0 {}
+        Ok(())
     }
 }
 
