@@ -156,20 +156,38 @@ fn declared_files_and_images_are_fetched_and_serve_playback_with_the_upstreams_g
             "firmware blob, pinned",
             "--sha256",
             &b,
+            "--wait",
         ],
+    );
+    // --wait followed it to the end (exit 0 is `stored`)
+    assert!(
+        mirror_ls(&server, &home)
+            .iter()
+            .any(|e| e["id"] == pinned.as_str() && e["state"] == "stored"),
+        "--wait returned before {pinned} was stored"
     );
     let wrong = sha256_bytes(b"not the body of c.bin");
-    let mismatch = add(
-        &server,
-        &home,
-        &[
-            &url("c.bin"),
-            "--note",
-            "pinned to the wrong digest",
-            "--sha256",
-            &wrong,
-        ],
+    let waited = run(server.cli(&home).args([
+        "mirror",
+        "add",
+        &url("c.bin"),
+        "--note",
+        "pinned to the wrong digest",
+        "--sha256",
+        &wrong,
+        "--wait",
+    ]));
+    let said = text(&waited.stderr);
+    assert_eq!(
+        waited.status.code(),
+        Some(1),
+        "--wait on a failing entry: {said}"
     );
+    assert!(
+        said.contains("failed:") && said.contains(&c) && said.contains(&wrong),
+        "{said}"
+    );
+    let mismatch = text(&waited.stdout).trim().to_owned();
     let img = add(
         &server,
         &home,

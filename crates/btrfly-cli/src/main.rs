@@ -320,6 +320,10 @@ enum MirrorAction {
         /// the entry `failed`.
         #[arg(long, value_name = "HEX")]
         sha256: Option<String>,
+        /// Wait until the server has fetched it: exit status 0 when it is
+        /// stored, 1 when it failed (the reason on stderr).
+        #[arg(long)]
+        wait: bool,
         #[command(flatten)]
         server: ServerArgs,
     },
@@ -542,6 +546,7 @@ fn main() -> ExitCode {
                     source,
                     note,
                     sha256,
+                    wait,
                     server,
                 } => {
                     btrfly_client::mirror::add(
@@ -549,6 +554,7 @@ fn main() -> ExitCode {
                         &source,
                         sha256.as_deref(),
                         &note,
+                        wait,
                     )
                     .await
                 }

@@ -5,17 +5,20 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use btrfly_core::api::MirrorAddRequest;
-use btrfly_core::{MirrorEntry, MirrorSource};
+use btrfly_core::{MirrorEntry, MirrorSource, MirrorState};
 
 use crate::args::ServerArgs;
 use crate::commands::rfc3339;
 use crate::target::connect;
 use crate::tokens::print_table;
 
-/// `btrfly mirror add SOURCE --note N [--sha256 HEX]`: declares a file URL
-/// or an image by digest; prints the new entry's id on stdout. The source
-/// is checked here first (a tag-only image is refused with why digests
-/// are required), then by the server.
+/// `btrfly mirror add SOURCE --note N [--sha256 HEX] [--wait]`: declares a
+/// file URL or an image by digest; prints the new entry's id on stdout. The
+/// source is checked here first (a tag-only image is refused with why
+/// digests are required), then by the server. With `wait`, follows the
+/// entry until the server has fetched it (a spinner on a terminal, quiet
+/// in pipes): exit status 0 when `stored`, 1 when `failed` (the reason on
+/// stderr).
 ///
 /// # Errors
 /// A source [`MirrorSource::parse`] refuses, a blank note, a calling token
@@ -25,6 +28,7 @@ pub async fn add(
     source: &str,
     sha256: Option<&str>,
     note: &str,
+    wait: bool,
 ) -> Result<ExitCode> {
     MirrorSource::parse(source, sha256)?;
     if note.trim().is_empty() {
@@ -40,12 +44,63 @@ pub async fn add(
         })
         .await
         .map_err(|e| target.explain(e))?;
-    eprintln!(
-        "btrfly: mirror entry {} added ({}); the server fetches it in the background: `btrfly mirror show {}`",
-        entry.id, entry.source, entry.id
-    );
     println!("{}", entry.id);
-    Ok(ExitCode::SUCCESS)
+    if !wait {
+        eprintln!(
+            "btrfly: mirror entry {} added ({}); the server fetches it in the background: `btrfly mirror show {}`",
+            entry.id, entry.source, entry.id
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    eprintln!("btrfly: mirror entry {} added ({})", entry.id, entry.source);
+    let id = entry.id.clone();
+    let progress = spinner(&format!("fetching {}", entry.source));
+    let done = loop {
+        let now = target
+            .client
+            .mirror_entry(&id)
+            .await
+            .map_err(|e| target.explain(e))?;
+        match now.state {
+            MirrorState::Pending => {
+                let why = now
+                    .reason
+                    .as_deref()
+                    .map(|r| format!(" (last try: {})", first_line(r)))
+                    .unwrap_or_default();
+                progress.set_message(format!(
+                    "fetching {}: attempt {}{why}",
+                    now.source,
+                    now.attempts.max(1)
+                ));
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+            _ => break now,
+        }
+    };
+    progress.finish_and_clear();
+    if done.state == MirrorState::Stored {
+        eprintln!("btrfly: mirror entry {id} stored");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!(
+            "btrfly: mirror entry {id} failed: {}",
+            done.reason.as_deref().unwrap_or("no reason given")
+        );
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+/// A spinner with a message on a terminal; hidden in pipes and files.
+fn spinner(what: &str) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_message(what.to_owned());
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    bar
 }
 
 /// `btrfly mirror ls [--json]`: every entry, oldest first.
