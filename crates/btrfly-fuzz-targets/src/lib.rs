@@ -9,7 +9,7 @@
 //!
 //! | target | what it feeds | property |
 //! |---|---|---|
-//! | `files_key`, `pip_key`, `oci_key`, `cargo_key` | a request head (HTTP/1.1 text) to the adapter's `classify` | no panic; no `Authorization`/`Cookie` value in the key |
+//! | `files_key`, `pip_key`, `oci_key`, `cargo_key`, `go_key` | a request head (HTTP/1.1 text) to the adapter's `classify` | no panic; no `Authorization`/`Cookie` value in the key |
 //! | `pip_page` | an index page (first byte: HTML or JSON) to the pip page parser | no panic; every hint names a URL and a 64-hex digest |
 //! | `connect_head` | bytes to the listener's head framing and CONNECT parsing | no panic; a parsed target has a host |
 //! | `config` | TOML text to the config loader | no panic (errors are fine) |
@@ -30,6 +30,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("pip_key", pip_key),
     ("oci_key", oci_key),
     ("cargo_key", cargo_key),
+    ("go_key", go_key),
     ("pip_page", pip_page),
     ("connect_head", connect_head),
     ("config", config),
@@ -137,6 +138,22 @@ pub fn cargo_key(data: &[u8]) {
         )
         .unwrap_or_default();
         btrfly_adapter_cargo::CargoAdapter::new(config)
+    });
+    if let Some(head) = request_head(data) {
+        check_no_secret_in_key(&head, adapter);
+    }
+}
+
+/// The Go adapter's key of an arbitrary request head (module proxy
+/// `proxy.example.test`, checksum database `sum.example.test`; other hosts
+/// by path shape and direct mode).
+pub fn go_key(data: &[u8]) {
+    static GO: OnceLock<btrfly_adapter_go::GoAdapter> = OnceLock::new();
+    let adapter = GO.get_or_init(|| {
+        let config =
+            btrfly_adapter_go::GoConfig::new(&["proxy.example.test"], &["sum.example.test"])
+                .unwrap_or_default();
+        btrfly_adapter_go::GoAdapter::new(config)
     });
     if let Some(head) = request_head(data) {
         check_no_secret_in_key(&head, adapter);
