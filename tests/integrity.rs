@@ -668,31 +668,36 @@ fn control_api_on_a_network_address_needs_an_explicit_opt_in() {
     );
 }
 
-/// The S3 store stops answering (its server is killed) during a playback:
-/// the client gets a clear 503 (`x-btrfly-error: store-unavailable`)
-/// naming what could not be read and the store's error, once the store
-/// client's retries give up, and the log says why. (A store that hangs
-/// instead of refusing needs timeouts on store operations, and recovery
-/// needs a store that keeps its data across the outage: the other half of
-/// issue 11.)
-#[test]
-fn storage_down_during_playback_is_a_clear_503() {
+/// A file recorded through a server on an S3 store (moto), upstream gone
+/// and a playback session of the tag started (`env`): for the tests of a
+/// store that fails under a playback.
+struct RecordedOnS3 {
+    moto: btrfly_test_support::storage::Moto,
+    server: BtrflyServer,
+    work: tempfile::TempDir,
+    home: PathBuf,
+    url: String,
+    body: Vec<u8>,
+    env: Vec<(String, String)>,
+}
+
+/// Records `body` as `tag` with `storage` lines added to `[storage]`
+/// (`backend = "s3"` is set), then starts the playback.
+fn recorded_on_s3(storage: &str, tag: &str, body: Vec<u8>) -> RecordedOnS3 {
     use btrfly_test_support::storage::{Moto, TEST_ACCESS_KEY, TEST_REGION, TEST_SECRET_KEY};
     let moto = Moto::start();
     let bucket = moto.new_bucket();
-    let body: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
     let root = tempfile::tempdir().expect("root");
     std::fs::create_dir_all(root.path().join("files")).expect("files");
     std::fs::write(root.path().join("files/data.bin"), &body).expect("data");
     let ca = TestCa::new();
     let nginx = Nginx::start(root.path(), &ca, &[NAME]);
-    let port = nginx.port();
-    let url = format!("https://{NAME}:{port}/files/data.bin");
+    let url = format!("https://{NAME}:{}/files/data.bin", nginx.port());
     let server = BtrflyServer::start_with(
         bin(),
         StartOptions {
             extra: format!(
-                "[storage]\nbackend = \"s3\"\n[storage.s3]\nbucket = \"{bucket}\"\nendpoint = \"{}\"\nregion = \"{TEST_REGION}\"\n[upstream]\nca_file = {}\n[upstream.resolve]\n\"{NAME}\" = \"127.0.0.1\"\n",
+                "[storage]\nbackend = \"s3\"\n{storage}[storage.s3]\nbucket = \"{bucket}\"\nendpoint = \"{}\"\nregion = \"{TEST_REGION}\"\n[upstream]\nca_file = {}\n[upstream.resolve]\n\"{NAME}\" = \"127.0.0.1\"\n",
                 moto.endpoint(),
                 BtrflyServer::toml_str(nginx.ca_file().to_string_lossy())
             ),
@@ -706,32 +711,70 @@ fn storage_down_during_playback_is_a_clear_503() {
     let work = tempfile::tempdir().expect("work");
     let home = work.path().join("home");
     std::fs::create_dir_all(&home).expect("home");
-    let curl = |env: &[(String, String)]| {
-        let mut c = Command::new("curl");
-        client_env(&mut c);
-        apply_env(&mut c, env);
-        c.args(["-sS", "--max-time", "120"]);
-        c
-    };
     let start = |mode: &str| {
-        let out = run_ok(server.cli(&home).args(["start", mode, "--tag=down1"]));
+        let out = run_ok(
+            server
+                .cli(&home)
+                .args(["start", mode, &format!("--tag={tag}")]),
+        );
         server.env_from_start(&text(&out.stdout))
     };
-
     let env = start("record");
     run_ok(
-        curl(&env)
+        s3_curl(&env)
             .args(["--fail", "-o"])
             .arg(work.path().join("r"))
             .arg(&url),
     );
     let stop = run(server.cli(&home).args(["stop", "record"]));
     assert!(stop.status.success(), "{}", text(&stop.stderr));
-
+    drop(nginx);
     let env = start("playback");
+    RecordedOnS3 {
+        moto,
+        server,
+        work,
+        home,
+        url,
+        body,
+        env,
+    }
+}
+
+/// curl with the session's exports, up to 120 s.
+fn s3_curl(env: &[(String, String)]) -> Command {
+    let mut c = Command::new("curl");
+    client_env(&mut c);
+    apply_env(&mut c, env);
+    c.args(["-sS", "--max-time", "120"]);
+    c
+}
+
+/// The S3 store stops answering (its server is killed) during a playback:
+/// the client gets a clear 503 (`x-btrfly-error: store-unavailable`)
+/// naming what could not be read and the store's error, once the store
+/// client's retries give up, and the log says why. (A store that hangs
+/// instead of refusing needs timeouts on store operations, and recovery
+/// needs a store that keeps its data across the outage: the other half of
+/// issue 11.)
+#[test]
+fn storage_down_during_playback_is_a_clear_503() {
+    let fx = recorded_on_s3(
+        "",
+        "down1",
+        (0..200_000u32).map(|i| (i % 251) as u8).collect(),
+    );
+    let RecordedOnS3 {
+        moto,
+        server,
+        work,
+        url,
+        env,
+        ..
+    } = fx;
     drop(moto); // the store stops answering
     let started = Instant::now();
-    let c = run(curl(&env)
+    let c = run(s3_curl(&env)
         .args(["-D", "-", "-o"])
         .arg(work.path().join("p"))
         .arg(&url));
@@ -770,64 +813,26 @@ fn storage_down_during_playback_is_a_clear_503() {
 /// thaws, the same request is served whole again.
 #[test]
 fn a_frozen_store_is_a_clear_503_and_serves_again_when_it_thaws() {
-    use btrfly_test_support::storage::{Moto, TEST_ACCESS_KEY, TEST_REGION, TEST_SECRET_KEY};
-    let moto = Moto::start();
-    let bucket = moto.new_bucket();
-    let body: Vec<u8> = (0..300_000u32).map(|i| (i % 241) as u8).collect();
-    let root = tempfile::tempdir().expect("root");
-    std::fs::create_dir_all(root.path().join("files")).expect("files");
-    std::fs::write(root.path().join("files/data.bin"), &body).expect("data");
-    let ca = TestCa::new();
-    let nginx = Nginx::start(root.path(), &ca, &[NAME]);
-    let url = format!("https://{NAME}:{}/files/data.bin", nginx.port());
-    let server = BtrflyServer::start_with(
-        bin(),
-        StartOptions {
-            extra: format!(
-                "[storage]\nbackend = \"s3\"\ntimeout_secs = 2\nio_timeout_secs = 2\n[storage.s3]\nbucket = \"{bucket}\"\nendpoint = \"{}\"\nregion = \"{TEST_REGION}\"\n[upstream]\nca_file = {}\n[upstream.resolve]\n\"{NAME}\" = \"127.0.0.1\"\n",
-                moto.endpoint(),
-                BtrflyServer::toml_str(nginx.ca_file().to_string_lossy())
-            ),
-            env: vec![
-                ("AWS_ACCESS_KEY_ID".into(), TEST_ACCESS_KEY.into()),
-                ("AWS_SECRET_ACCESS_KEY".into(), TEST_SECRET_KEY.into()),
-            ],
-            ..StartOptions::default()
-        },
+    let fx = recorded_on_s3(
+        "timeout_secs = 2\nio_timeout_secs = 2\n",
+        "frozen1",
+        (0..300_000u32).map(|i| (i % 241) as u8).collect(),
     );
-    let work = tempfile::tempdir().expect("work");
-    let home = work.path().join("home");
-    std::fs::create_dir_all(&home).expect("home");
-    let curl = |env: &[(String, String)]| {
-        let mut c = Command::new("curl");
-        client_env(&mut c);
-        apply_env(&mut c, env);
-        c.args(["-sS", "--max-time", "120"]);
-        c
-    };
-    let start = |mode: &str| {
-        let out = run_ok(server.cli(&home).args(["start", mode, "--tag=frozen1"]));
-        server.env_from_start(&text(&out.stdout))
-    };
-
-    let env = start("record");
-    run_ok(
-        curl(&env)
-            .args(["--fail", "-o"])
-            .arg(work.path().join("r"))
-            .arg(&url),
-    );
-    let stop = run(server.cli(&home).args(["stop", "record"]));
-    assert!(stop.status.success(), "{}", text(&stop.stderr));
-    drop(nginx);
-
-    let env = start("playback");
+    let RecordedOnS3 {
+        moto,
+        server,
+        work,
+        home,
+        url,
+        body,
+        env,
+    } = &fx;
     moto.freeze(true);
     let started = Instant::now();
-    let c = run(curl(&env)
+    let c = run(s3_curl(env)
         .args(["-D", "-", "-o"])
         .arg(work.path().join("p"))
-        .arg(&url));
+        .arg(url));
     let waited = started.elapsed();
     moto.freeze(false);
     let head = text(&c.stdout);
@@ -849,12 +854,12 @@ fn a_frozen_store_is_a_clear_503_and_serves_again_when_it_thaws() {
 
     // thawed: the same request is served whole
     let ok = run_ok(
-        curl(&env)
+        s3_curl(env)
             .args(["--fail", "-o"])
             .arg(work.path().join("p2"))
-            .arg(&url),
+            .arg(url),
     );
     assert!(ok.status.success());
-    assert_eq!(std::fs::read(work.path().join("p2")).expect("p2"), body);
-    let _ = run(server.cli(&home).args(["stop", "playback"]));
+    assert_eq!(&std::fs::read(work.path().join("p2")).expect("p2"), body);
+    let _ = run(server.cli(home).args(["stop", "playback"]));
 }
