@@ -331,7 +331,8 @@ fn pip_file_right_after_its_page_is_verified() {
 /// header section over `limits.max_header_bytes` 431 (neither reaches the
 /// summary's lists), an upstream slower than
 /// `limits.upstream_read_timeout_secs` 504, and one connection over
-/// `limits.max_connections` 503 — until the idle ones go.
+/// `limits.max_connections` 503 — until the idle ones go; the control
+/// listener likewise.
 #[test]
 fn limits_answer_414_431_504_and_503() {
     let fx = Fx::with(
@@ -390,6 +391,41 @@ fn limits_answer_414_431_504_and_503() {
         || (status(&["--fail"], &fx.url("/file.bin")) == "200").then_some(()),
     );
 
+    // the control listener has the same limit
+    let home = fx.home();
+    let control: std::net::SocketAddr = fx
+        .server
+        .control_url()
+        .trim_start_matches("http://")
+        .parse()
+        .expect("control address");
+    let idle: Vec<_> = (0..3)
+        .map(|_| std::net::TcpStream::connect(control).expect("connect"))
+        .collect();
+    let refused = wait_until(
+        Duration::from_secs(10),
+        "the CLI is refused by a full control listener",
+        || {
+            let out = run(fx.server.cli(&home).arg("sessions"));
+            (!out.status.success()).then(|| text(&out.stderr))
+        },
+    );
+    assert!(
+        refused.contains("the control API serves 3 connections at once (limits.max_connections)"),
+        "{refused}"
+    );
+    drop(idle);
+    wait_until(
+        Duration::from_secs(10),
+        "the control API serves again once they closed",
+        || {
+            run(fx.server.cli(&home).arg("sessions"))
+                .status
+                .success()
+                .then_some(())
+        },
+    );
+
     let stop = fx.stop("record");
     let summary = text(&stop.stderr);
     assert!(
@@ -407,12 +443,13 @@ const GATEWAY_IP: &str = "127.0.0.3";
 const LORIS: usize = 1000;
 
 /// A slow-loris client holding 1,000 idle connections on the explicit
-/// proxy port and 1,000 on the transparent TLS port — connections that
-/// send nothing, half a CONNECT head, half a plain request head, or half a
-/// ClientHello — is cut by `limits.tls_handshake_timeout_secs` (5 s here:
-/// every connection closed by the server between 5 s and 5 + 15 s after it
-/// was opened), while curl through both listeners keeps getting whole
-/// answers during that time.
+/// proxy port, 1,000 on the transparent TLS port and 500 on the control
+/// port — connections that send nothing, half a CONNECT head, half a plain
+/// request head, or half a ClientHello — is cut by
+/// `limits.tls_handshake_timeout_secs` (5 s here: every connection closed
+/// by the server between 5 s and 5 + 15 s after it was opened), while curl
+/// through both client listeners and the CLI on the control port keep
+/// getting whole answers during that time.
 #[test]
 fn slow_loris_is_cut_by_the_opening_timeout_while_clients_are_served() {
     const TIMEOUT: Duration = Duration::from_secs(5);
@@ -440,10 +477,21 @@ fn slow_loris_is_cut_by_the_opening_timeout_while_clients_are_served() {
     ];
     // A TLS handshake record announcing 512 bytes, of which 4 arrive.
     let hello: [&[u8]; 2] = [b"", b"\x16\x03\x01\x02\x00\x01\x00\x01"];
-    let mut loris = Vec::with_capacity(2 * LORIS);
+    // Half a control request head.
+    let control: SocketAddr = fx
+        .server
+        .control_url()
+        .trim_start_matches("http://")
+        .parse()
+        .expect("control address");
+    let api: [&[u8]; 2] = [b"", b"GET /v1/tags HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthoriz"];
+    let mut loris = Vec::with_capacity(2 * LORIS + LORIS / 2);
     for i in 0..LORIS {
         loris.push(open_idle(proxy, partial[i % partial.len()]));
         loris.push(open_idle(transparent, hello[i % hello.len()]));
+        if i % 2 == 0 {
+            loris.push(open_idle(control, api[(i / 2) % api.len()]));
+        }
     }
     let held_since = Instant::now();
 
@@ -464,13 +512,20 @@ fn slow_loris_is_cut_by_the_opening_timeout_while_clients_are_served() {
                 .arg("-o")
                 .arg(fx.out("via-transparent.bin"))
                 .arg(fx.url("/file.bin")));
-            (via_proxy, via_transparent, Instant::now())
+            let tags = run(fx.server.cli(&home).args(["sessions", "--json"]));
+            (via_proxy, via_transparent, tags, Instant::now())
         });
         let cut = wait_for_cuts(&mut loris, TIMEOUT + Duration::from_secs(15));
         (clients.join().expect("clients"), cut)
     });
-    let ((via_proxy, via_transparent, served_at), cut) = normal;
+    let ((via_proxy, via_transparent, tags, served_at), cut) = normal;
     assert!(via_proxy.status.success(), "{}", text(&via_proxy.stderr));
+    assert!(tags.status.success(), "{}", text(&tags.stderr));
+    assert!(
+        text(&tags.stdout).contains("loris"),
+        "{}",
+        text(&tags.stdout)
+    );
     assert!(
         via_transparent.status.success(),
         "{}",
@@ -483,7 +538,7 @@ fn slow_loris_is_cut_by_the_opening_timeout_while_clients_are_served() {
     let first_cut = cut.iter().map(|(at, _)| *at).min().expect("cut");
     assert!(
         served_at < first_cut,
-        "both clients were served while the idle connections were held ({:?} after they were opened; the first was cut after {:?})",
+        "the three clients were served while the idle connections were held ({:?} after they were opened; the first was cut after {:?})",
         served_at - held_since,
         first_cut - held_since,
     );
@@ -508,6 +563,10 @@ fn slow_loris_is_cut_by_the_opening_timeout_while_clients_are_served() {
             "{label}: {log}"
         );
     }
+    assert!(
+        log.contains("control: closed a connection that sent no complete request head"),
+        "control: {log}"
+    );
     let stop = fx.stop("record");
     assert!(stop.status.success(), "{}", text(&stop.stderr));
 }

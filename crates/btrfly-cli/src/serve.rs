@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use btrfly_ca::CertificateAuthority;
 use btrfly_config::{Backend, Config};
-use btrfly_control::{ControlServer, ControlState};
+use btrfly_control::{ControlLimits, ControlServer, ControlState};
 use btrfly_core::{Adapter, Sha256};
 use btrfly_gateway::Adapters;
 use btrfly_proxy::{
@@ -410,7 +410,7 @@ pub async fn serve(config_path: Option<PathBuf>, log_format: LogFormat) -> Resul
     )
     .await
     .map_err(|e| bind_error("proxy", "proxy.listen", config.proxy.listen, e))?
-    .with_limits(limits);
+    .with_limits(limits.clone());
     let proxy_addr = proxy.local_addr()?;
     policy.add_own_listener(proxy_addr);
     check_control_listen(&config)?;
@@ -430,7 +430,11 @@ pub async fn serve(config_path: Option<PathBuf>, log_format: LogFormat) -> Resul
         },
     )
     .await
-    .map_err(|e| bind_error("control", "control.listen", config.control.listen, e))?;
+    .map_err(|e| bind_error("control", "control.listen", config.control.listen, e))?
+    .with_limits(ControlLimits {
+        max_connections: limits.max_connections,
+        opening_timeout: limits.tls_handshake_timeout,
+    });
     let control_addr = control.local_addr()?;
     policy.add_own_listener(control_addr);
     let dns = match &config.dns {

@@ -155,9 +155,10 @@ impl SessionsConfig {
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsConfig {
-    /// Client connections each listener (the proxy, each transparent
-    /// listener) serves at once; one more is refused (`503` where the
-    /// listener speaks plain HTTP first) and closed. Default 4096.
+    /// Connections each listener (the proxy, each transparent listener,
+    /// the control listener) serves at once; one more is refused (`503`
+    /// where the listener speaks plain HTTP first) and closed. Default
+    /// 4096.
     pub max_connections: Option<usize>,
     /// Longest request URL in bytes; longer gets `414 URI Too Long`.
     /// Default 8192.
@@ -171,7 +172,8 @@ pub struct LimitsConfig {
     /// Seconds a new client connection may take for its opening: the
     /// CONNECT head and the TLS handshake in the tunnel, the transparent
     /// ClientHello and handshake, or the first plain-HTTP request head;
-    /// then the connection is closed. Default 10.
+    /// on the control listener, every request head. Then the connection
+    /// is closed. Default 10.
     pub tls_handshake_timeout_secs: Option<u64>,
 }
 

@@ -42,5 +42,5 @@ pub mod tokens;
 mod transparent;
 pub mod ui;
 
-pub use server::{router, ControlServer, ControlState};
+pub use server::{router, ControlLimits, ControlServer, ControlState};
 pub use tokens::Tokens;

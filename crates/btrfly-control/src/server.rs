@@ -53,6 +53,33 @@ pub struct ControlState {
 pub struct ControlServer {
     listener: TcpListener,
     state: Arc<ControlState>,
+    limits: ControlLimits,
+}
+
+/// What bounds the control listener, from `[limits]` (the keys the proxy
+/// listener uses too).
+#[derive(Clone, Copy, Debug)]
+pub struct ControlLimits {
+    /// Connections served at once (`limits.max_connections`); one more
+    /// gets `503 Service Unavailable` with a JSON [`ErrorBody`] and is
+    /// closed.
+    pub max_connections: usize,
+    /// How long a client may take to send a request head
+    /// (`limits.tls_handshake_timeout_secs`): the first on a new
+    /// connection, and each next one on a kept-alive connection, counted
+    /// from when the previous answer was sent. Then the connection is
+    /// closed (the slow-loris defence).
+    pub opening_timeout: std::time::Duration,
+}
+
+impl Default for ControlLimits {
+    /// 4096 connections, 10 s: `[limits]`'s defaults.
+    fn default() -> ControlLimits {
+        ControlLimits {
+            max_connections: 4096,
+            opening_timeout: std::time::Duration::from_secs(10),
+        }
+    }
 }
 
 type Shared = State<Arc<ControlState>>;
@@ -412,7 +439,15 @@ impl ControlServer {
         Ok(ControlServer {
             listener: TcpListener::bind(addr).await?,
             state: Arc::new(state),
+            limits: ControlLimits::default(),
         })
+    }
+
+    /// Bounds connections with `limits` instead of the defaults.
+    #[must_use]
+    pub fn with_limits(mut self, limits: ControlLimits) -> ControlServer {
+        self.limits = limits;
+        self
     }
 
     /// The bound address.
@@ -423,22 +458,142 @@ impl ControlServer {
         self.listener.local_addr()
     }
 
-    /// Serves until `shutdown` turns true.
+    /// Serves HTTP/1.1 until `shutdown` turns true: at most
+    /// [`ControlLimits::max_connections`] connections at once, each closed
+    /// when a request head takes longer than
+    /// [`ControlLimits::opening_timeout`]. On shutdown, idle connections
+    /// close at once and requests in flight get up to 30 s to finish.
     pub async fn run(self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
         let app = router(self.state);
-        let stopped = async move {
-            while !*shutdown.borrow() {
-                if shutdown.changed().await.is_err() {
-                    return;
+        let ControlLimits {
+            max_connections: max,
+            opening_timeout,
+        } = self.limits;
+        let permits = Arc::new(tokio::sync::Semaphore::new(max));
+        let (closing, _) = tokio::sync::watch::channel(false);
+        let mut connections = tokio::task::JoinSet::new();
+        loop {
+            tokio::select! {
+                accepted = self.listener.accept() => match accepted {
+                    Ok((tcp, peer)) => {
+                        let Ok(permit) = permits.clone().try_acquire_owned() else {
+                            tracing::warn!(%peer, "control: refused a connection: {max} connections open (limits.max_connections)");
+                            tokio::spawn(async move {
+                                let _ = tokio::time::timeout(
+                                    std::time::Duration::from_secs(1),
+                                    refuse_over_limit(tcp, max),
+                                )
+                                .await;
+                            });
+                            continue;
+                        };
+                        let app = app.clone();
+                        let closing = closing.subscribe();
+                        connections.spawn(async move {
+                            serve_connection(app, tcp, peer, opening_timeout, closing).await;
+                            drop(permit);
+                        });
+                    }
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off, keep serving.
+                        tracing::warn!("control: accepting a connection: {e}");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    }
+                },
+                // Reap finished connections as they end.
+                Some(_) = connections.join_next(), if !connections.is_empty() => {}
+                changed = shutdown.changed() => {
+                    if changed.is_err() || *shutdown.borrow() {
+                        break;
+                    }
                 }
             }
-        };
-        let app = app.into_make_service_with_connect_info::<SocketAddr>();
-        if let Err(e) = axum::serve(self.listener, app)
-            .with_graceful_shutdown(stopped)
-            .await
-        {
-            tracing::warn!("control listener: {e}");
+        }
+        drop(self.listener);
+        let _ = closing.send(true);
+        let drained = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+            while connections.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                open = connections.len(),
+                "control: requests still in flight 30 s after shutdown; closing them"
+            );
+            connections.abort_all();
         }
     }
+}
+
+/// One control connection: HTTP/1.1 with a deadline on every request head.
+async fn serve_connection(
+    app: Router,
+    tcp: tokio::net::TcpStream,
+    peer: SocketAddr,
+    opening_timeout: std::time::Duration,
+    mut closing: tokio::sync::watch::Receiver<bool>,
+) {
+    use tower::ServiceExt as _;
+    let _ = tcp.set_nodelay(true);
+    // What `ConnectInfo<SocketAddr>` extracts (transparent-mode binding
+    // reads the caller's address).
+    let service = app.map_request(move |mut req: http::Request<hyper::body::Incoming>| {
+        req.extensions_mut()
+            .insert(axum::extract::ConnectInfo(peer));
+        req
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(opening_timeout);
+    let connection = builder.serve_connection(
+        hyper_util::rt::TokioIo::new(tcp),
+        hyper_util::service::TowerToHyperService::new(service),
+    );
+    tokio::pin!(connection);
+    let ended = tokio::select! {
+        ended = connection.as_mut() => ended,
+        () = async { let _ = closing.wait_for(|c| *c).await; } => {
+            connection.as_mut().graceful_shutdown();
+            connection.as_mut().await
+        }
+    };
+    if let Err(e) = ended {
+        if e.is_timeout() {
+            tracing::info!(
+                %peer,
+                "control: closed a connection that sent no complete request head within {:.1}s (limits.tls_handshake_timeout_secs)",
+                opening_timeout.as_secs_f64()
+            );
+        } else {
+            tracing::debug!(%peer, "control: connection ended: {e}");
+        }
+    }
+}
+
+/// Answers a connection over the limit with a 503 and closes it. What the
+/// client already sent is read first: a socket closed with unread bytes
+/// sends a reset, which can overtake the answer.
+async fn refuse_over_limit(mut tcp: tokio::net::TcpStream, max: usize) -> std::io::Result<()> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let body = serde_json::to_string(&ErrorBody {
+        error: format!(
+            "the control API serves {max} connections at once (limits.max_connections); try again later"
+        ),
+    })
+    .unwrap_or_default();
+    let answer = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut scratch = [0u8; 4096];
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_millis(200),
+        tcp.read(&mut scratch),
+    )
+    .await;
+    tcp.write_all(answer.as_bytes()).await?;
+    tcp.shutdown().await?;
+    while tcp.read(&mut scratch).await? > 0 {}
+    Ok(())
 }
