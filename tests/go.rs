@@ -7,16 +7,21 @@
 //! proxy stopped the same commands replay into fresh module caches: the
 //! same go.sum and the same module zips, byte for byte.
 //!
-//! The checksum database: building a signed one (note keys, Merkle tiles)
-//! needs golang.org/x/mod, which this machine cannot fetch, so GOSUMDB is
-//! off and go.sum is the check; the adapter's sumdb rule (a `lookup`
-//! answer's `h1:` refuses a zip that disagrees) is exercised with a lookup
-//! answer the test serves, fetched in the recording session before `go`
-//! downloads a tampered zip.
+//! The checksum database is on (`GOSUMDB`): a signed one for the test's
+//! modules, `tests/fixtures/sumdb` (a Go program on golang.org/x/mod's
+//! `sumdb` test server, built offline in GOPATH mode from Debian's
+//! golang-golang-x-mod-dev), served through the module proxy's
+//! `/sumdb/<name>/` pass-through, which `go` asks for first
+//! (`…/supported`). `GOSUMDB` is its verifier key; `go` checks every
+//! module against its signed `lookup` answers and tiles, in the recording
+//! and, with the database stopped, in the replay. A zip that disagrees
+//! with the signed answer is refused at record time.
 
 use std::collections::BTreeMap;
+use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use btrfly_test_support::*;
 
@@ -165,8 +170,135 @@ fn zips(modcache: &Path) -> BTreeMap<String, String> {
     out
 }
 
+/// The name of the test's checksum database (`GOSUMDB`'s name).
+const SUMDB: &str = "sum.example.test";
+
+/// A signed checksum database for the modules of a proxy tree: the Go
+/// program `tests/fixtures/sumdb` (golang.org/x/mod's `sumdb` test
+/// server), built here with Debian's golang-golang-x-mod-dev, offline,
+/// and run on a loopback port. Killed on drop.
+struct SumDb {
+    child: Option<Child>,
+    port: u16,
+    /// The verifier key, the value of `GOSUMDB`.
+    verifier: String,
+    _dir: tempfile::TempDir,
+}
+
+impl SumDb {
+    /// Builds and starts the database over the module versions under
+    /// `root`, returning once it prints its key and address.
+    fn start(root: &Path) -> SumDb {
+        let x_mod = Path::new(GOCODE).join("src/golang.org/x/mod/sumdb");
+        assert!(
+            x_mod.is_dir(),
+            "{} is missing: install Debian's golang-golang-x-mod-dev (tests/run does)",
+            x_mod.display()
+        );
+        let dir = tempfile::tempdir().expect("sumdb dir");
+        let bin = dir.path().join("sumdb");
+        let mut build = Command::new("go");
+        client_env(&mut build);
+        build
+            .env("GOPATH", GOCODE)
+            .env("GO111MODULE", "off")
+            .env("GOFLAGS", "")
+            .env("GOTOOLCHAIN", "local")
+            .env("GOPROXY", "off")
+            .env("GOCACHE", dir.path().join("build-cache"))
+            .env("HOME", dir.path())
+            .arg("build")
+            .arg("-o")
+            .arg(&bin)
+            .arg("main.go")
+            .current_dir(repo_root().join("tests/fixtures/sumdb"));
+        run_ok(&mut build);
+        let stderr = std::fs::File::create(dir.path().join("stderr.log")).expect("stderr.log");
+        let mut child = Command::new(&bin)
+            .arg("-root")
+            .arg(root)
+            .arg("-name")
+            .arg(SUMDB)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .expect("start the sumdb");
+        let stdout = child.stdout.take().expect("sumdb stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut verifier = None;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let port = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Ok(line) = rx.recv_timeout(left) else {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "the sumdb did not say where it listens: {}",
+                    std::fs::read_to_string(dir.path().join("stderr.log")).unwrap_or_default()
+                );
+            };
+            if let Some(key) = line.strip_prefix("verifier ") {
+                verifier = Some(key.to_owned());
+            } else if let Some(addr) = line.strip_prefix("listening on ") {
+                let addr: std::net::SocketAddr = addr.parse().expect("sumdb address");
+                break addr.port();
+            }
+        };
+        SumDb {
+            child: Some(child),
+            port,
+            verifier: verifier.expect("the sumdb printed its verifier key"),
+            _dir: dir,
+        }
+    }
+
+    /// Kills the database and checks that its port is closed.
+    fn stop(mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        assert!(port_is_closed(self.port));
+    }
+}
+
+impl Drop for SumDb {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Where Debian's Go library packages put their sources (a GOPATH).
+const GOCODE: &str = "/usr/share/gocode";
+
+/// nginx's part of the checksum database: as a module proxy that supports
+/// it, `/sumdb/<name>/supported` answers 200 and the rest of
+/// `/sumdb/<name>/` is passed to the database.
+fn sumdb_pass_through(port: u16) -> NginxExtra {
+    NginxExtra {
+        http: String::new(),
+        server: format!(
+            "        location = /sumdb/{SUMDB}/supported {{ return 200; }}\n        location /sumdb/{SUMDB}/ {{ proxy_pass http://127.0.0.1:{port}/; }}\n"
+        ),
+    }
+}
+
 struct World {
     root: tempfile::TempDir,
+    sumdb: Option<SumDb>,
+    /// The checksum database's verifier key (`GOSUMDB`).
+    verifier: String,
     nginx: Option<Nginx>,
     port: u16,
     server: BtrflyServer,
@@ -174,11 +306,16 @@ struct World {
 }
 
 impl World {
-    fn new() -> World {
+    /// The module proxy of [`MODULES`] and, behind it, a checksum database
+    /// holding their hashes; `tamper` is called on the proxy tree after
+    /// the database has read it.
+    fn new(tamper: impl FnOnce(&Path)) -> World {
         let root = tempfile::tempdir().expect("proxy root");
         write_proxy(root.path());
+        let sumdb = SumDb::start(root.path());
+        tamper(root.path());
         let ca = TestCa::new();
-        let nginx = Nginx::start(root.path(), &ca, &[PROXY]);
+        let nginx = Nginx::start_with(root.path(), &ca, &[PROXY], &sumdb_pass_through(sumdb.port));
         let port = nginx.port();
         let server = BtrflyServer::start(
             bin(),
@@ -189,11 +326,24 @@ impl World {
         );
         World {
             root,
+            verifier: sumdb.verifier.clone(),
+            sumdb: Some(sumdb),
             nginx: Some(nginx),
             port,
             server,
             work: tempfile::tempdir().expect("work"),
         }
+    }
+
+    /// Stops the module proxy and the checksum database: upstream is gone.
+    fn stop_upstream(&mut self) {
+        if let Some(n) = self.nginx.take() {
+            n.stop();
+        }
+        if let Some(db) = self.sumdb.take() {
+            db.stop();
+        }
+        assert!(port_is_closed(self.port));
     }
 
     fn path(&self, name: &str) -> PathBuf {
@@ -234,7 +384,9 @@ impl World {
 
     /// `go args…` in `dir` with the session's exports (which name a
     /// fresh module cache per session, `GOMODCACHE`), fresh build caches
-    /// under `cache`, and the module proxy of the test.
+    /// under `cache`, the module proxy of the test and its checksum
+    /// database (`GOSUMDB` is its verifier key, read when the world was
+    /// made, so it still holds after the database is stopped).
     fn go(&self, dir: &Path, cache: &str, env: &[(String, String)], args: &[&str]) -> Output {
         let cache = self.path(cache);
         let mut c = Command::new("go");
@@ -243,12 +395,14 @@ impl World {
             .env("GOPATH", cache.join("gopath"))
             .env("GOCACHE", cache.join("build"))
             .env("GOPROXY", format!("https://{PROXY}:{}", self.port))
-            .env("GOSUMDB", "off")
+            .env("GOSUMDB", &self.verifier)
             .env("GOTOOLCHAIN", "local")
             .env("GOFLAGS", "-modcacherw")
             .env("GOTELEMETRY", "off")
             .env_remove("GOPRIVATE")
-            .env_remove("GONOPROXY");
+            .env_remove("GONOPROXY")
+            .env_remove("GONOSUMDB")
+            .env_remove("GOINSECURE");
         apply_env(&mut c, env);
         c.args(args).current_dir(dir);
         run(&mut c)
@@ -274,7 +428,7 @@ fn ok(out: &Output) {
 
 #[test]
 fn go_modules_record_and_replay_with_identical_go_sum_and_zips() {
-    let mut w = World::new();
+    let mut w = World::new(|_| {});
     std::fs::create_dir_all(w.path("user")).expect("home");
 
     // --- record ---
@@ -363,11 +517,28 @@ fn go_modules_record_and_replay_with_identical_go_sum_and_zips() {
         text(&text_show.stdout)
     );
 
-    // --- the proxy is gone; replay into fresh caches ---
-    if let Some(n) = w.nginx.take() {
-        n.stop();
-    }
-    assert!(port_is_closed(w.port));
+    // go verified go.sum against the checksum database, through the
+    // proxy's pass-through: the signed answers are in the tag
+    let prefix = format!("https://{PROXY}:{}/sumdb/{SUMDB}/", w.port);
+    let mut sumdb_paths: Vec<&str> = entries
+        .iter()
+        .filter_map(|e| e["url"].as_str()?.strip_prefix(&prefix))
+        .collect();
+    sumdb_paths.sort_unstable();
+    // two module versions in a tree of two records: one partial tile
+    assert_eq!(
+        sumdb_paths,
+        [
+            "lookup/example.test/!upper@v1.0.0",
+            "lookup/example.test/lib@v1.0.0",
+            "supported",
+            "tile/8/0/000.p/2",
+        ]
+    );
+
+    // --- the proxy and the checksum database are gone; replay into
+    // fresh caches with GOSUMDB still on ---
+    w.stop_upstream();
     let env = w.start("playback", "go-1");
     let replayed = w.project("replayed");
     ok(&w.go(&replayed, "cache-2", &env, &["mod", "tidy"]));
@@ -388,63 +559,26 @@ fn go_modules_record_and_replay_with_identical_go_sum_and_zips() {
 
 #[test]
 fn a_zip_that_disagrees_with_the_checksum_database_is_refused() {
-    let w = World::new();
-    std::fs::create_dir_all(w.path("user")).expect("home");
+    // The database signs the genuine zip's hash; then the proxy's zip is
+    // replaced by a tampered one.
     let lib = &MODULES[0];
-
-    // The h1 Go computes for the genuine zip, from a first recording.
-    let env = w.start("record", "go-genuine");
-    let genuine = w.project("genuine");
-    ok(&w.go(&genuine, "cache-g", &env, &["mod", "tidy"]));
-    assert!(w.stop().status.success());
-    let go_sum = std::fs::read_to_string(genuine.join("go.sum")).expect("go.sum");
-    let h1 = go_sum
-        .lines()
-        .find_map(|l| l.strip_prefix("example.test/lib v1.0.0 h1:"))
-        .expect("lib's zip hash in go.sum");
-    let mod_h1 = go_sum
-        .lines()
-        .find_map(|l| l.strip_prefix("example.test/lib v1.0.0/go.mod h1:"))
-        .expect("lib's go.mod hash in go.sum");
-
-    // A checksum database answer for lib, served under the proxy's
-    // `/sumdb/<name>/` (as a module proxy forwards GOSUMDB), and a
-    // tampered zip in place of the genuine one.
-    let lookup = w
-        .root
-        .path()
-        .join("sumdb/sum.example.test/lookup/example.test");
-    std::fs::create_dir_all(&lookup).expect("lookup dir");
-    std::fs::write(
-        lookup.join("lib@v1.0.0"),
-        format!(
-            "7\nexample.test/lib v1.0.0 h1:{h1}\nexample.test/lib v1.0.0/go.mod h1:{mod_h1}\n\ngo.sum database tree\n8\nAAAA\n\n— sum.example.test x\n"
-        ),
-    )
-    .expect("lookup");
-    std::fs::write(
-        w.root.path().join("example.test/lib/@v/v1.0.0.zip"),
-        module_zip(
-            lib,
-            "package lib\n\nfunc Name() string { return \"evil\" }\n",
-        ),
-    )
-    .expect("tampered zip");
+    let w = World::new(|root| {
+        std::fs::write(
+            root.join(lib.escaped).join("@v/v1.0.0.zip"),
+            module_zip(
+                lib,
+                "package lib\n\nfunc Name() string { return \"evil\" }\n",
+            ),
+        )
+        .expect("tampered zip");
+    });
+    std::fs::create_dir_all(w.path("user")).expect("home");
 
     let env = w.start("record", "go-tampered");
-    let mut curl = Command::new("curl");
-    client_env(&mut curl);
-    apply_env(&mut curl, &env);
-    let looked_up = run_ok(curl.args([
-        "-sSf",
-        &format!(
-            "https://{PROXY}:{}/sumdb/sum.example.test/lookup/example.test/lib@v1.0.0",
-            w.port
-        ),
-    ]));
-    assert!(text(&looked_up.stdout).contains(h1));
     let project = w.project("tampered");
-    // without go.sum: only btrfly's check stands between go and the zip
+    // go reads lib's go.mod first, which it checks with the database's
+    // lookup answer (the hashes of the go.mod and the zip); the zip comes
+    // after, and btrfly cuts it off
     let out = w.go(
         &project,
         "cache-t",
@@ -457,10 +591,15 @@ fn a_zip_that_disagrees_with_the_checksum_database_is_refused() {
     );
     let stop = w.stop();
     let summary = text(&stop.stderr);
+    assert!(!stop.status.success(), "{summary}");
     assert!(
         summary.contains("refused 1 download"),
         "{summary}\n{}",
         text(&out.stderr)
+    );
+    assert!(
+        summary.contains("/example.test/lib/@v/v1.0.0.zip"),
+        "the summary names the refused zip: {summary}"
     );
     let show =
         run_ok(
@@ -481,7 +620,13 @@ fn a_zip_that_disagrees_with_the_checksum_database_is_refused() {
             .any(|u| u.ends_with("/example.test/lib/@v/v1.0.0.zip")),
         "the tampered zip was recorded: {urls:#?}"
     );
-    // the go.mod matched its announced hash: recorded
+    // the signed lookup that announced the hashes, and the go.mod that
+    // matched its hash: recorded
+    assert!(
+        urls.iter()
+            .any(|u| u.ends_with(&format!("/sumdb/{SUMDB}/lookup/example.test/lib@v1.0.0"))),
+        "{urls:#?}"
+    );
     assert!(
         urls.iter()
             .any(|u| u.ends_with("/example.test/lib/@v/v1.0.0.mod")),
