@@ -16,6 +16,12 @@
 //! module against its signed `lookup` answers and tiles, in the recording
 //! and, with the database stopped, in the replay. A zip that disagrees
 //! with the signed answer is refused at record time.
+//!
+//! Direct mode (`GOPROXY=direct`): a module whose `?go-get=1` page names
+//! its git repository, served over HTTPS by nginx (`git http-backend`
+//! through fcgiwrap, smart HTTP, protocol v2) on port 443 of a loopback
+//! address of its own (a module path has no port); recorded, then replayed
+//! with the git server stopped.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead as _, BufReader};
@@ -388,25 +394,34 @@ impl World {
     /// database (`GOSUMDB` is its verifier key, read when the world was
     /// made, so it still holds after the database is stopped).
     fn go(&self, dir: &Path, cache: &str, env: &[(String, String)], args: &[&str]) -> Output {
-        let cache = self.path(cache);
-        let mut c = Command::new("go");
-        client_env(&mut c);
-        c.env("HOME", self.path("user"))
-            .env("GOPATH", cache.join("gopath"))
-            .env("GOCACHE", cache.join("build"))
-            .env("GOPROXY", format!("https://{PROXY}:{}", self.port))
-            .env("GOSUMDB", &self.verifier)
-            .env("GOTOOLCHAIN", "local")
-            .env("GOFLAGS", "-modcacherw")
-            .env("GOTELEMETRY", "off")
-            .env_remove("GOPRIVATE")
-            .env_remove("GONOPROXY")
-            .env_remove("GONOSUMDB")
-            .env_remove("GOINSECURE");
+        let mut c = go_command(&self.path("user"), &self.path(cache));
+        c.env("GOPROXY", format!("https://{PROXY}:{}", self.port))
+            .env("GOSUMDB", &self.verifier);
         apply_env(&mut c, env);
         c.args(args).current_dir(dir);
         run(&mut c)
     }
+}
+
+/// The `go` command with a clean environment: `home` as `HOME`, fresh
+/// `GOPATH` and `GOCACHE` under `cache`, `GOTOOLCHAIN=local`, and nothing
+/// that would exempt a module from the proxy or the checksum database.
+/// The caller adds `GOPROXY`, `GOSUMDB` and the session's exports.
+fn go_command(home: &Path, cache: &Path) -> Command {
+    let mut c = Command::new("go");
+    client_env(&mut c);
+    c.env("HOME", home)
+        .env("GOPATH", cache.join("gopath"))
+        .env("GOCACHE", cache.join("build"))
+        .env("GOTOOLCHAIN", "local")
+        .env("GOFLAGS", "-modcacherw")
+        .env("GOTELEMETRY", "off")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env_remove("GOPRIVATE")
+        .env_remove("GONOPROXY")
+        .env_remove("GONOSUMDB")
+        .env_remove("GOINSECURE");
+    c
 }
 
 /// The module cache a session's exports name.
@@ -631,5 +646,279 @@ fn a_zip_that_disagrees_with_the_checksum_database_is_refused() {
         urls.iter()
             .any(|u| u.ends_with("/example.test/lib/@v/v1.0.0.mod")),
         "{urls:#?}"
+    );
+}
+
+// === Direct mode: the module's own git server ===
+
+/// The host of the direct-mode module: its `?go-get=1` page and its git
+/// repository (smart HTTP).
+const GIT: &str = "git.example.test";
+
+/// `git` (the one on `PATH`, which `go` runs too) in `dir`, with no user
+/// or system configuration and fixed identities and dates.
+fn git(dir: &Path, args: &[&str]) -> Output {
+    let mut c = Command::new("git");
+    client_env(&mut c);
+    c.env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_AUTHOR_NAME", "btrfly test")
+        .env("GIT_AUTHOR_EMAIL", "test@example.test")
+        .env("GIT_COMMITTER_NAME", "btrfly test")
+        .env("GIT_COMMITTER_EMAIL", "test@example.test")
+        .env("GIT_AUTHOR_DATE", "2024-01-02T03:04:05Z")
+        .env("GIT_COMMITTER_DATE", "2024-01-02T03:04:05Z")
+        .args(args)
+        .current_dir(dir);
+    run_ok(&mut c)
+}
+
+/// A bare repository `repos/lib.git` holding the module
+/// `git.example.test/lib`, tagged `v1.0.0`.
+fn write_git_module(root: &Path) {
+    let src = root.join("src");
+    std::fs::create_dir_all(&src).expect("src");
+    git(&src, &["init", "-q", "-b", "main"]);
+    std::fs::write(src.join("go.mod"), format!("module {GIT}/lib\n\ngo 1.19\n")).expect("go.mod");
+    std::fs::write(
+        src.join("lib.go"),
+        "package lib\n\nfunc Name() string { return \"git lib v1.0.0\" }\n",
+    )
+    .expect("lib.go");
+    git(&src, &["add", "go.mod", "lib.go"]);
+    git(&src, &["commit", "-q", "-m", "lib v1.0.0"]);
+    git(&src, &["tag", "v1.0.0"]);
+    std::fs::create_dir_all(root.join("repos")).expect("repos");
+    git(root, &["clone", "-q", "--bare", "src", "repos/lib.git"]);
+}
+
+/// fcgiwrap on a Unix socket: runs `git http-backend` for nginx. Killed
+/// on drop.
+struct FcgiWrap {
+    child: Option<Child>,
+    socket: PathBuf,
+}
+
+impl FcgiWrap {
+    fn start(dir: &Path) -> FcgiWrap {
+        let socket = dir.join("fcgiwrap.sock");
+        let child = Command::new("fcgiwrap")
+            .args(["-c", "2", "-s"])
+            .arg(format!("unix:{}", socket.display()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("fcgiwrap.log")).expect("log"))
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start fcgiwrap ({e}): install Debian's fcgiwrap (tests/run does)")
+            });
+        let fcgi = FcgiWrap {
+            child: Some(child),
+            socket,
+        };
+        wait_until(Duration::from_secs(10), "fcgiwrap's socket", || {
+            fcgi.socket.exists().then_some(())
+        });
+        fcgi
+    }
+
+    fn stop(mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for FcgiWrap {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A loopback address other than 127.0.0.1 whose port 443 is free: `go`
+/// asks for `https://git.example.test/lib?go-get=1` on the default port
+/// (a module path has no port), and btrfly's `upstream.resolve` maps a
+/// name to an address only.
+fn free_loopback_443() -> String {
+    for i in 0..50u32 {
+        let pid = std::process::id();
+        let addr = format!("127.{}.{}.{}", 100 + (pid >> 8) % 100, pid % 250 + 1, i + 2);
+        if std::net::TcpListener::bind((addr.as_str(), 443)).is_ok() {
+            return addr;
+        }
+    }
+    panic!("no loopback address with a free port 443 (the test binds it as root)");
+}
+
+/// nginx's part of direct mode, on `addr:443`: the `?go-get=1` page of
+/// `git.example.test/lib` (a `go-import` meta tag naming the git
+/// repository) and `/git/…`, git's smart HTTP through fcgiwrap and
+/// `git http-backend`.
+fn direct_mode_server(addr: &str, socket: &Path, repos: &Path) -> NginxExtra {
+    let exec_path = text(&run_ok(Command::new("git").arg("--exec-path")).stdout)
+        .trim()
+        .to_owned();
+    NginxExtra {
+        http: String::new(),
+        server: format!(
+            r#"        listen {addr}:443 ssl;
+        location = /lib {{
+            default_type text/html;
+            return 200 '<!DOCTYPE html>\n<html><head><meta name="go-import" content="{GIT}/lib git https://{GIT}/git/lib.git"></head><body></body></html>\n';
+        }}
+        location ~ ^/git(/.*)$ {{
+            client_max_body_size 0;
+            fastcgi_pass unix:{socket};
+            fastcgi_param SCRIPT_FILENAME {exec_path}/git-http-backend;
+            fastcgi_param GIT_PROJECT_ROOT {repos};
+            fastcgi_param GIT_HTTP_EXPORT_ALL "";
+            fastcgi_param PATH_INFO $1;
+            fastcgi_param QUERY_STRING $query_string;
+            fastcgi_param REQUEST_METHOD $request_method;
+            fastcgi_param CONTENT_TYPE $content_type;
+            fastcgi_param CONTENT_LENGTH $content_length;
+            fastcgi_param HTTP_CONTENT_ENCODING $http_content_encoding;
+            fastcgi_param GIT_PROTOCOL $http_git_protocol;
+            fastcgi_param REMOTE_ADDR $remote_addr;
+            fastcgi_param REQUEST_URI $request_uri;
+            fastcgi_param SERVER_PROTOCOL $server_protocol;
+        }}
+"#,
+            socket = socket.display(),
+            repos = repos.display(),
+        ),
+    }
+}
+
+#[test]
+fn go_direct_mode_records_and_replays_git_over_https() {
+    let work = tempfile::tempdir().expect("work");
+    let w = work.path();
+    let root = w.join("upstream");
+    write_git_module(&root);
+    std::fs::create_dir_all(w.join("user")).expect("home");
+    let addr = free_loopback_443();
+    let fcgi = FcgiWrap::start(w);
+    let ca = TestCa::new();
+    let nginx = Nginx::start_with(
+        &root,
+        &ca,
+        &[GIT],
+        &direct_mode_server(&addr, &fcgi.socket, &root.join("repos")),
+    );
+    let server = BtrflyServer::start(
+        bin(),
+        &format!(
+            "[upstream]\nca_file = {}\n[upstream.resolve]\n\"{GIT}\" = \"{addr}\"\n",
+            BtrflyServer::toml_str(nginx.ca_file().to_string_lossy())
+        ),
+    );
+    let home = w.join("btrfly-home");
+    let project = |name: &str| {
+        let dir = w.join(name);
+        std::fs::create_dir_all(&dir).expect("project");
+        std::fs::write(
+            dir.join("go.mod"),
+            format!("module example.test/app\n\ngo 1.19\n\nrequire {GIT}/lib v1.0.0\n"),
+        )
+        .expect("go.mod");
+        std::fs::write(
+            dir.join("main.go"),
+            format!("package main\n\nimport (\n\t\"fmt\"\n\n\t\"{GIT}/lib\"\n)\n\nfunc main() {{ fmt.Println(lib.Name()) }}\n"),
+        )
+        .expect("main.go");
+        dir
+    };
+    // direct mode: no module proxy, and the module is not in a checksum
+    // database (go.sum is the check)
+    let go = |dir: &Path, cache: &str, env: &[(String, String)], args: &[&str]| {
+        let mut c = go_command(&w.join("user"), &w.join(cache));
+        c.env("GOPROXY", "direct")
+            .env("GONOSUMDB", GIT)
+            .env("GIT_TERMINAL_PROMPT", "0");
+        apply_env(&mut c, env);
+        c.args(args).current_dir(dir);
+        run(&mut c)
+    };
+    let start = |mode: &str| {
+        let out = run_ok(server.cli(&home).args(["start", mode, "--tag=go-direct"]));
+        parse_exports(&text(&out.stdout))
+    };
+
+    // --- record ---
+    let env = start("record");
+    let recorded = project("recorded");
+    ok(&go(&recorded, "cache-1", &env, &["mod", "tidy"]));
+    let built = go(&recorded, "cache-1", &env, &["run", "."]);
+    ok(&built);
+    assert_eq!(text(&built.stdout).trim(), "git lib v1.0.0");
+    let recorded_zips = zips(&modcache(&env));
+    assert!(
+        recorded_zips.contains_key(&format!("{GIT}/lib/@v/v1.0.0.zip")),
+        "{recorded_zips:#?}"
+    );
+    let stop = run(server.cli(&home).args(["stop"]));
+    let summary = text(&stop.stderr);
+    assert!(stop.status.success(), "{summary}");
+    let go_sum = std::fs::read_to_string(recorded.join("go.sum")).expect("go.sum");
+    assert!(
+        go_sum.contains(&format!("{GIT}/lib v1.0.0 h1:")),
+        "{go_sum}"
+    );
+
+    // what go asked: the go-get page, then git's smart HTTP
+    let show = run_ok(
+        server
+            .cli(&home)
+            .args(["tag", "show", "go-direct", "--json"]),
+    );
+    let show: serde_json::Value = serde_json::from_slice(&show.stdout).expect("json");
+    let entries = show["entries"].as_array().expect("entries");
+    let asked: Vec<String> = entries
+        .iter()
+        .filter_map(|e| Some(format!("{} {}", e["method"].as_str()?, e["url"].as_str()?)))
+        .collect();
+    // git spoke protocol v2, which is in the key of every git request
+    let refs = entries
+        .iter()
+        .find(|e| {
+            e["url"]
+                .as_str()
+                .is_some_and(|u| u.ends_with("/info/refs?service=git-upload-pack"))
+        })
+        .unwrap_or_else(|| panic!("no info/refs: {entries:#?}"));
+    assert_eq!(
+        refs["key"]["variance"]["git-protocol"], "version=2",
+        "{refs}"
+    );
+    for want in [
+        format!("GET https://{GIT}/lib?go-get=1"),
+        format!("GET https://{GIT}/git/lib.git/info/refs?service=git-upload-pack"),
+        format!("POST https://{GIT}/git/lib.git/git-upload-pack"),
+    ] {
+        assert!(asked.contains(&want), "no {want} in {asked:#?}");
+    }
+
+    // --- the git server is gone; replay into fresh caches ---
+    nginx.stop();
+    fcgi.stop();
+    let env = start("playback");
+    let replayed = project("replayed");
+    ok(&go(&replayed, "cache-2", &env, &["mod", "tidy"]));
+    let built = go(&replayed, "cache-2", &env, &["run", "."]);
+    ok(&built);
+    assert_eq!(text(&built.stdout).trim(), "git lib v1.0.0");
+    assert_eq!(zips(&modcache(&env)), recorded_zips);
+    let stop = run(server.cli(&home).args(["stop"]));
+    let summary = text(&stop.stderr);
+    assert!(stop.status.success(), "{summary}");
+    assert_eq!(field(&summary, "misses"), 0, "{summary}");
+    assert_eq!(
+        std::fs::read_to_string(replayed.join("go.sum")).expect("go.sum"),
+        go_sum
     );
 }
