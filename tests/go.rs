@@ -23,7 +23,7 @@
 //! its git repository, served over HTTPS by nginx (`git http-backend`
 //! through fcgiwrap, smart HTTP, protocol v2) on port 443 of a loopback
 //! address of its own (a module path has no port); recorded, then replayed
-//! with the git server stopped.
+//! with the git server stopped, with either Go.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead as _, BufReader};
@@ -768,7 +768,7 @@ impl FcgiWrap {
     fn start(dir: &Path) -> FcgiWrap {
         let socket = dir.join("fcgiwrap.sock");
         let child = Command::new("fcgiwrap")
-            .args(["-c", "2", "-s"])
+            .arg("-s")
             .arg(format!("unix:{}", socket.display()))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -809,9 +809,13 @@ impl Drop for FcgiWrap {
 /// (a module path has no port), and btrfly's `upstream.resolve` maps a
 /// name to an address only.
 fn free_loopback_443() -> String {
-    for i in 0..50u32 {
-        let pid = std::process::id();
-        let addr = format!("127.{}.{}.{}", 100 + (pid >> 8) % 100, pid % 250 + 1, i + 2);
+    // one address per call in this process (tests run in parallel), and
+    // per process (test runs in other worktrees)
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(2);
+    let pid = std::process::id();
+    for _ in 0..50 {
+        let i = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 250 + 2;
+        let addr = format!("127.{}.{}.{i}", 100 + (pid >> 8) % 100, pid % 250 + 1);
         if std::net::TcpListener::bind((addr.as_str(), 443)).is_ok() {
             return addr;
         }
@@ -861,6 +865,17 @@ fn direct_mode_server(addr: &str, socket: &Path, repos: &Path) -> NginxExtra {
 
 #[test]
 fn go_direct_mode_records_and_replays_git_over_https() {
+    direct_mode(Toolchain::Debian);
+}
+
+#[test]
+fn current_go_direct_mode_records_and_replays_git_over_https() {
+    direct_mode(Toolchain::Current);
+}
+
+/// `GOPROXY=direct` with `toolchain`: recorded, then replayed with the git
+/// server stopped.
+fn direct_mode(toolchain: Toolchain) {
     let work = tempfile::tempdir().expect("work");
     let w = work.path();
     let root = w.join("upstream");
@@ -901,7 +916,7 @@ fn go_direct_mode_records_and_replays_git_over_https() {
     // direct mode: no module proxy, and the module is not in a checksum
     // database (go.sum is the check)
     let go = |dir: &Path, cache: &str, env: &[(String, String)], args: &[&str]| {
-        let mut c = go_command(Toolchain::Debian, &w.join("user"), &w.join(cache));
+        let mut c = go_command(toolchain, &w.join("user"), &w.join(cache));
         c.env("GOPROXY", "direct")
             .env("GONOSUMDB", GIT)
             .env("GIT_TERMINAL_PROMPT", "0");
