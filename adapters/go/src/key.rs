@@ -12,7 +12,8 @@
 //! | direct mode `?go-get=1` page, git `info/refs`, `POST …/git-upload-pack` (the request body enters the key), dumb-HTTP `HEAD`, `objects/info/*` | path and query | mutable |
 //! | dumb-HTTP loose object `objects/xx/<38 hex>`, pack `objects/pack/pack-<40 hex>.pack`/`.idx` | the path | immutable |
 //!
-//! A `Range` is variance everywhere. Module paths and versions in URLs are
+//! A `Range` is variance everywhere; so is git's `Git-Protocol` request
+//! header in direct mode (a git server answers `info/refs` by it). Module paths and versions in URLs are
 //! case-encoded (`!x` is `X`; an upper-case letter is not allowed); they
 //! are decoded for keys and identity (after percent-decoding: `go` sends
 //! `!` as `%21`), and a path that is not a valid encoding is not a Go
@@ -237,6 +238,10 @@ pub fn purl(module: &str, version: &str) -> Option<String> {
     btrfly_core::purl("golang", namespace, name, Some(version))
 }
 
+/// The request header in which git names its wire protocol version
+/// (`version=2`), a variance of direct-mode keys.
+pub const GIT_PROTOCOL: &str = "git-protocol";
+
 /// The adapter's verdict on `req`.
 pub fn classify(config: &GoConfig, req: &RequestHead) -> Option<Classification> {
     let resource = resource(config, req)?;
@@ -265,7 +270,16 @@ pub fn classify(config: &GoConfig, req: &RequestHead) -> Option<Classification> 
             Mutability::Mutable,
         ),
     };
-    let key = RecordingKey::new(NAME, primary).with_range(req);
+    let mut key = RecordingKey::new(NAME, primary).with_range(req);
+    if resource == Resource::Direct {
+        // git's wire protocol version (`version=2`) selects the answer a
+        // git server gives for the same URL (a v2 capability list or a
+        // v0 ref advertisement from `info/refs`), and git-http-backend
+        // sends no `Vary` for it.
+        if let Some(v) = req.headers.get(GIT_PROTOCOL) {
+            key = key.vary(GIT_PROTOCOL, String::from_utf8_lossy(v.as_bytes()));
+        }
+    }
     let mut class = Classification::new(key, mutability);
     if let Resource::Version {
         module,

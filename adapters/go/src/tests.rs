@@ -254,6 +254,37 @@ fn keys_mutability_identity() {
         refs.key.primary,
         "GET https://git.example.test:443/m.git/info/refs?service=git-upload-pack"
     );
+    // git's protocol version is variance in direct mode: the same
+    // `info/refs` URL answers a v2 capability list or a v0 advertisement
+    let v2 = key::classify(
+        &c,
+        &RequestHead::from_parts(
+            Method::GET,
+            "https://git.example.test/m.git/info/refs?service=git-upload-pack",
+            &[("git-protocol", "version=2")],
+        )
+        .expect("head"),
+    )
+    .expect("classified");
+    assert_eq!(v2.key.primary, refs.key.primary);
+    assert_eq!(
+        v2.key.variance.get("git-protocol").map(String::as_str),
+        Some("version=2")
+    );
+    assert_ne!(v2.key, refs.key);
+    assert_eq!(refs.key.variance.get("git-protocol"), None);
+    // a module proxy's answers do not depend on it
+    let zip_v2 = key::classify(
+        &c,
+        &RequestHead::from_parts(
+            Method::GET,
+            "https://p.example.test/example.test/!upper/@v/v1.0.0.zip",
+            &[("git-protocol", "version=2")],
+        )
+        .expect("head"),
+    )
+    .expect("classified");
+    assert_eq!(zip_v2.key, zip.key);
     // a range is variance
     let ranged = key::classify(
         &c,
