@@ -286,6 +286,11 @@ impl World {
     }
 
     fn npm_install(&self, project: &Path, cache: &str, env: &[(String, String)]) -> Output {
+        self.npm("install", project, cache, env)
+    }
+
+    /// `npm {command} --cache {cache}` in `project`, as [`World::npm_install`].
+    fn npm(&self, command: &str, project: &Path, cache: &str, env: &[(String, String)]) -> Output {
         let cache = self.path(cache);
         assert!(!cache.exists(), "a fresh cache");
         let mut c = Command::new("npm");
@@ -297,7 +302,7 @@ impl World {
             .env_remove("NPM_CONFIG_UPDATE_NOTIFIER")
             .env("NPM_CONFIG_FETCH_RETRIES", "0");
         apply_env(&mut c, env);
-        c.args(["install", "--no-progress", "--cache"])
+        c.args([command, "--no-progress", "--cache"])
             .arg(&cache)
             .current_dir(project);
         let out = run(&mut c);
@@ -505,17 +510,22 @@ fn npm_install_records_and_replays_through_the_exports_alone() {
     let env = w.start("playback", "npm-1");
     let replayed = w.project("replayed");
     ok(&w.npm_install(&replayed, "cache-replay", &env));
+    // and `npm ci` from the recorded lockfile (tarballs only)
+    let ci = w.project("ci");
+    std::fs::write(ci.join("package-lock.json"), &lock).expect("lockfile");
+    ok(&w.npm("ci", &ci, "cache-ci", &env));
     let stop = w.stop();
     let summary = text(&stop.stderr);
     assert!(stop.status.success(), "{summary}");
     assert_eq!(field(&summary, "misses"), 0, "{summary}");
-    // four packuments, four tarballs
-    assert_eq!(field(&summary, "hits"), 8, "{summary}");
+    // four packuments and four tarballs, then the four tarballs again
+    assert_eq!(field(&summary, "hits"), 12, "{summary}");
     assert_eq!(files(&replayed.join("node_modules")), installed);
     assert_eq!(
         std::fs::read(replayed.join("package-lock.json")).expect("lockfile"),
         lock
     );
+    assert_eq!(files(&ci.join("node_modules")), installed);
 
     // Another Accept that negotiates the recorded form replays the same
     // document; one that negotiates the other form is a miss.
@@ -540,19 +550,21 @@ fn npm_install_records_and_replays_through_the_exports_alone() {
     );
 }
 
-#[test]
-fn a_tarball_that_disagrees_with_the_packument_is_refused() {
+/// Records `npm install` with the tarball of `name`@`version` replaced
+/// after its packument named its integrity: npm fails, the stop names the
+/// tarball, the tag does not hold it but holds the packument.
+fn tampered(name: &str, version: &str) {
     let w = World::new();
-    // tiny-util 2.1.0's tarball is replaced after its packument named its
-    // integrity
     let p = PACKAGES
         .iter()
-        .find(|p| p.name == "tiny-util" && p.version == "2.1.0")
-        .expect("tiny-util 2.1.0");
-    let file = w.root.path().join(tarball_path(p.name, p.version));
+        .find(|p| p.name == name && p.version == version)
+        .expect("a package of the registry");
+    let rel = tarball_path(p.name, p.version);
+    let file = w.root.path().join(&rel);
     let served = sha256_file(&file);
     std::fs::write(&file, pack(p, "exports.name = 'evil';\n")).expect("tamper");
     assert_ne!(sha256_file(&file), served);
+    let file_name = rel.rsplit('/').next().unwrap_or(&rel).to_owned();
 
     let env = w.start("record", "npm-tampered");
     let out = w.npm_install(&w.project("tampered"), "cache-tampered", &env);
@@ -565,19 +577,28 @@ fn a_tarball_that_disagrees_with_the_packument_is_refused() {
     assert!(
         !stop.status.success()
             && summary.contains("refused 1 download")
-            && summary.contains("tiny-util-2.1.0.tgz"),
-        "{summary}\n{}\n{:#?}\n{}",
+            && summary.contains(&file_name),
+        "{summary}\n{}\n{}",
         text(&out.stderr),
-        entries(&w, "npm-tampered"),
         w.server.stderr_log()
     );
     let entries = entries(&w, "npm-tampered");
     assert!(
-        !entries.iter().any(|e| e["url"]
-            .as_str()
-            .is_some_and(|u| u.ends_with("tiny-util-2.1.0.tgz"))),
+        !entries
+            .iter()
+            .any(|e| e["url"].as_str().is_some_and(|u| u.ends_with(&file_name))),
         "the tampered tarball was recorded: {entries:#?}"
     );
     // the packument that announced the integrity was recorded
-    entry(&entries, "/tiny-util");
+    entry(&entries, &format!("/{name}"));
+}
+
+#[test]
+fn a_tarball_that_disagrees_with_the_packument_is_refused() {
+    tampered("tiny-util", "2.1.0");
+}
+
+#[test]
+fn a_tarball_laid_out_elsewhere_is_checked_at_its_dist_tarball_url() {
+    tampered(ELSEWHERE, "1.0.0");
 }
