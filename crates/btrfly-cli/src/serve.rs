@@ -178,6 +178,12 @@ fn adapters(config: &Config) -> Result<Adapters> {
                 .map_err(|e| anyhow::anyhow!("adapters.cargo.{e}"))?;
         list.push(Arc::new(btrfly_adapter_cargo::CargoAdapter::new(settings)));
     }
+    let npm = &config.adapters.npm;
+    if npm.enabled {
+        let settings = btrfly_adapter_npm::NpmConfig::new(&npm.hosts)
+            .map_err(|e| anyhow::anyhow!("adapters.npm.{e}"))?;
+        list.push(Arc::new(btrfly_adapter_npm::NpmAdapter::new(settings)));
+    }
     let pip = &config.adapters.pip;
     if pip.enabled {
         let settings = btrfly_adapter_pip::PipConfig::new(&pip.index_hosts, &pip.file_hosts)

@@ -447,6 +447,34 @@ pub struct AdaptersConfig {
     #[serde(default)]
     /// `[adapters.cargo]`.
     pub cargo: CargoAdapterConfig,
+    #[serde(default)]
+    /// `[adapters.npm]`.
+    pub npm: NpmAdapterConfig,
+}
+
+/// npm registries: packuments and tarballs. Without hosts it still
+/// recognises tarballs by their `…/{name}/-/{name}-{version}.tgz` paths
+/// anywhere, and packuments by npm's request headers (`npm-command`, an
+/// `Accept` naming the abbreviated form); listing hosts makes every
+/// request to them npm's.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NpmAdapterConfig {
+    #[serde(default = "yes")]
+    /// Default true.
+    pub enabled: bool,
+    /// Hosts (`name` or `name:port`) serving an npm registry.
+    #[serde(default)]
+    pub hosts: Vec<String>,
+}
+
+impl Default for NpmAdapterConfig {
+    fn default() -> Self {
+        NpmAdapterConfig {
+            enabled: true,
+            hosts: Vec::new(),
+        }
+    }
 }
 
 /// cargo's sparse registries: `config.json`, index files, `.crate`
@@ -671,6 +699,7 @@ impl Config {
                 "adapters.cargo.download_hosts",
                 &self.adapters.cargo.download_hosts,
             ),
+            ("adapters.npm.hosts", &self.adapters.npm.hosts),
         ];
         for (key, list) in lists {
             if let Err(e) = btrfly_core::HostPattern::parse_all(list) {

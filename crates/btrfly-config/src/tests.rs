@@ -352,3 +352,30 @@ fn cargo_adapter_config() {
         ["static.crates.example.test"]
     );
 }
+
+#[test]
+fn npm_adapter_config() {
+    let c = parse("").expect("empty");
+    assert!(c.adapters.npm.enabled);
+    assert!(c.adapters.npm.hosts.is_empty());
+    let c = parse("[adapters.npm]\nhosts = [\"npm.example.test\", \"mirror.example.test:8443\"]")
+        .expect("parse");
+    assert_eq!(
+        c.adapters.npm.hosts,
+        ["npm.example.test", "mirror.example.test:8443"]
+    );
+    let err = parse("[adapters.npm]\nhosts = [\"https://npm.example.test/\"]")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("adapters.npm.hosts"), "{err}");
+    let err = parse("[adapters.npm]\nregistry = \"x\"")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("registry"), "{err}");
+    let c = parse("[adapters.npm]\nenabled = false").expect("parse");
+    assert!(!c.adapters.npm.enabled);
+    // the example file's table is read as written
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/btrfly.example.toml");
+    let c = Config::load(&example).expect("example");
+    assert_eq!(c.adapters.npm.hosts, ["npm.example.test"]);
+}

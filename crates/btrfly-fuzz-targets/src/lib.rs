@@ -9,7 +9,7 @@
 //!
 //! | target | what it feeds | property |
 //! |---|---|---|
-//! | `files_key`, `pip_key`, `oci_key`, `cargo_key`, `go_key` | a request head (HTTP/1.1 text) to the adapter's `classify` | no panic; no `Authorization`/`Cookie` value in the key |
+//! | `files_key`, `pip_key`, `oci_key`, `cargo_key`, `go_key`, `npm_key` | a request head (HTTP/1.1 text) to the adapter's `classify` | no panic; no `Authorization`/`Cookie` value in the key |
 //! | `pip_page` | an index page (first byte: HTML or JSON) to the pip page parser | no panic; every hint names a URL and a 64-hex digest |
 //! | `connect_head` | bytes to the listener's head framing and CONNECT parsing | no panic; a parsed target has a host |
 //! | `config` | TOML text to the config loader | no panic (errors are fine) |
@@ -31,6 +31,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("oci_key", oci_key),
     ("cargo_key", cargo_key),
     ("go_key", go_key),
+    ("npm_key", npm_key),
     ("pip_page", pip_page),
     ("connect_head", connect_head),
     ("config", config),
@@ -138,6 +139,19 @@ pub fn cargo_key(data: &[u8]) {
         )
         .unwrap_or_default();
         btrfly_adapter_cargo::CargoAdapter::new(config)
+    });
+    if let Some(head) = request_head(data) {
+        check_no_secret_in_key(&head, adapter);
+    }
+}
+
+/// The npm adapter's key of an arbitrary request head (registry host
+/// `npm.example.test`; other hosts by npm's headers and path shape).
+pub fn npm_key(data: &[u8]) {
+    static NPM: OnceLock<btrfly_adapter_npm::NpmAdapter> = OnceLock::new();
+    let adapter = NPM.get_or_init(|| {
+        let config = btrfly_adapter_npm::NpmConfig::new(&["npm.example.test"]).unwrap_or_default();
+        btrfly_adapter_npm::NpmAdapter::new(config)
     });
     if let Some(head) = request_head(data) {
         check_no_secret_in_key(&head, adapter);
