@@ -20,8 +20,6 @@
 //! gives. What it needs of the other document it keeps as session notes
 //! ([`notes`]).
 
-use std::io::Read as _;
-
 use btrfly_core::{DigestHint, ExpectedDigest};
 use serde::Deserialize;
 
@@ -38,7 +36,7 @@ pub const MARKERS: &[&str] = &[
 
 /// Largest decoded index document read (an index file of a crate with
 /// thousands of versions is a few MiB).
-const MAX_DOCUMENT: u64 = 16 * 1024 * 1024;
+pub(crate) const MAX_DOCUMENT: u64 = 16 * 1024 * 1024;
 
 /// One version of a crate, as its index line announces it.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -136,23 +134,4 @@ pub fn hints(lines: &[Line], template: Option<&str>) -> Vec<DigestHint> {
         });
     }
     out
-}
-
-/// The body without its content coding (`gzip`, `deflate`, none), or
-/// `None` for another coding or a body that does not decode.
-pub fn decoded(coding: Option<&str>, body: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::new();
-    match coding.map(|c| c.trim().to_ascii_lowercase()).as_deref() {
-        None | Some("" | "identity") => return Some(body.to_vec()),
-        Some("gzip" | "x-gzip") => flate2::read::GzDecoder::new(body)
-            .take(MAX_DOCUMENT)
-            .read_to_end(&mut out)
-            .ok()?,
-        Some("deflate") => flate2::read::ZlibDecoder::new(body)
-            .take(MAX_DOCUMENT)
-            .read_to_end(&mut out)
-            .ok()?,
-        Some(_) => return None,
-    };
-    Some(out)
 }

@@ -77,7 +77,11 @@ impl Adapter for CargoAdapter {
         entry: &Entry,
         body: &[u8],
     ) -> Vec<(String, String)> {
-        let Some(body) = index::decoded(entry.header("content-encoding"), body) else {
+        let Some(body) = btrfly_core::coding::decode_content(
+            entry.header("content-encoding"),
+            body,
+            index::MAX_DOCUMENT,
+        ) else {
             return Vec::new();
         };
         match key::resource(&self.config, req) {
@@ -99,7 +103,11 @@ impl Adapter for CargoAdapter {
         body: &[u8],
         notes: &dyn Fn(&str) -> Vec<(String, String)>,
     ) -> Vec<DigestHint> {
-        let Some(body) = index::decoded(entry.header("content-encoding"), body) else {
+        let Some(body) = btrfly_core::coding::decode_content(
+            entry.header("content-encoding"),
+            body,
+            index::MAX_DOCUMENT,
+        ) else {
             return Vec::new();
         };
         match key::resource(&self.config, req) {

@@ -59,7 +59,11 @@ impl Adapter for GoAdapter {
         else {
             return Vec::new();
         };
-        match decoded(entry.header("content-encoding"), body) {
+        match btrfly_core::coding::decode_content(
+            entry.header("content-encoding"),
+            body,
+            MAX_LOOKUP,
+        ) {
             Some(text) => key::lookup_hints(&module, &version, &text),
             None => Vec::new(),
         }
@@ -69,26 +73,6 @@ impl Adapter for GoAdapter {
 /// Largest decoded lookup answer read for hashes (real ones are under a
 /// kilobyte).
 const MAX_LOOKUP: u64 = 64 * 1024;
-
-/// The body without its content coding (`gzip`, `deflate`, none), or
-/// `None` for another coding or a body that does not decode.
-fn decoded(coding: Option<&str>, body: &[u8]) -> Option<Vec<u8>> {
-    use std::io::Read as _;
-    let mut out = Vec::new();
-    match coding.map(|c| c.trim().to_ascii_lowercase()).as_deref() {
-        None | Some("" | "identity") => return Some(body.to_vec()),
-        Some("gzip" | "x-gzip") => flate2::read::GzDecoder::new(body)
-            .take(MAX_LOOKUP)
-            .read_to_end(&mut out)
-            .ok()?,
-        Some("deflate") => flate2::read::ZlibDecoder::new(body)
-            .take(MAX_LOOKUP)
-            .read_to_end(&mut out)
-            .ok()?,
-        Some(_) => return None,
-    };
-    Some(out)
-}
 
 #[cfg(test)]
 mod tests;

@@ -80,7 +80,11 @@ impl Adapter for NpmAdapter {
         let Some(key::Resource::Packument { name, .. }) = key::resource(&self.config, req) else {
             return Vec::new();
         };
-        let Some(body) = packument::decoded(entry.header("content-encoding"), body) else {
+        let Some(body) = btrfly_core::coding::decode_content(
+            entry.header("content-encoding"),
+            body,
+            packument::MAX_DOCUMENT,
+        ) else {
             return Vec::new();
         };
         packument::hints(&name, &req.canonical_url(), &body)

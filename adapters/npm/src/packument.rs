@@ -15,9 +15,6 @@
 //! downloads the tarball from another URL, as npm does when it rewrites a
 //! tarball's host to the configured registry's).
 
-use std::borrow::Cow;
-use std::io::Read as _;
-
 use btrfly_core::{DigestHint, ExpectedDigest};
 use serde::Deserialize;
 
@@ -26,7 +23,7 @@ use crate::key;
 /// Largest decoded packument read (the full document of a package with
 /// thousands of versions is tens of MiB; a body cut at this size does not
 /// parse and announces nothing).
-const MAX_DOCUMENT: u64 = 64 * 1024 * 1024;
+pub(crate) const MAX_DOCUMENT: u64 = 64 * 1024 * 1024;
 
 /// One version's announcement: where its tarball is and the digest it
 /// must have.
@@ -104,23 +101,4 @@ pub fn hints(name: &str, url: &str, body: &[u8]) -> Vec<DigestHint> {
         });
     }
     out
-}
-
-/// The body without its content coding (`gzip`, `deflate`, none), or
-/// `None` for another coding or a body that does not decode.
-pub fn decoded<'a>(coding: Option<&str>, body: &'a [u8]) -> Option<Cow<'a, [u8]>> {
-    let mut out = Vec::new();
-    match coding.map(|c| c.trim().to_ascii_lowercase()).as_deref() {
-        None | Some("" | "identity") => return Some(Cow::Borrowed(body)),
-        Some("gzip" | "x-gzip") => flate2::read::GzDecoder::new(body)
-            .take(MAX_DOCUMENT)
-            .read_to_end(&mut out)
-            .ok()?,
-        Some("deflate") => flate2::read::ZlibDecoder::new(body)
-            .take(MAX_DOCUMENT)
-            .read_to_end(&mut out)
-            .ok()?,
-        Some(_) => return None,
-    };
-    Some(Cow::Owned(out))
 }

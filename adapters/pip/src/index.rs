@@ -10,8 +10,6 @@
 //! fragment, in [`btrfly_core::canonical_url`] form, both as written and as
 //! pip cleans it before requesting it.
 
-use std::io::Read;
-
 use btrfly_core::DigestHint;
 use url::Url;
 
@@ -40,7 +38,8 @@ pub fn digest_hints(
     content_encoding: Option<&str>,
     body: &[u8],
 ) -> Vec<DigestHint> {
-    let Some(body) = decode_body(content_encoding, body) else {
+    let Some(body) = btrfly_core::coding::decode_content(content_encoding, body, MAX_DECODED)
+    else {
         return Vec::new();
     };
     let Ok(mut base) = Url::parse(page_url) else {
@@ -78,33 +77,6 @@ pub fn digest_hints(
         }
     }
     hints
-}
-
-fn decode_body(encoding: Option<&str>, body: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::new();
-    let encoding = encoding.unwrap_or("identity").trim().to_ascii_lowercase();
-    let read = match encoding.as_str() {
-        "" | "identity" => return Some(body.to_vec()),
-        "gzip" | "x-gzip" => flate2::read::MultiGzDecoder::new(body)
-            .take(MAX_DECODED)
-            .read_to_end(&mut out),
-        "deflate" => {
-            // HTTP's "deflate" is zlib-wrapped; some servers send it raw.
-            let zlib = flate2::read::ZlibDecoder::new(body)
-                .take(MAX_DECODED)
-                .read_to_end(&mut out);
-            if zlib.is_err() {
-                out.clear();
-                flate2::read::DeflateDecoder::new(body)
-                    .take(MAX_DECODED)
-                    .read_to_end(&mut out)
-            } else {
-                zlib
-            }
-        }
-        _ => return None,
-    };
-    read.ok().map(|_| out)
 }
 
 /// `sha256` if it is one: 64 hex digits (any case), lower-cased.

@@ -11,6 +11,7 @@
 
 pub mod adapter;
 pub mod api;
+pub mod coding;
 pub mod digest;
 pub mod entry;
 pub mod expected;
