@@ -11,6 +11,7 @@ mod gateway;
 mod go;
 mod hardening;
 mod integrity;
+mod keepalive;
 mod load;
 mod metrics;
 mod mirror;

@@ -233,13 +233,12 @@ impl World {
         .expect("package.json");
         std::fs::write(
             dir.join(".npmrc"),
-            // No audit: npm POSTs its lockfile to `/-/npm/v1/security/…`,
-            // which this static registry answers 404 over HTTP/2 before
-            // reading the body; btrfly then closes npm's kept-alive
-            // connection (pingora: "cannot reserve capacity"), and now and
-            // then npm has already sent a tarball request on it ("socket
-            // hang up"). Not what these tests are about.
-            format!("registry=https://{REGISTRY}:{}/\naudit=false\n", self.port),
+            // npm's defaults, audit included: npm POSTs its lockfile to
+            // `/-/npm/v1/security/…`, which this static registry answers
+            // 404 over HTTP/2 before reading the body; that answer must
+            // say `Connection: close`, or npm's next request on the
+            // connection meets a close ("socket hang up", no retries).
+            format!("registry=https://{REGISTRY}:{}/\n", self.port),
         )
         .expect(".npmrc");
         dir
@@ -385,6 +384,12 @@ fn npm_install_records_and_replays_through_the_exports_alone() {
 
     let recorded = w.project("recorded");
     ok(&w.npm_install(&recorded, "cache-record", &env));
+    // `npm ci` from that lockfile too: its audit asks with another body
+    // than `install`'s, and playback runs both
+    let lock = std::fs::read(recorded.join("package-lock.json")).expect("lockfile");
+    let ci = w.project("ci-record");
+    std::fs::write(ci.join("package-lock.json"), &lock).expect("lockfile");
+    ok(&w.npm("ci", &ci, "cache-ci-record", &env));
     let stop = w.stop();
     let summary = text(&stop.stderr);
     assert!(stop.status.success(), "{summary}");
@@ -500,7 +505,6 @@ fn npm_install_records_and_replays_through_the_exports_alone() {
             .map(String::as_str),
         Some(sha256_bytes(b"exports.scoped = true;\n").as_str())
     );
-    let lock = std::fs::read(recorded.join("package-lock.json")).expect("lockfile");
 
     // --- the registry is gone; replay into a fresh project and cache ---
     if let Some(n) = w.nginx.take() {
@@ -518,8 +522,9 @@ fn npm_install_records_and_replays_through_the_exports_alone() {
     let summary = text(&stop.stderr);
     assert!(stop.status.success(), "{summary}");
     assert_eq!(field(&summary, "misses"), 0, "{summary}");
-    // four packuments and four tarballs, then the four tarballs again
-    assert_eq!(field(&summary, "hits"), 12, "{summary}");
+    // four packuments and four tarballs, then the four tarballs again, and
+    // each command's audit (answered 404 by this registry)
+    assert_eq!(field(&summary, "hits"), 14, "{summary}");
     assert_eq!(files(&replayed.join("node_modules")), installed);
     assert_eq!(
         std::fs::read(replayed.join("package-lock.json")).expect("lockfile"),

@@ -12,7 +12,9 @@
 //! - `request_body_filter` → [`Exchange::request_body_chunk`].
 //! - `upstream_response_filter` → [`Exchange::response_head`].
 //! - `response_filter`: an HTTP/1.0 client gets a close-delimited body,
-//!   never chunking it cannot read.
+//!   never chunking it cannot read; an answer after which the connection
+//!   closes (a request body not read whole, an HTTP/2 upstream's refusal
+//!   of a request with a body) says `Connection: close`.
 //! - `upstream_response_body_filter` → [`Exchange::response_chunk`].
 //! - `fail_to_proxy` → [`failure::Cause`], [`Exchange::end_by_close`],
 //!   [`Exchange::failure`].
@@ -102,6 +104,9 @@ pub struct Ctx {
     /// The request log's span (see `btrfly_gateway::log`) and when the
     /// request arrived.
     log: Option<(tracing::Span, std::time::Instant)>,
+    /// The forwarded request has a body and its upstream answered over
+    /// HTTP/2 (see `response_filter`).
+    body_to_h2: bool,
 }
 
 fn internal(e: impl std::fmt::Display) -> Box<Error> {
@@ -284,6 +289,7 @@ impl ProxyHttp for GatewayApp {
                 ctx.exchange = Some(
                     Exchange::new(url, forward.recording, present).with_request_body_len(declared),
                 );
+                ctx.body_to_h2 = present;
                 ctx.target = Some(Target {
                     origin,
                     path_and_query: pq,
@@ -370,6 +376,7 @@ impl ProxyHttp for GatewayApp {
         resp: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
+        ctx.body_to_h2 &= resp.version >= http::Version::HTTP_2;
         let Some(exchange) = ctx.exchange.as_mut() else {
             return Ok(());
         };
@@ -389,8 +396,21 @@ impl ProxyHttp for GatewayApp {
         &self,
         session: &mut Session,
         resp: &mut ResponseHeader,
-        _ctx: &mut Ctx,
+        ctx: &mut Ctx,
     ) -> Result<()> {
+        if session.req_header().version < http::Version::HTTP_2
+            && !resp.status.is_informational()
+            && (!session.is_body_done() || ctx.body_to_h2 && resp.status.as_u16() >= 400)
+        {
+            // An answer before the body was read whole, or an HTTP/2
+            // upstream's refusal (it may have answered without reading the
+            // body and reset its stream, and Pingora then does not reuse
+            // the client's connection even when btrfly read the body): the
+            // connection closes after this answer, and the answer says so
+            // (RFC 9112 §9.6), so a client does not send its next request
+            // on it.
+            session.set_keepalive(None);
+        }
         if session.req_header().version == http::Version::HTTP_10
             && !resp.status.is_informational()
             && resp.headers.get(header::CONTENT_LENGTH).is_none()
@@ -446,6 +466,8 @@ impl ProxyHttp for GatewayApp {
             };
         }
         let code = Cause::of(e).status();
+        // The connection is not reused (below): the answer says so.
+        session.set_keepalive(None);
         let target = ctx
             .target
             .as_ref()
