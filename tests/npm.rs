@@ -177,6 +177,12 @@ struct World {
 
 impl World {
     fn new() -> World {
+        World::with_config("")
+    }
+
+    /// The registry and a server with `config` appended to its upstream
+    /// settings (e.g. `[adapters.npm] hosts`).
+    fn with_config(config: &str) -> World {
         let root = tempfile::tempdir().expect("registry root");
         let ca = TestCa::new();
         let extra = NginxExtra {
@@ -196,7 +202,7 @@ impl World {
         let server = BtrflyServer::start(
             bin(),
             &format!(
-                "[upstream]\nca_file = {}\n[upstream.resolve]\n\"{REGISTRY}\" = \"127.0.0.1\"\n",
+                "[upstream]\nca_file = {}\n[upstream.resolve]\n\"{REGISTRY}\" = \"127.0.0.1\"\n{config}",
                 BtrflyServer::toml_str(nginx.ca_file().to_string_lossy())
             ),
         );
@@ -257,8 +263,6 @@ impl World {
         run(self.server.cli(&self.path("btrfly-home")).args(["stop"]))
     }
 
-    /// `npm install --cache {cache}` in `project` with the session's
-    /// exports and nothing else of btrfly's; `cache` must not exist yet.
     /// `GET /{name}` with `accept` through the session's proxy (curl, with
     /// npm's `npm-command` header, which makes it npm's on a registry host
     /// btrfly was not told about): the status and the body.
@@ -284,6 +288,19 @@ impl World {
         )
     }
 
+    /// `GET {path}` through the session's proxy as a plain client asks
+    /// (curl's own `Accept: */*`, no npm header): the status.
+    fn curl_plain(&self, env: &[(String, String)], path: &str) -> String {
+        let mut c = Command::new("curl");
+        client_env(&mut c);
+        apply_env(&mut c, env);
+        c.args(["-sS", "-o", "/dev/null", "-w", "%{http_code}"])
+            .arg(format!("https://{REGISTRY}:{}{path}", self.port));
+        text(&run_ok(&mut c).stdout).trim().to_owned()
+    }
+
+    /// `npm install --cache {cache}` in `project` with the session's
+    /// exports and nothing else of btrfly's; `cache` must not exist yet.
     fn npm_install(&self, project: &Path, cache: &str, env: &[(String, String)]) -> Output {
         self.npm("install", project, cache, env)
     }
@@ -557,9 +574,11 @@ fn npm_install_records_and_replays_through_the_exports_alone() {
 
 /// Records `npm install` with the tarball of `name`@`version` replaced
 /// after its packument named its integrity: npm fails, the stop names the
-/// tarball, the tag does not hold it but holds the packument.
-fn tampered(name: &str, version: &str) {
-    let w = World::new();
+/// tarball, the tag does not hold it but holds the packument (as the npm
+/// adapter's: in its namespace, keyed by the negotiated form). `config`
+/// is appended to the server's.
+fn tampered(name: &str, version: &str, config: &str) {
+    let w = World::with_config(config);
     let p = PACKAGES
         .iter()
         .find(|p| p.name == name && p.version == version)
@@ -594,16 +613,54 @@ fn tampered(name: &str, version: &str) {
             .any(|e| e["url"].as_str().is_some_and(|u| u.ends_with(&file_name))),
         "the tampered tarball was recorded: {entries:#?}"
     );
-    // the packument that announced the integrity was recorded
-    entry(&entries, &format!("/{name}"));
+    // the packument that announced the integrity was recorded, by the npm
+    // adapter
+    let packument = entry(&entries, &format!("/{name}"));
+    assert_eq!(
+        packument["key"]["namespace"].as_str(),
+        Some("npm"),
+        "{packument:#}"
+    );
+    assert!(
+        packument["key"]["variance"]["accept"].is_string(),
+        "{packument:#}"
+    );
 }
 
 #[test]
 fn a_tarball_that_disagrees_with_the_packument_is_refused() {
-    tampered("tiny-util", "2.1.0");
+    tampered("tiny-util", "2.1.0", "");
 }
 
 #[test]
 fn a_tarball_laid_out_elsewhere_is_checked_at_its_dist_tarball_url() {
-    tampered(ELSEWHERE, "1.0.0");
+    tampered(ELSEWHERE, "1.0.0", "");
+}
+
+/// The same with the registry named in `[adapters.npm] hosts`: every
+/// request to it is npm's, whatever headers it carries.
+#[test]
+fn on_a_configured_registry_host_a_tampered_tarball_is_refused() {
+    tampered(
+        "tiny-util",
+        "2.1.0",
+        &format!("[adapters.npm]\nhosts = [\"{REGISTRY}\"]\n"),
+    );
+}
+
+/// `[adapters.npm] hosts`: every request to a named registry host is
+/// npm's, whatever headers it carries. Without it, a packument asked for
+/// without npm's headers (curl's `*/*`) is the files adapter's.
+#[test]
+fn a_configured_registry_host_makes_every_request_npms() {
+    let hosts = format!("[adapters.npm]\nhosts = [\"{REGISTRY}\"]\n");
+    for (config, namespace) in [("", "files"), (hosts.as_str(), "npm")] {
+        let w = World::with_config(config);
+        let env = w.start("record", "plain");
+        assert_eq!(w.curl_plain(&env, "/tiny-pad"), "200", "{config}");
+        ok(&w.stop());
+        let entries = entries(&w, "plain");
+        let e = entry(&entries, "/tiny-pad");
+        assert_eq!(e["key"]["namespace"], namespace, "{config}: {e:#}");
+    }
 }
