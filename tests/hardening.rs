@@ -364,9 +364,7 @@ fn limits_answer_414_431_504_and_503() {
 
     // three idle connections fill the proxy; the fourth is refused
     let proxy = fx.server.proxy_addr();
-    let idle: Vec<_> = (0..3)
-        .map(|_| std::net::TcpStream::connect(proxy).expect("connect"))
-        .collect();
+    let idle = hold_idle(proxy, 3);
     let refused = wait_until(
         Duration::from_secs(10),
         "the fourth connection is refused",
@@ -399,9 +397,7 @@ fn limits_answer_414_431_504_and_503() {
         .trim_start_matches("http://")
         .parse()
         .expect("control address");
-    let idle: Vec<_> = (0..3)
-        .map(|_| std::net::TcpStream::connect(control).expect("connect"))
-        .collect();
+    let idle = hold_idle(control, 3);
     let refused = wait_until(
         Duration::from_secs(10),
         "the CLI is refused by a full control listener",
@@ -432,6 +428,34 @@ fn limits_answer_414_431_504_and_503() {
         !summary.contains("qqqq"),
         "a refused URL is not listed: {summary}"
     );
+}
+
+/// `n` idle connections to `addr` that the server holds open: a
+/// connection that arrives while an earlier client's is still being
+/// wound up (its recording committed) can be refused at once, so each is
+/// checked to have got nothing back after the refusal's 200 ms read, and
+/// replaced if it did.
+fn hold_idle(addr: SocketAddr, n: usize) -> Vec<TcpStream> {
+    let open = |s: &TcpStream| {
+        let mut byte = [0u8; 1];
+        matches!(s.peek(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+    };
+    let mut held: Vec<TcpStream> = Vec::new();
+    wait_until(
+        Duration::from_secs(10),
+        &format!("{n} idle connections held open by {addr}"),
+        || {
+            held.retain(&open);
+            while held.len() < n {
+                let s = TcpStream::connect(addr).expect("connect");
+                s.set_nonblocking(true).expect("non-blocking");
+                held.push(s);
+            }
+            std::thread::sleep(Duration::from_millis(400));
+            held.iter().all(&open).then_some(())
+        },
+    );
+    held
 }
 
 /// Where the slow-loris test's transparent TLS listener listens: the
